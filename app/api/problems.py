@@ -1,0 +1,110 @@
+"""RFC 9457 problem details: every error the API answers goes through here."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from app.domain import errors as domain
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+# Domain errors → (HTTP status, problem type slug). One table, so no route maps errors itself.
+_DOMAIN_STATUS: dict[type[domain.DomainError], tuple[int, str]] = {
+    domain.UnsupportedLedgerFile: (415, "unsupported-ledger-file"),
+    domain.LedgerFormatError: (422, "ledger-missing-columns"),
+    domain.EmptyLedger: (422, "ledger-without-movements"),
+    domain.InvalidLedgerOptions: (422, "invalid-ledger-options"),
+    domain.MalformedLedger: (422, "malformed-ledger"),
+    domain.NotFound: (404, "not-found"),
+    domain.Conflict: (409, "conflict"),
+    domain.InvalidInput: (422, "invalid-input"),
+    domain.PayloadTooLarge: (413, "payload-too-large"),
+}
+
+
+class ProblemResponse(Response):
+    """A problem+json body."""
+
+    media_type = PROBLEM_JSON
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def problem(
+    status: int,
+    detail: str,
+    *,
+    type_slug: str | None = None,
+    title: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> ProblemResponse:
+    """Build a problem response; `type` is about:blank unless a specific slug is given."""
+    body: dict[str, Any] = {
+        "type": f"/problems/{type_slug}" if type_slug else "about:blank",
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
+    return ProblemResponse(body, status_code=status, headers=dict(headers or {}))
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    return [
+        {"loc": list(error.get("loc", ())), "msg": error.get("msg", ""), "type": error.get("type")}
+        for error in exc.errors()
+    ]
+
+
+def _extra_members(exc: domain.DomainError) -> dict[str, Any]:
+    """Machine-readable members some errors carry besides their detail."""
+    if isinstance(exc, domain.LedgerFormatError):
+        return {"missing_fields": exc.missing_fields, "header_found": exc.header_found}
+    return {}
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Map every exception the app can raise to problem+json."""
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"No resource at {request.url.path}"
+        elif exc.status_code == 405:
+            detail = f"{request.method} is not allowed on {request.url.path}"
+        return problem(exc.status_code, detail, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        errors = _validation_errors(exc)
+        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+        where = ".".join(str(part) for part in first["loc"]) or "request"
+        return problem(422, f"{where}: {first['msg']}", type_slug="validation", errors=errors)
+
+    @app.exception_handler(domain.DomainError)
+    async def _domain(request: Request, exc: domain.DomainError) -> Response:
+        status, slug = next(
+            (value for cls, value in _DOMAIN_STATUS.items() if isinstance(exc, cls)),
+            (400, "bad-request"),
+        )
+        return problem(status, exc.detail, type_slug=slug, **_extra_members(exc))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        # Logged with its traceback for operators; the client never sees internals.
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem(500, "The server failed to handle this request; it has been logged.")

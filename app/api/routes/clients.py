@@ -1,0 +1,29 @@
+"""Clients (SPEC §6)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter
+
+from app.api.deps import Analyst, ConnDep, Viewer
+from app.api.schemas import ClientIn, ClientOut, Items
+from app.services import clients
+
+router = APIRouter(prefix="/clients", tags=["clients"])
+
+
+@router.post("", status_code=201, response_model=ClientOut, summary="Create a client")
+async def create_client(body: ClientIn, principal: Analyst, conn: ConnDep) -> dict[str, Any]:
+    return await clients.create_client(conn, principal.tenant_id, body.name, body.tax_id)
+
+
+@router.get("", response_model=Items[ClientOut], summary="List clients")
+async def list_clients(principal: Viewer, conn: ConnDep) -> dict[str, Any]:
+    return {"items": await clients.list_clients(conn, principal.tenant_id)}
+
+
+@router.get("/{client_id}", response_model=ClientOut, summary="Get a client")
+async def get_client(client_id: uuid.UUID, principal: Viewer, conn: ConnDep) -> dict[str, Any]:
+    return await clients.get_client(conn, principal.tenant_id, client_id)

@@ -1,0 +1,58 @@
+"""Orchestrator probes: /alive, /ready, /health (SPEC §8). Never rate limited."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.responses import JSONResponse, Response
+
+from app.api.deps import ResourcesDep
+from app.api.problems import problem
+from app.services.probes import check_readiness, health_document
+
+router = APIRouter(tags=["probes"])
+
+HEALTH_JSON = "application/health+json"
+HEALTH_CACHE_SECONDS = 1.0
+
+
+@router.get("/alive", summary="Liveness: the process can serve (touches no dependency)")
+async def alive() -> dict[str, str]:
+    return {"status": "alive"}
+
+
+@router.get(
+    "/ready",
+    summary="Readiness: Postgres and Redis answer and the schema is at the migration head",
+    responses={503: {"description": "Not ready, or shutting down"}},
+)
+async def ready(request: Request, resources: ResourcesDep) -> Response:
+    if request.app.state.draining:
+        return problem(503, "The service is shutting down", type_slug="not-ready",
+                       checks={"shutdown": "in_progress"})
+    readiness = await check_readiness(resources, request.app.state.migration_head)
+    checks = {"postgres": readiness.postgres, "redis": readiness.redis}
+    if not readiness.ready:
+        failing = ", ".join(f"{name} is {state}" for name, state in checks.items() if state != "ok")
+        return problem(503, f"Not ready: {failing}", type_slug="not-ready", checks=checks)
+    return JSONResponse({"status": "ready", "checks": checks})
+
+
+@router.get(
+    "/health",
+    summary="Health in application/health+json (draft-inadarei-api-health-check)",
+    responses={200: {"content": {HEALTH_JSON: {}}}, 503: {"content": {HEALTH_JSON: {}}}},
+)
+async def health(request: Request, resources: ResourcesDep) -> Response:
+    # Cached briefly so that aggressive probing cannot hammer the dependencies.
+    cached: tuple[float, dict[str, Any]] | None = request.app.state.health_cache
+    if cached is None or time.monotonic() - cached[0] > HEALTH_CACHE_SECONDS:
+        cached = (time.monotonic(), await health_document(resources))
+        request.app.state.health_cache = cached
+    document = cached[1]
+    status = 503 if document["status"] == "fail" else 200
+    return Response(orjson.dumps(document), status_code=status, media_type=HEALTH_JSON,
+                    headers={"Cache-Control": "no-store"})

@@ -1,0 +1,63 @@
+"""Domain errors: raised by the engine, mapped to HTTP problems by the API layer."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class DomainError(Exception):
+    """Base of every error the domain raises on purpose; `detail` is safe to show a user."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class UnsupportedLedgerFile(DomainError):
+    """The upload is neither a CSV text file nor an XLSX workbook (HTTP 415)."""
+
+
+class LedgerFormatError(DomainError):
+    """The header lacks required columns (HTTP 422)."""
+
+    def __init__(self, missing_fields: Sequence[str], header_found: Sequence[str]) -> None:
+        self.missing_fields = list(missing_fields)
+        self.header_found = list(header_found)
+        shown = ", ".join(repr(h) for h in self.header_found) or "(empty)"
+        super().__init__(
+            f"Missing required columns: {', '.join(self.missing_fields)} "
+            "(account_code, date, voucher and either debit and credit or a signed amount "
+            f"are required). Header found: {shown}"
+        )
+
+
+class EmptyLedger(DomainError):
+    """The file has a header but no movements (HTTP 422)."""
+
+
+class InvalidLedgerOptions(DomainError):
+    """Upload options are wrong: decimal separator or column_map (HTTP 422)."""
+
+
+class MalformedLedger(DomainError):
+    """The file passed the upload checks but cannot be read further (e.g. an unclosed quote)."""
+
+
+class AmountOverflow(DomainError):
+    """Amount totals exceed what the engine can add up exactly."""
+
+
+class NotFound(DomainError):
+    """The resource does not exist for this tenant (another tenant's resource included)."""
+
+
+class Conflict(DomainError):
+    """The request clashes with the resource's state (e.g. a closed closing)."""
+
+
+class InvalidInput(DomainError):
+    """A well-formed request whose content cannot be accepted."""
+
+
+class PayloadTooLarge(DomainError):
+    """The body is over MAX_UPLOAD_BYTES."""

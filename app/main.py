@@ -1,0 +1,62 @@
+"""The ASGI application: create_app(settings) wires lifespan, error handlers and routers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+from fastapi_offline import FastAPIOffline
+
+from app import __version__
+from app.api.problems import install_problem_handlers
+from app.api.routes import clients, probes
+from app.migrations import head_revision
+from app.resources import Resources
+from app.services.api_keys import ensure_bootstrap_key
+from app.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the application; resources are opened by the lifespan, not here."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        resources = Resources.build(settings)
+        app.state.resources = resources
+        if settings.bootstrap_api_key is not None:
+            try:
+                async with resources.engine.begin() as conn:
+                    await ensure_bootstrap_key(conn, settings.bootstrap_api_key.get_secret_value())
+            except Exception as exc:  # Postgres not up yet: /ready says so; don't crash-loop
+                logger.warning("could not ensure the bootstrap API key: %s", type(exc).__name__)
+        try:
+            yield
+        finally:
+            app.state.draining = True
+            await resources.aclose()
+
+    # Swagger UI 5 and ReDoc are served from the package's own static files: no CDN.
+    app = FastAPIOffline(
+        title="Ledger Incidences",
+        version=__version__,
+        summary="Pre-computed general-ledger incidences for monthly closings.",
+        lifespan=lifespan,
+        static_url="/docs-assets",
+        swagger_ui_parameters={"validatorUrl": None, "persistAuthorization": True},
+    )
+    app.state.draining = False  # flipped by the server on SIGTERM: /ready answers 503 at once
+    app.state.health_cache = None
+    app.state.migration_head = head_revision()
+    install_problem_handlers(app)
+
+    app.include_router(probes.router)
+    api = APIRouter(prefix=API_PREFIX)
+    api.include_router(clients.router)
+    app.include_router(api)
+    return app

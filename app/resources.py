@@ -1,0 +1,82 @@
+"""The process-wide connections, built from the settings by the API lifespan and the worker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from arq.connections import ArqRedis, RedisSettings
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from app.settings import Settings
+
+
+def database_url(settings: Settings) -> str:
+    """DATABASE_URL with the asyncpg driver, whatever scheme the operator wrote."""
+    if settings.database_url is None:
+        raise RuntimeError("DATABASE_URL is not set and no embedded server was started")
+    url = make_url(settings.database_url.get_secret_value())
+    if url.drivername in ("postgres", "postgresql", "postgresql+psycopg", "postgresql+psycopg2"):
+        url = url.set(drivername="postgresql+asyncpg")
+    return url.render_as_string(hide_password=False)
+
+
+def redis_url(settings: Settings) -> str:
+    """REDIS_URL, required once the embedded servers (if any) are up."""
+    if settings.redis_url is None:
+        raise RuntimeError("REDIS_URL is not set and no embedded server was started")
+    return settings.redis_url.get_secret_value()
+
+
+def create_engine(settings: Settings, *, pool_size: int = 10) -> AsyncEngine:
+    """The asyncpg-backed engine; connections are checked on checkout so a restart heals."""
+    return create_async_engine(
+        database_url(settings),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={"timeout": 5, "command_timeout": 600},
+    )
+
+
+def create_redis(settings: Settings) -> ArqRedis:
+    """One redis-py asyncio client (arq's subclass, so it also enqueues jobs) with short timeouts:
+    Redis must never stall a request. It connects lazily, so a Redis outage at startup heals."""
+    client = ArqRedis.from_url(
+        redis_url(settings),
+        socket_connect_timeout=0.5,
+        socket_timeout=0.5,
+        health_check_interval=10,
+    )
+    client.default_queue_name = queue_name(settings)
+    return client
+
+
+def arq_redis_settings(settings: Settings) -> RedisSettings:
+    """The same Redis for the arq queue."""
+    return RedisSettings.from_dsn(redis_url(settings))
+
+
+def queue_name(settings: Settings) -> str:
+    """The arq queue of this deployment (prefixed like every other key)."""
+    return f"{settings.redis_key_prefix}:queue"
+
+
+@dataclass
+class Resources:
+    """Everything a request or a job needs to reach the outside world."""
+
+    settings: Settings
+    engine: AsyncEngine
+    redis: ArqRedis
+
+    @classmethod
+    def build(cls, settings: Settings) -> Resources:
+        """Create the pools; nothing connects until first use, so startup never blocks."""
+        return cls(settings=settings, engine=create_engine(settings), redis=create_redis(settings))
+
+    async def aclose(self) -> None:
+        """Close every pool."""
+        await self.redis.aclose()
+        await self.engine.dispose()

@@ -1,0 +1,53 @@
+"""uvicorn with a drain phase: SIGTERM flips /ready to 503 at once, keeps serving for
+SHUTDOWN_DRAIN_SECONDS so load balancers stop routing here, then stops accepting connections
+and lets in-flight requests finish."""
+
+from __future__ import annotations
+
+import threading
+from types import FrameType
+
+import uvicorn
+from fastapi import FastAPI
+
+from app.main import create_app
+from app.settings import Settings
+
+
+class DrainingServer(uvicorn.Server):
+    """A uvicorn server whose first SIGTERM/SIGINT starts a drain instead of stopping at once."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI, drain_seconds: float) -> None:
+        super().__init__(config)
+        self._app = app
+        self._drain_seconds = drain_seconds
+        self._draining = False
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._draining or self._drain_seconds <= 0:
+            super().handle_exit(sig, frame)  # a second signal stops without waiting
+            return
+        self._draining = True
+        self._app.state.draining = True
+        timer = threading.Timer(self._drain_seconds, super().handle_exit, args=(sig, frame))
+        timer.daemon = True
+        timer.start()
+
+
+def serve(settings: Settings) -> None:
+    """Run the API until a signal stops it."""
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,  # our JSON logging is already configured
+        access_log=False,
+        proxy_headers=False,  # client IPs are resolved by our own TRUSTED_PROXIES logic
+        server_header=False,
+        timeout_graceful_shutdown=30,
+    )
+    DrainingServer(config, app, settings.shutdown_drain_seconds).run()
+
+
+

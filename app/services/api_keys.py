@@ -1,0 +1,137 @@
+"""Tenants and API keys: keys are random, shown once, and stored only as their sha256."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass
+from enum import IntEnum
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.adapters.postgres.tables import api_keys, tenants
+from app.domain.errors import InvalidInput
+
+KEY_PREFIX = "li_"
+DEFAULT_TENANT = "default"
+
+
+class Role(IntEnum):
+    """Ordered roles: a higher role may do everything a lower one may."""
+
+    viewer = 1
+    analyst = 2
+    admin = 3
+
+    @classmethod
+    def parse(cls, name: str) -> Role:
+        """The role called `name`, or InvalidInput."""
+        try:
+            return cls[name]
+        except KeyError:
+            raise InvalidInput(f"unknown role {name!r}; use viewer, analyst or admin") from None
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the key's tenant, role and name."""
+
+    tenant_id: uuid.UUID
+    key_id: uuid.UUID
+    key_name: str
+    role: Role
+
+
+@dataclass(frozen=True)
+class ApiKeyInfo:
+    """An API key as listed to operators: never the secret, never the hash."""
+
+    id: uuid.UUID
+    tenant: str
+    name: str
+    role: str
+    key_prefix: str
+    created_at: str
+    revoked: bool
+
+
+def hash_key(key: str) -> bytes:
+    """sha256 of the key: enough for 256-bit random secrets, and fast on every request."""
+    return hashlib.sha256(key.encode()).digest()
+
+
+def generate_key() -> str:
+    """A new random key."""
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+async def ensure_tenant(conn: AsyncConnection, name: str) -> uuid.UUID:
+    """The id of the tenant called `name`, created if missing."""
+    await conn.execute(insert(tenants).values(name=name).on_conflict_do_nothing())
+    return (await conn.execute(sa.select(tenants.c.id).where(tenants.c.name == name))).scalar_one()
+
+
+async def create_key(
+    conn: AsyncConnection, *, tenant: str, role: str, name: str, key: str | None = None
+) -> str:
+    """Store a new key (or the given one) for the tenant and return it in clear, once."""
+    parsed_role = Role.parse(role)
+    key = key or generate_key()
+    tenant_id = await ensure_tenant(conn, tenant)
+    await conn.execute(
+        insert(api_keys)
+        .values(tenant_id=tenant_id, name=name, role=parsed_role.name,
+                key_hash=hash_key(key), key_prefix=key[:10])
+        .on_conflict_do_nothing(index_elements=[api_keys.c.key_hash])
+    )
+    return key
+
+
+async def ensure_bootstrap_key(conn: AsyncConnection, key: str) -> None:
+    """BOOTSTRAP_API_KEY: an admin key with that value exists for tenant `default`."""
+    await create_key(conn, tenant=DEFAULT_TENANT, role="admin", name="bootstrap", key=key)
+
+
+async def authenticate(conn: AsyncConnection, key: str) -> Principal | None:
+    """The principal of a live key, or None."""
+    digest = hash_key(key)
+    row = (
+        await conn.execute(
+            sa.select(api_keys.c.id, api_keys.c.tenant_id, api_keys.c.name, api_keys.c.role,
+                      api_keys.c.key_hash)
+            .where(api_keys.c.key_hash == digest, api_keys.c.revoked_at.is_(None))
+        )
+    ).first()
+    # The lookup is by hash; the constant-time compare guards against any index-timing oracle.
+    if row is None or not hmac.compare_digest(row.key_hash, digest):
+        return None
+    return Principal(tenant_id=row.tenant_id, key_id=row.id, key_name=row.name,
+                     role=Role[row.role])
+
+
+async def list_keys(conn: AsyncConnection) -> list[ApiKeyInfo]:
+    """Every key of every tenant, for the operator's CLI."""
+    rows = await conn.execute(
+        sa.select(api_keys, tenants.c.name.label("tenant"))
+        .join(tenants, tenants.c.id == api_keys.c.tenant_id)
+        .order_by(tenants.c.name, api_keys.c.created_at)
+    )
+    return [
+        ApiKeyInfo(id=r.id, tenant=r.tenant, name=r.name, role=r.role, key_prefix=r.key_prefix,
+                   created_at=r.created_at.isoformat(), revoked=r.revoked_at is not None)
+        for r in rows
+    ]
+
+
+async def revoke_key(conn: AsyncConnection, key_id: uuid.UUID) -> bool:
+    """Revoke a key by id; False when no live key has that id."""
+    result = await conn.execute(
+        sa.update(api_keys)
+        .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+        .values(revoked_at=sa.func.now())
+    )
+    return bool(result.rowcount)

@@ -1,0 +1,50 @@
+"""Clients: the companies whose books are closed, always scoped to the caller's tenant."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.adapters.postgres.tables import clients
+from app.domain.errors import NotFound
+
+_COLUMNS = (clients.c.id, clients.c.name, clients.c.tax_id, clients.c.created_at)
+
+
+async def create_client(
+    conn: AsyncConnection, tenant_id: uuid.UUID, name: str, tax_id: str | None
+) -> dict[str, Any]:
+    """Insert a client and return it."""
+    row = (
+        await conn.execute(
+            sa.insert(clients).values(tenant_id=tenant_id, name=name, tax_id=tax_id)
+            .returning(*_COLUMNS)
+        )
+    ).one()
+    return dict(row._mapping)
+
+
+async def list_clients(conn: AsyncConnection, tenant_id: uuid.UUID) -> list[dict[str, Any]]:
+    """The tenant's clients, oldest first."""
+    rows = await conn.execute(
+        sa.select(*_COLUMNS).where(clients.c.tenant_id == tenant_id)
+        .order_by(clients.c.created_at, clients.c.id)
+    )
+    return [dict(row._mapping) for row in rows]
+
+
+async def get_client(
+    conn: AsyncConnection, tenant_id: uuid.UUID, client_id: uuid.UUID
+) -> dict[str, Any]:
+    """One client of the tenant; another tenant's client is NotFound, like a missing one."""
+    row = (
+        await conn.execute(
+            sa.select(*_COLUMNS).where(clients.c.id == client_id, clients.c.tenant_id == tenant_id)
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"client {client_id} not found")
+    return dict(row._mapping)

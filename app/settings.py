@@ -1,0 +1,97 @@
+"""Service settings, read from the environment (SPEC §8)."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+@dataclass(frozen=True)
+class RatePolicy:
+    """At most `limit` requests in any `window_seconds` window."""
+
+    limit: int
+    window_seconds: int
+
+    @classmethod
+    def parse(cls, text: str) -> RatePolicy:
+        """Parse the `N/W` notation of the settings."""
+        try:
+            limit_text, window_text = text.split("/")
+            policy = cls(int(limit_text), int(window_text))
+        except ValueError as exc:
+            raise ValueError(f"rate limit {text!r} is not of the form N/W") from exc
+        if policy.limit < 1 or policy.window_seconds < 1:
+            raise ValueError(f"rate limit {text!r} needs N >= 1 and W >= 1")
+        return policy
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; unset URLs mean "use the embedded servers under DATA_DIR"."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
+
+    database_url: SecretStr | None = None
+    redis_url: SecretStr | None = None
+    port: int = 8000
+    host: str = "127.0.0.1"
+    data_dir: Path = Path(".data")
+    bootstrap_api_key: SecretStr | None = None
+    max_upload_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
+    trusted_proxies: str = ""
+    rate_limit_read: str = "1200/60"
+    rate_limit_write: str = "120/60"
+    rate_limit_upload: str = "20/60"
+    rate_limit_anon: str = "60/60"
+    # Prefix of every Redis key and of the arq queue, so several deployments (or test runs)
+    # can share one Redis without touching each other's data.
+    redis_key_prefix: str = "li"
+    log_level: str = "INFO"
+    # How long /ready waits for each dependency before calling it down.
+    probe_timeout_seconds: float = Field(default=0.8, gt=0, lt=1)
+    # Seconds between SIGTERM and closing the listening socket, while /ready answers 503.
+    shutdown_drain_seconds: float = Field(default=2.0, ge=0)
+    worker_max_jobs: int = Field(default=2, ge=1)
+
+    @field_validator("rate_limit_read", "rate_limit_write", "rate_limit_upload", "rate_limit_anon")
+    @classmethod
+    def _valid_rate(cls, value: str) -> str:
+        RatePolicy.parse(value)
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_proxies(cls, value: str) -> str:
+        for part in _split_csv(value):
+            ipaddress.ip_network(part, strict=False)
+        return value
+
+    @cached_property
+    def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """TRUSTED_PROXIES as parsed networks (comma-separated IPs or CIDRs)."""
+        return tuple(ipaddress.ip_network(p, strict=False) for p in _split_csv(self.trusted_proxies))
+
+    @property
+    def embedded(self) -> bool:
+        """True when either server must be the embedded one."""
+        return self.database_url is None or self.redis_url is None
+
+    def with_urls(self, database_url: str, redis_url: str) -> Settings:
+        """A copy pointing at concrete servers (used once embedded servers are up)."""
+        return self.model_copy(
+            update={"database_url": SecretStr(database_url), "redis_url": SecretStr(redis_url)}
+        )
+
+
+def _split_csv(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def get_settings() -> Settings:
+    """Build the settings from the environment; call it, never import a module-level instance."""
+    return Settings()

@@ -1,0 +1,93 @@
+"""The arq worker: job functions, cron jobs, and start-up/shutdown of its resources."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import uuid
+from typing import Any
+
+from arq import cron
+from arq.worker import Worker
+
+from app.adapters.redis import heartbeat
+from app.resources import Resources, arq_redis_settings, create_redis, queue_name
+from app.settings import Settings
+from workers import tasks
+
+logger = logging.getLogger(__name__)
+
+# A job that runs longer than this is cancelled by arq and retried (the claim makes it safe).
+JOB_TIMEOUT_SECONDS = 3600
+
+
+async def _beat_forever(ctx: dict[str, Any]) -> None:
+    resources: Resources = ctx["resources"]
+    while True:
+        try:
+            await heartbeat.beat(resources.redis, resources.settings.redis_key_prefix,
+                                 ctx["worker_id"])
+        except Exception as exc:  # Redis away for a moment: the next beat will do
+            logger.warning("worker heartbeat failed: %s", type(exc).__name__)
+        await asyncio.sleep(heartbeat.HEARTBEAT_SECONDS)
+
+
+def build_worker(settings: Settings, **overrides: Any) -> Worker:
+    """An arq Worker for these settings (tests pass burst=True and friends as overrides)."""
+
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        ctx["resources"] = Resources.build(settings)
+        ctx["worker_id"] = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
+        ctx["heartbeat_task"] = asyncio.create_task(_beat_forever(ctx))
+        logger.info("worker %s started", ctx["worker_id"])
+
+    async def on_shutdown(ctx: dict[str, Any]) -> None:
+        ctx["heartbeat_task"].cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ctx["heartbeat_task"]
+        resources: Resources = ctx["resources"]
+        with contextlib.suppress(Exception):
+            await heartbeat.forget(resources.redis, settings.redis_key_prefix, ctx["worker_id"])
+        await resources.aclose()
+        logger.info("worker %s stopped", ctx["worker_id"])
+
+    options: dict[str, Any] = {
+        "functions": [tasks.process_iteration],
+        "cron_jobs": [
+            cron(tasks.sweep_stranded_iterations, second={0, 20, 40}, run_at_startup=True,
+                 unique=True, timeout=60),
+        ],
+        "redis_settings": arq_redis_settings(settings),
+        "queue_name": queue_name(settings),
+        "on_startup": on_startup,
+        "on_shutdown": on_shutdown,
+        "max_jobs": settings.worker_max_jobs,
+        "job_timeout": JOB_TIMEOUT_SECONDS,
+        # On SIGTERM, let the running job finish for this long before it is cancelled and
+        # re-queued by arq; our claim/lease logic makes the re-run safe.
+        "job_completion_wait": 60,
+        "keep_result": 3600,
+        "max_tries": 5,
+        "health_check_interval": 10,
+        **overrides,
+    }
+    return Worker(**options)
+
+
+def run_worker(settings: Settings) -> None:
+    """Run a worker until SIGINT/SIGTERM."""
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    build_worker(settings).run()
+
+
+async def check_worker_health(settings: Settings) -> bool:
+    """True when at least one worker heartbeat is fresh (for container healthchecks)."""
+    redis = create_redis(settings)
+    try:
+        return await heartbeat.live_workers(redis, settings.redis_key_prefix) > 0
+    except Exception:
+        return False
+    finally:
+        await redis.aclose()
