@@ -37,7 +37,9 @@ def resolved(settings: Settings, *, persistent: bool = True) -> Iterator[Setting
         persistent=persistent,
     ) as urls:
         yield settings.with_urls(
-            settings.database_url.get_secret_value() if settings.database_url else urls.database_url,
+            settings.database_url.get_secret_value()
+            if settings.database_url
+            else urls.database_url,
             settings.redis_url.get_secret_value() if settings.redis_url else urls.redis_url,
         )
 
@@ -94,19 +96,30 @@ def cmd_api_key(settings: Settings, args: argparse.Namespace) -> int:
 
     with resolved(settings) as concrete:
         if args.action == "create":
-            key = asyncio.run(_with_connection(concrete, lambda conn: api_keys.create_key(
-                conn, tenant=args.tenant, role=args.role, name=args.name)))
+            key = asyncio.run(
+                _with_connection(
+                    concrete,
+                    lambda conn: api_keys.create_key(
+                        conn, tenant=args.tenant, role=args.role, name=args.name
+                    ),
+                )
+            )
             print(f"API key for tenant {args.tenant!r}, role {args.role}, name {args.name!r}:")
             print(key)  # the last line of stdout, so scripts can `| tail -n 1`
         elif args.action == "list":
             keys = asyncio.run(_with_connection(concrete, api_keys.list_keys))
             for info in keys:
                 state = "revoked" if info.revoked else "active"
-                print(f"{info.id}  {info.tenant:<16} {info.role:<8} {state:<8} "
-                      f"{info.key_prefix}…  {info.name}  (created {info.created_at})")
+                print(
+                    f"{info.id}  {info.tenant:<16} {info.role:<8} {state:<8} "
+                    f"{info.key_prefix}…  {info.name}  (created {info.created_at})"
+                )
         else:
-            revoked = asyncio.run(_with_connection(
-                concrete, lambda conn: api_keys.revoke_key(conn, uuid.UUID(args.id))))
+            revoked = asyncio.run(
+                _with_connection(
+                    concrete, lambda conn: api_keys.revoke_key(conn, uuid.UUID(args.id))
+                )
+            )
             if not revoked:
                 print(f"no active API key with id {args.id}", file=sys.stderr)
                 return 1
@@ -150,8 +163,12 @@ def cmd_dev(settings: Settings, _: argparse.Namespace) -> int:
         asyncio.run(_migrate(concrete))
         key = _dev_key(concrete)
         assert concrete.database_url is not None and concrete.redis_url is not None
-        env = {**os.environ, "DATABASE_URL": concrete.database_url.get_secret_value(),
-               "REDIS_URL": concrete.redis_url.get_secret_value(), "PORT": str(concrete.port)}
+        env = {
+            **os.environ,
+            "DATABASE_URL": concrete.database_url.get_secret_value(),
+            "REDIS_URL": concrete.redis_url.get_secret_value(),
+            "PORT": str(concrete.port),
+        }
         children = [
             subprocess.Popen([sys.executable, "-m", "app.cli", "serve"], env=env),
             subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env),
@@ -159,8 +176,11 @@ def cmd_dev(settings: Settings, _: argparse.Namespace) -> int:
         stop = _install_stop_handler()
         base = f"http://{concrete.host}:{concrete.port}"
         if _wait_until_ready(f"{base}/ready"):
-            print(f"\nLedger Incidences is running.\n  API docs: {base}/docs\n"
-                  f"  API key:  {key}\n\nPress Ctrl+C to stop.", flush=True)
+            print(
+                f"\nLedger Incidences is running.\n  API docs: {base}/docs\n"
+                f"  API key:  {key}\n\nPress Ctrl+C to stop.",
+                flush=True,
+            )
         else:
             print(f"the API did not become ready at {base}/ready within 60 s", file=sys.stderr)
             stop.set()
@@ -195,8 +215,14 @@ def _stop_children(children: list[subprocess.Popen[bytes]], timeout: float = 30.
 def cmd_upload(settings: Settings, args: argparse.Namespace) -> int:
     from app.upload_client import upload
 
-    return upload(Path(args.file), args.closing, url=args.url, key=args.key,
-                  decimal_separator=args.decimal_separator, column_map=args.column_map)
+    return upload(
+        Path(args.file),
+        args.closing,
+        url=args.url,
+        key=args.key,
+        decimal_separator=args.decimal_separator,
+        column_map=args.column_map,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -206,8 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("dev", help="run everything: embedded Postgres+Redis, API and worker")
     commands.add_parser("serve", help="run the HTTP API")
     worker = commands.add_parser("worker", help="run a background worker")
-    worker.add_argument("--check", action="store_true",
-                        help="exit 0 if a worker heartbeat is fresh, else 1 (for healthchecks)")
+    worker.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 0 if a worker heartbeat is fresh, else 1 (for healthchecks)",
+    )
     commands.add_parser("migrate", help="upgrade the database schema to the newest migration")
 
     api_key = commands.add_parser("api-key", help="manage API keys")
@@ -223,18 +252,24 @@ def build_parser() -> argparse.ArgumentParser:
     upload = commands.add_parser("upload", help="upload a ledger and follow its processing")
     upload.add_argument("file")
     upload.add_argument("--closing", required=True, help="closing id")
-    upload.add_argument("--url", default=os.environ.get("LEDGER_INCIDENCES_URL",
-                                                        "http://127.0.0.1:8000"))
+    upload.add_argument(
+        "--url", default=os.environ.get("LEDGER_INCIDENCES_URL", "http://127.0.0.1:8000")
+    )
     upload.add_argument("--key", default=os.environ.get("LEDGER_INCIDENCES_KEY"))
     upload.add_argument("--decimal-separator", default=".", choices=[".", ","])
-    upload.add_argument("--column-map", default=None,
-                        help='JSON object {"field": "Header in the file"}')
+    upload.add_argument(
+        "--column-map", default=None, help='JSON object {"field": "Header in the file"}'
+    )
     return parser
 
 
 COMMANDS = {
-    "dev": cmd_dev, "serve": cmd_serve, "worker": cmd_worker, "migrate": cmd_migrate,
-    "api-key": cmd_api_key, "upload": cmd_upload,
+    "dev": cmd_dev,
+    "serve": cmd_serve,
+    "worker": cmd_worker,
+    "migrate": cmd_migrate,
+    "api-key": cmd_api_key,
+    "upload": cmd_upload,
 }
 
 

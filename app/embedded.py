@@ -68,7 +68,9 @@ class EmbeddedPostgres:
 
     def database_url(self, name: str = DATABASE_NAME) -> str:
         """SQLAlchemy URL of the service's database."""
-        return f"postgresql+asyncpg://postgres@/{name}?host={quote(str(self._require_socket_dir()))}"
+        return (
+            f"postgresql+asyncpg://postgres@/{name}?host={quote(str(self._require_socket_dir()))}"
+        )
 
     def _require_socket_dir(self) -> Path:
         socket_dir = self._socket_dir()
@@ -112,14 +114,27 @@ class EmbeddedRedis:
             return False
         self.dir.mkdir(parents=True, exist_ok=True)
         persistence = (
-            ["--appendonly", "yes", "--save", "60 1"] if self.persistent
+            ["--appendonly", "yes", "--save", "60 1"]
+            if self.persistent
             else ["--appendonly", "no", "--save", ""]
         )
         subprocess.run(
             [
-                __redis_executable__, "--port", "0", "--unixsocket", str(self.socket),
-                "--unixsocketperm", "700", "--dir", str(self.dir), "--daemonize", "yes",
-                "--pidfile", str(self.pid_file), "--logfile", str(self.dir / "redis.log"),
+                __redis_executable__,
+                "--port",
+                "0",
+                "--unixsocket",
+                str(self.socket),
+                "--unixsocketperm",
+                "700",
+                "--dir",
+                str(self.dir),
+                "--daemonize",
+                "yes",
+                "--pidfile",
+                str(self.pid_file),
+                "--logfile",
+                str(self.dir / "redis.log"),
                 *persistence,
             ],
             check=True,

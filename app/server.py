@@ -48,6 +48,3 @@ def serve(settings: Settings) -> None:
         timeout_graceful_shutdown=30,
     )
     DrainingServer(config, app, settings.shutdown_drain_seconds).run()
-
-
-

@@ -74,7 +74,9 @@ class Settings(BaseSettings):
     @cached_property
     def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
         """TRUSTED_PROXIES as parsed networks (comma-separated IPs or CIDRs)."""
-        return tuple(ipaddress.ip_network(p, strict=False) for p in _split_csv(self.trusted_proxies))
+        return tuple(
+            ipaddress.ip_network(p, strict=False) for p in _split_csv(self.trusted_proxies)
+        )
 
     @property
     def embedded(self) -> bool:

@@ -45,8 +45,11 @@ def _asyncpg_dsn(url: str) -> str:
 
 
 def _sqlalchemy_url(admin_dsn: str, database: str) -> str:
-    return (make_url(admin_dsn).set(drivername="postgresql+asyncpg", database=database)
-            .render_as_string(hide_password=False))
+    return (
+        make_url(admin_dsn)
+        .set(drivername="postgresql+asyncpg", database=database)
+        .render_as_string(hide_password=False)
+    )
 
 
 @pytest.fixture(scope="session")

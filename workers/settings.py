@@ -27,8 +27,9 @@ async def _beat_forever(ctx: dict[str, Any]) -> None:
     resources: Resources = ctx["resources"]
     while True:
         try:
-            await heartbeat.beat(resources.redis, resources.settings.redis_key_prefix,
-                                 ctx["worker_id"])
+            await heartbeat.beat(
+                resources.redis, resources.settings.redis_key_prefix, ctx["worker_id"]
+            )
         except Exception as exc:  # Redis away for a moment: the next beat will do
             logger.warning("worker heartbeat failed: %s", type(exc).__name__)
         await asyncio.sleep(heartbeat.HEARTBEAT_SECONDS)
@@ -56,8 +57,13 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
     options: dict[str, Any] = {
         "functions": [tasks.process_iteration],
         "cron_jobs": [
-            cron(tasks.sweep_stranded_iterations, second={0, 20, 40}, run_at_startup=True,
-                 unique=True, timeout=60),
+            cron(
+                tasks.sweep_stranded_iterations,
+                second={0, 20, 40},
+                run_at_startup=True,
+                unique=True,
+                timeout=60,
+            ),
         ],
         "redis_settings": arq_redis_settings(settings),
         "queue_name": queue_name(settings),

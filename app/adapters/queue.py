@@ -24,7 +24,8 @@ async def enqueue_iteration(
     """Queue the iteration's job; False when Redis is unreachable (the sweeper will retry)."""
     try:
         await redis.enqueue_job(
-            PROCESS_ITERATION, str(iteration_id),
+            PROCESS_ITERATION,
+            str(iteration_id),
             _job_id=iteration_job_id(prefix, iteration_id, attempt),
         )
     except Exception as exc:

@@ -58,8 +58,10 @@ def require(role: Role) -> Callable[..., Awaitable[Principal]]:
 
     async def _check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
         if principal.role < role:
-            raise HTTPException(403, f"This operation needs the {role.name} role "
-                                     f"(your key has {principal.role.name})")
+            raise HTTPException(
+                403,
+                f"This operation needs the {role.name} role (your key has {principal.role.name})",
+            )
         return principal
 
     return _check

@@ -84,8 +84,13 @@ async def create_key(
     tenant_id = await ensure_tenant(conn, tenant)
     await conn.execute(
         insert(api_keys)
-        .values(tenant_id=tenant_id, name=name, role=parsed_role.name,
-                key_hash=hash_key(key), key_prefix=key[:10])
+        .values(
+            tenant_id=tenant_id,
+            name=name,
+            role=parsed_role.name,
+            key_hash=hash_key(key),
+            key_prefix=key[:10],
+        )
         .on_conflict_do_nothing(index_elements=[api_keys.c.key_hash])
     )
     return key
@@ -101,16 +106,19 @@ async def authenticate(conn: AsyncConnection, key: str) -> Principal | None:
     digest = hash_key(key)
     row = (
         await conn.execute(
-            sa.select(api_keys.c.id, api_keys.c.tenant_id, api_keys.c.name, api_keys.c.role,
-                      api_keys.c.key_hash)
-            .where(api_keys.c.key_hash == digest, api_keys.c.revoked_at.is_(None))
+            sa.select(
+                api_keys.c.id,
+                api_keys.c.tenant_id,
+                api_keys.c.name,
+                api_keys.c.role,
+                api_keys.c.key_hash,
+            ).where(api_keys.c.key_hash == digest, api_keys.c.revoked_at.is_(None))
         )
     ).first()
     # The lookup is by hash; the constant-time compare guards against any index-timing oracle.
     if row is None or not hmac.compare_digest(row.key_hash, digest):
         return None
-    return Principal(tenant_id=row.tenant_id, key_id=row.id, key_name=row.name,
-                     role=Role[row.role])
+    return Principal(tenant_id=row.tenant_id, key_id=row.id, key_name=row.name, role=Role[row.role])
 
 
 async def list_keys(conn: AsyncConnection) -> list[ApiKeyInfo]:
@@ -121,8 +129,15 @@ async def list_keys(conn: AsyncConnection) -> list[ApiKeyInfo]:
         .order_by(tenants.c.name, api_keys.c.created_at)
     )
     return [
-        ApiKeyInfo(id=r.id, tenant=r.tenant, name=r.name, role=r.role, key_prefix=r.key_prefix,
-                   created_at=r.created_at.isoformat(), revoked=r.revoked_at is not None)
+        ApiKeyInfo(
+            id=r.id,
+            tenant=r.tenant,
+            name=r.name,
+            role=r.role,
+            key_prefix=r.key_prefix,
+            created_at=r.created_at.isoformat(),
+            revoked=r.revoked_at is not None,
+        )
         for r in rows
     ]
 

@@ -20,7 +20,8 @@ async def create_client(
     """Insert a client and return it."""
     row = (
         await conn.execute(
-            sa.insert(clients).values(tenant_id=tenant_id, name=name, tax_id=tax_id)
+            sa.insert(clients)
+            .values(tenant_id=tenant_id, name=name, tax_id=tax_id)
             .returning(*_COLUMNS)
         )
     ).one()
@@ -30,7 +31,8 @@ async def create_client(
 async def list_clients(conn: AsyncConnection, tenant_id: uuid.UUID) -> list[dict[str, Any]]:
     """The tenant's clients, oldest first."""
     rows = await conn.execute(
-        sa.select(*_COLUMNS).where(clients.c.tenant_id == tenant_id)
+        sa.select(*_COLUMNS)
+        .where(clients.c.tenant_id == tenant_id)
         .order_by(clients.c.created_at, clients.c.id)
     )
     return [dict(row._mapping) for row in rows]

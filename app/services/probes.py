@@ -70,10 +70,18 @@ async def _timed(awaitable: Awaitable[Any], timeout: float) -> float:
     return round((time.perf_counter() - started) * 1000, 2)
 
 
-def _check(component_type: str, status: str, value: Any = None, unit: str | None = None,
-           output: str | None = None) -> list[dict[str, Any]]:
-    entry: dict[str, Any] = {"componentType": component_type, "status": status,
-                             "time": datetime.now(UTC).isoformat()}
+def _check(
+    component_type: str,
+    status: str,
+    value: Any = None,
+    unit: str | None = None,
+    output: str | None = None,
+) -> list[dict[str, Any]]:
+    entry: dict[str, Any] = {
+        "componentType": component_type,
+        "status": status,
+        "time": datetime.now(UTC).isoformat(),
+    }
     if value is not None:
         entry["observedValue"] = value
     if unit is not None:
@@ -95,7 +103,8 @@ async def health_document(resources: Resources) -> dict[str, Any]:
         return_exceptions=True,
     )
     checks["postgres:responseTime"] = (
-        _check("datastore", "fail", output="unreachable") if isinstance(postgres_ms, BaseException)
+        _check("datastore", "fail", output="unreachable")
+        if isinstance(postgres_ms, BaseException)
         else _check("datastore", "pass", postgres_ms, "ms")
     )
     if isinstance(redis_ms, BaseException):
@@ -105,7 +114,9 @@ async def health_document(resources: Resources) -> dict[str, Any]:
         checks["redis:responseTime"] = _check("datastore", "pass", redis_ms, "ms")
         workers = await _bounded(live_workers(resources.redis, settings.redis_key_prefix), timeout)
         checks["workers:count"] = _check(
-            "component", "pass" if workers else "warn", workers,
+            "component",
+            "pass" if workers else "warn",
+            workers,
             output=None if workers else "no live worker: uploads will wait in the queue",
         )
 
@@ -116,7 +127,9 @@ async def health_document(resources: Resources) -> dict[str, Any]:
     )
     memory_percent = psutil.virtual_memory().percent
     checks["memory:utilization"] = _check(
-        "system", "warn" if memory_percent >= MEMORY_WARN_PERCENT else "pass", memory_percent,
+        "system",
+        "warn" if memory_percent >= MEMORY_WARN_PERCENT else "pass",
+        memory_percent,
         "percent",
     )
 

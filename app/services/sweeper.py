@@ -44,8 +44,9 @@ async def sweep(resources: Resources) -> int:
         ).all()
     queued = 0
     for row in rows:
-        if await enqueue_iteration(resources.redis, resources.settings.redis_key_prefix, row.id,
-                                   row.attempts):
+        if await enqueue_iteration(
+            resources.redis, resources.settings.redis_key_prefix, row.id, row.attempts
+        ):
             queued += 1
     if rows:
         logger.info("sweeper found %d stranded iteration(s), queued %d", len(rows), queued)

@@ -18,13 +18,15 @@ metadata = sa.MetaData(
 
 
 def _id() -> sa.Column[object]:
-    return sa.Column("id", pg.UUID(as_uuid=True), primary_key=True,
-                     server_default=sa.text("gen_random_uuid()"))
+    return sa.Column(
+        "id", pg.UUID(as_uuid=True), primary_key=True, server_default=sa.text("gen_random_uuid()")
+    )
 
 
 def _created_at() -> sa.Column[object]:
-    return sa.Column("created_at", sa.DateTime(timezone=True), nullable=False,
-                     server_default=sa.func.now())
+    return sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    )
 
 
 def _tenant_fk() -> sa.Column[object]:
@@ -32,14 +34,16 @@ def _tenant_fk() -> sa.Column[object]:
 
 
 tenants = sa.Table(
-    "tenants", metadata,
+    "tenants",
+    metadata,
     _id(),
     sa.Column("name", sa.Text, nullable=False, unique=True),
     _created_at(),
 )
 
 api_keys = sa.Table(
-    "api_keys", metadata,
+    "api_keys",
+    metadata,
     _id(),
     _tenant_fk(),
     sa.Column("name", sa.Text, nullable=False),
@@ -54,7 +58,8 @@ api_keys = sa.Table(
 )
 
 clients = sa.Table(
-    "clients", metadata,
+    "clients",
+    metadata,
     _id(),
     _tenant_fk(),
     sa.Column("name", sa.Text, nullable=False),
@@ -64,25 +69,32 @@ clients = sa.Table(
 )
 
 accounts = sa.Table(
-    "accounts", metadata,
+    "accounts",
+    metadata,
     sa.Column("client_id", sa.ForeignKey("clients.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("code", sa.Text, primary_key=True),
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("name_en", sa.Text),
     sa.Column("classification", sa.Text),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column(
+        "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
 )
 
 document_types = sa.Table(
-    "document_types", metadata,
+    "document_types",
+    metadata,
     sa.Column("client_id", sa.ForeignKey("clients.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("code", sa.Text, primary_key=True),
     sa.Column("name", sa.Text, nullable=False),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column(
+        "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
 )
 
 closings = sa.Table(
-    "closings", metadata,
+    "closings",
+    metadata,
     _id(),
     _tenant_fk(),
     sa.Column("client_id", sa.ForeignKey("clients.id", ondelete="CASCADE"), nullable=False),
@@ -90,14 +102,17 @@ closings = sa.Table(
     sa.Column("status", sa.Text, nullable=False, server_default="open"),
     sa.Column("ledger_id", pg.UUID(as_uuid=True)),  # the current ledger; set on upload
     _created_at(),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column(
+        "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
     sa.UniqueConstraint("client_id", "period"),
     sa.CheckConstraint("status IN ('open', 'closed')", name="status"),
     sa.CheckConstraint(r"period ~ '^[0-9]{4}-(0[1-9]|1[0-2])$'", name="period"),
 )
 
 ledgers = sa.Table(
-    "ledgers", metadata,
+    "ledgers",
+    metadata,
     _id(),
     sa.Column("closing_id", sa.ForeignKey("closings.id", ondelete="CASCADE"), nullable=False),
     sa.Column("filename", sa.Text),
@@ -106,7 +121,9 @@ ledgers = sa.Table(
     # How to read the file: kind, encoding, delimiter, resolved columns, decimal separator.
     sa.Column("layout", pg.JSONB, nullable=False),
     sa.Column("uploaded_by", sa.Text),
-    sa.Column("uploaded_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column(
+        "uploaded_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
     # Filled once the file has been parsed into movement batches.
     sa.Column("parsed_at", sa.DateTime(timezone=True)),
     sa.Column("movements_total", sa.Integer),
@@ -118,7 +135,8 @@ ledgers = sa.Table(
 
 # The uploaded file itself, in chunks: API and workers share nothing but Postgres and Redis.
 ledger_file_chunks = sa.Table(
-    "ledger_file_chunks", metadata,
+    "ledger_file_chunks",
+    metadata,
     sa.Column("ledger_id", sa.ForeignKey("ledgers.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("seq", sa.Integer, primary_key=True),
     sa.Column("data", sa.LargeBinary, nullable=False),
@@ -127,7 +145,8 @@ ledger_file_chunks = sa.Table(
 # Parsed movements, as columnar (Parquet) batches of consecutive lines: written once per ledger,
 # read back by line range for drill-down and by every reprocessing run.
 movement_batches = sa.Table(
-    "movement_batches", metadata,
+    "movement_batches",
+    metadata,
     sa.Column("ledger_id", sa.ForeignKey("ledgers.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("first_line", sa.Integer, primary_key=True),
     sa.Column("last_line", sa.Integer, nullable=False),
@@ -136,7 +155,8 @@ movement_batches = sa.Table(
 )
 
 iterations = sa.Table(
-    "iterations", metadata,
+    "iterations",
+    metadata,
     _id(),
     sa.Column("closing_id", sa.ForeignKey("closings.id", ondelete="CASCADE"), nullable=False),
     sa.Column("number", sa.Integer, nullable=False),
@@ -148,7 +168,9 @@ iterations = sa.Table(
     sa.Column("movements_processed", sa.Integer, nullable=False, server_default="0"),
     sa.Column("requested_by", sa.Text),
     sa.Column("notes", sa.Text),
-    sa.Column("queued_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column(
+        "queued_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
     sa.Column("started_at", sa.DateTime(timezone=True)),
     sa.Column("finished_at", sa.DateTime(timezone=True)),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
@@ -159,26 +181,36 @@ iterations = sa.Table(
     sa.Column("diff", pg.JSONB),
     sa.Column("request_id", sa.Text),
     sa.UniqueConstraint("closing_id", "number"),
-    sa.CheckConstraint(
-        "status IN ('queued', 'running', 'succeeded', 'failed')", name="status"
-    ),
+    sa.CheckConstraint("status IN ('queued', 'running', 'succeeded', 'failed')", name="status"),
     sa.CheckConstraint(
         "trigger IN ('initial', 'ledger_replaced', 'manual', 'document_types_updated', "
         "'classification_updated', 'english_names_updated', 'accounts_updated')",
         name="trigger",
     ),
     # The database, not Python, guarantees one queued and one running iteration per closing.
-    sa.Index("uq_iterations_one_queued", "closing_id", unique=True,
-             postgresql_where=sa.text("status = 'queued'")),
-    sa.Index("uq_iterations_one_running", "closing_id", unique=True,
-             postgresql_where=sa.text("status = 'running'")),
-    sa.Index("ix_iterations_unfinished", "queued_at",
-             postgresql_where=sa.text("status IN ('queued', 'running')")),
+    sa.Index(
+        "uq_iterations_one_queued",
+        "closing_id",
+        unique=True,
+        postgresql_where=sa.text("status = 'queued'"),
+    ),
+    sa.Index(
+        "uq_iterations_one_running",
+        "closing_id",
+        unique=True,
+        postgresql_where=sa.text("status = 'running'"),
+    ),
+    sa.Index(
+        "ix_iterations_unfinished",
+        "queued_at",
+        postgresql_where=sa.text("status IN ('queued', 'running')"),
+    ),
 )
 
 # The full consolidated result of a succeeded iteration: its snapshot document as canonical JSON.
 iteration_results = sa.Table(
-    "iteration_results", metadata,
+    "iteration_results",
+    metadata,
     sa.Column("iteration_id", sa.ForeignKey("iterations.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("content_hash", sa.Text, nullable=False),
     sa.Column("document", sa.LargeBinary, nullable=False),
@@ -186,7 +218,8 @@ iteration_results = sa.Table(
 
 # The lines behind each incidence of an iteration, for drill-down.
 incidence_lines = sa.Table(
-    "incidence_lines", metadata,
+    "incidence_lines",
+    metadata,
     sa.Column("iteration_id", sa.ForeignKey("iterations.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("key", sa.Text, primary_key=True),
     sa.Column("lines", pg.ARRAY(sa.Integer), nullable=False),
@@ -194,10 +227,12 @@ incidence_lines = sa.Table(
 
 # The snapshot being served for a closing: the latest succeeded iteration.
 snapshots = sa.Table(
-    "snapshots", metadata,
+    "snapshots",
+    metadata,
     sa.Column("closing_id", sa.ForeignKey("closings.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("iteration_id", sa.ForeignKey("iterations.id", ondelete="CASCADE"), nullable=False),
     sa.Column("content_hash", sa.Text, nullable=False),
-    sa.Column("published_at", sa.DateTime(timezone=True), nullable=False,
-              server_default=sa.func.now()),
+    sa.Column(
+        "published_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
 )

@@ -8,7 +8,8 @@ from typing import Any
 from fastapi import APIRouter
 
 from app.api.deps import Analyst, ConnDep, Viewer
-from app.api.schemas import ClientIn, ClientOut, Items
+from app.api.schemas import Items
+from app.api.schemas.clients import ClientIn, ClientOut
 from app.services import clients
 
 router = APIRouter(prefix="/clients", tags=["clients"])

@@ -31,8 +31,12 @@ async def alive() -> dict[str, str]:
 )
 async def ready(request: Request, resources: ResourcesDep) -> Response:
     if request.app.state.draining:
-        return problem(503, "The service is shutting down", type_slug="not-ready",
-                       checks={"shutdown": "in_progress"})
+        return problem(
+            503,
+            "The service is shutting down",
+            type_slug="not-ready",
+            checks={"shutdown": "in_progress"},
+        )
     readiness = await check_readiness(resources, request.app.state.migration_head)
     checks = {"postgres": readiness.postgres, "redis": readiness.redis}
     if not readiness.ready:
@@ -54,5 +58,9 @@ async def health(request: Request, resources: ResourcesDep) -> Response:
         request.app.state.health_cache = cached
     document = cached[1]
     status = 503 if document["status"] == "fail" else 200
-    return Response(orjson.dumps(document), status_code=status, media_type=HEALTH_JSON,
-                    headers={"Cache-Control": "no-store"})
+    return Response(
+        orjson.dumps(document),
+        status_code=status,
+        media_type=HEALTH_JSON,
+        headers={"Cache-Control": "no-store"},
+    )
