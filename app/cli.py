@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from app.logging import configure_logging
 from app.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+T = TypeVar("T")
 
 DEV_KEY_FILE = "dev-api-key"
 
@@ -55,7 +63,9 @@ async def _migrate(settings: Settings) -> None:
         await engine.dispose()
 
 
-async def _with_connection(settings: Settings, work):  # type: ignore[no-untyped-def]
+async def _with_connection(
+    settings: Settings, work: Callable[[AsyncConnection], Awaitable[T]]
+) -> T:
     from app.resources import create_engine
 
     engine = create_engine(settings, pool_size=1)
@@ -143,22 +153,31 @@ def _dev_key(settings: Settings) -> str:
     return key
 
 
-def _wait_until_ready(url: str, timeout: float = 60.0) -> bool:
+def _wait_until_ready(
+    url: str,
+    stop: threading.Event,
+    children: list[subprocess.Popen[bytes]],
+    timeout: float = 60.0,
+) -> bool:
+    """Poll /ready; give up at once on Ctrl+C or when a child died (e.g. the port is taken)."""
     import httpx
 
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not stop.is_set():
+        if any(child.poll() is not None for child in children):
+            return False
         try:
             if httpx.get(url, timeout=1.0).status_code == 200:
                 return True
         except httpx.HTTPError:
             pass
-        time.sleep(0.25)
+        stop.wait(0.25)
     return False
 
 
 def cmd_dev(settings: Settings, _: argparse.Namespace) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # no log line per /ready poll
     with resolved(settings) as concrete:
         asyncio.run(_migrate(concrete))
         key = _dev_key(concrete)
@@ -169,30 +188,35 @@ def cmd_dev(settings: Settings, _: argparse.Namespace) -> int:
             "REDIS_URL": concrete.redis_url.get_secret_value(),
             "PORT": str(concrete.port),
         }
+        # Installed before the children start, so Ctrl+C at any moment stops them all and then
+        # the embedded servers (when `resolved` exits), in that order.
+        stop = _install_stop_handler()
         children = [
             subprocess.Popen([sys.executable, "-m", "app.cli", "serve"], env=env),
             subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env),
         ]
-        stop = _install_stop_handler()
         base = f"http://{concrete.host}:{concrete.port}"
-        if _wait_until_ready(f"{base}/ready"):
+        status = 0
+        if _wait_until_ready(f"{base}/ready", stop, children):
             print(
                 f"\nLedger Incidences is running.\n  API docs: {base}/docs\n"
                 f"  API key:  {key}\n\nPress Ctrl+C to stop.",
                 flush=True,
             )
-        else:
-            print(f"the API did not become ready at {base}/ready within 60 s", file=sys.stderr)
+        elif not stop.is_set():
+            print(f"the API did not become ready at {base}/ready", file=sys.stderr)
             stop.set()
+            status = 1
         while not stop.is_set() and all(child.poll() is None for child in children):
             stop.wait(0.5)
+        if not stop.is_set():
+            print("a child process exited unexpectedly; stopping", file=sys.stderr)
+            status = 1
         _stop_children(children)
-    return 0
+    return status
 
 
-def _install_stop_handler():  # type: ignore[no-untyped-def]
-    import threading
-
+def _install_stop_handler() -> threading.Event:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -11,7 +11,7 @@ from fastapi_offline import FastAPIOffline
 
 from app import __version__
 from app.api.problems import install_problem_handlers
-from app.api.routes import clients, probes
+from app.api.routes import clients, closings, incidences, iterations, probes, reference_data
 from app.migrations import head_revision
 from app.resources import Resources
 from app.services.api_keys import ensure_bootstrap_key
@@ -58,5 +58,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(probes.router)
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(clients.router)
+    api.include_router(reference_data.router)
+    api.include_router(closings.router)
+    api.include_router(iterations.router)
+    api.include_router(incidences.router)
     app.include_router(api)
     return app

@@ -4,6 +4,7 @@ and lets in-flight requests finish."""
 
 from __future__ import annotations
 
+import signal
 import threading
 from types import FrameType
 
@@ -25,13 +26,21 @@ class DrainingServer(uvicorn.Server):
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self._draining or self._drain_seconds <= 0:
-            super().handle_exit(sig, frame)  # a second signal stops without waiting
+            self._stop(sig)  # a second signal stops without waiting
             return
         self._draining = True
         self._app.state.draining = True
-        timer = threading.Timer(self._drain_seconds, super().handle_exit, args=(sig, frame))
+        timer = threading.Timer(self._drain_seconds, self._stop, args=(sig,))
         timer.daemon = True
         timer.start()
+
+    def _stop(self, sig: int) -> None:
+        # uvicorn's own handle_exit records the signal and re-raises it once shut down, so the
+        # process would die of SIGTERM (exit 143). A requested stop is a clean exit: status 0.
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+        else:
+            self.should_exit = True
 
 
 def serve(settings: Settings) -> None:

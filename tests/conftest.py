@@ -186,3 +186,18 @@ async def make_key(app: FastAPI) -> KeyMaker:
 def bearer(key: str) -> dict[str, str]:
     """The Authorization header for a key."""
     return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture(scope="session")
+def run_worker(settings: Settings) -> Callable[[], Awaitable[None]]:
+    """Run an arq worker in burst mode: it processes every queued job, then returns."""
+    from workers.settings import build_worker
+
+    async def _run() -> None:
+        worker = build_worker(settings, burst=True, poll_delay=0.05, handle_signals=False)
+        try:
+            await worker.main()
+        finally:
+            await worker.close()
+
+    return _run

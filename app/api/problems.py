@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from app.domain import errors as domain
 
@@ -76,6 +77,22 @@ def _extra_members(exc: domain.DomainError) -> dict[str, Any]:
     return {}
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route fully matches on this path, for the Allow header of a 405
+    (RFC 9110 §15.5.6); Starlette's own header names only the first matching route's methods."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes
+        )
+    ]
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Map every exception the app can raise to problem+json."""
 
@@ -84,9 +101,13 @@ def install_problem_handlers(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"No resource at {request.url.path}"
-        elif exc.status_code == 405:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
             detail = f"{request.method} is not allowed on {request.url.path}"
-        return problem(exc.status_code, detail, headers=exc.headers)
+            allowed = _allowed_methods(request)
+            if allowed:
+                headers["Allow"] = ", ".join(allowed)
+        return problem(exc.status_code, detail, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:

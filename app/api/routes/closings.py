@@ -1,0 +1,56 @@
+"""Closings (SPEC §6): created and listed under a client, read and closed by id."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter
+
+from app.api.deps import Analyst, ConnDep, Viewer
+from app.api.schemas import Items
+from app.api.schemas.closings import ClosingIn, ClosingOut, ClosingPatch
+from app.services import closings
+
+# No prefix: the routes live under /clients/{id}/closings and /closings/{id}.
+router = APIRouter(tags=["closings"])
+
+
+@router.post(
+    "/clients/{client_id}/closings",
+    status_code=201,
+    response_model=ClosingOut,
+    summary="Open a closing",
+    description="One closing per client and `period`; a second one for the same month is a 409.",
+)
+async def create_closing(
+    client_id: uuid.UUID, body: ClosingIn, principal: Analyst, conn: ConnDep
+) -> dict[str, Any]:
+    return await closings.create_closing(conn, principal.tenant_id, client_id, body.period)
+
+
+@router.get(
+    "/clients/{client_id}/closings",
+    response_model=Items[ClosingOut],
+    summary="List a client's closings (newest period first)",
+)
+async def list_closings(client_id: uuid.UUID, principal: Viewer, conn: ConnDep) -> dict[str, Any]:
+    return {"items": await closings.list_closings(conn, principal.tenant_id, client_id)}
+
+
+@router.get("/closings/{closing_id}", response_model=ClosingOut, summary="Get a closing")
+async def get_closing(closing_id: uuid.UUID, principal: Viewer, conn: ConnDep) -> dict[str, Any]:
+    return await closings.get_closing(conn, principal.tenant_id, closing_id)
+
+
+@router.patch(
+    "/closings/{closing_id}",
+    response_model=ClosingOut,
+    summary="Close or reopen a closing",
+    description="A closed closing rejects ledger uploads and re-processing with 409 until "
+    "it is reopened. Iterations already queued or running are not cancelled.",
+)
+async def update_closing(
+    closing_id: uuid.UUID, body: ClosingPatch, principal: Analyst, conn: ConnDep
+) -> dict[str, Any]:
+    return await closings.set_status(conn, principal.tenant_id, closing_id, body.status)

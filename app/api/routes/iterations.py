@@ -1,0 +1,126 @@
+"""Ledger upload, reprocessing, iteration history and diffs of a closing (SPEC §6)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+
+from app.api.deps import Analyst, ConnDep, ResourcesDep, Viewer
+from app.api.schemas import Items
+from app.api.schemas.iterations import IterationDetail, IterationOut, ReprocessIn
+from app.api.uploads import receive_ledger
+from app.services import closing_reads, iterations, ledgers
+
+router = APIRouter(prefix="/closings/{closing_id}", tags=["ledgers and iterations"])
+
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "CSV (UTF-8/BOM/Windows-1252; , ; or tab) "
+                            "or XLSX (first sheet)",
+                        },
+                        "decimal_separator": {"type": "string", "enum": [".", ","], "default": "."},
+                        "column_map": {
+                            "type": "string",
+                            "description": 'JSON {"field": "Header in the file"}',
+                            "example": '{"voucher": "entry_id"}',
+                        },
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+def _location(closing_id: uuid.UUID, number: int) -> str:
+    return f"/api/v1/closings/{closing_id}/iterations/{number}"
+
+
+@router.post(
+    "/ledger",
+    status_code=202,
+    response_model=IterationOut,
+    summary="Upload the closing's ledger (replaces the previous one) and queue its processing",
+    openapi_extra=_UPLOAD_BODY,
+    responses={
+        413: {"description": "Over MAX_UPLOAD_BYTES"},
+        415: {"description": "Neither CSV nor XLSX"},
+        409: {"description": "The closing is closed"},
+    },
+)
+async def upload_ledger(
+    closing_id: uuid.UUID,
+    request: Request,
+    response: Response,
+    principal: Analyst,
+    resources: ResourcesDep,
+) -> dict[str, Any]:
+    async with receive_ledger(request, resources.settings.max_upload_bytes) as upload:
+        iteration = await ledgers.accept_ledger(
+            resources, principal, closing_id, upload, request.headers.get("x-request-id")
+        )
+    response.headers["Location"] = _location(closing_id, iteration["number"])
+    return iteration
+
+
+@router.post(
+    "/reprocess",
+    status_code=202,
+    response_model=IterationOut,
+    summary="Re-run the closing's ledger against the current reference data",
+)
+async def reprocess(
+    closing_id: uuid.UUID,
+    body: ReprocessIn,
+    request: Request,
+    response: Response,
+    principal: Analyst,
+    resources: ResourcesDep,
+) -> dict[str, Any]:
+    iteration = await ledgers.reprocess(
+        resources, principal, closing_id, body.notes, request.headers.get("x-request-id")
+    )
+    response.headers["Location"] = _location(closing_id, iteration["number"])
+    return iteration
+
+
+@router.get("/iterations", response_model=Items[IterationOut], summary="Iteration history")
+async def list_iterations(closing_id: uuid.UUID, principal: Viewer, conn: ConnDep) -> Any:
+    await closing_reads.check_closing(conn, principal.tenant_id, closing_id)
+    return {"items": await iterations.list_iterations(conn, closing_id)}
+
+
+@router.get(
+    "/iterations/{number}",
+    response_model=IterationDetail,
+    summary="One iteration, with its diff against the previous succeeded one",
+)
+async def get_iteration(
+    closing_id: uuid.UUID, number: int, principal: Viewer, conn: ConnDep
+) -> Any:
+    await closing_reads.check_closing(conn, principal.tenant_id, closing_id)
+    return await iterations.get_iteration(conn, closing_id, number)
+
+
+@router.get("/diff", summary="Diff between two succeeded iterations")
+async def diff(
+    closing_id: uuid.UUID,
+    principal: Viewer,
+    conn: ConnDep,
+    from_: Annotated[int, Query(alias="from", ge=1)],
+    to: Annotated[int, Query(ge=1)],
+) -> dict[str, Any]:
+    await closing_reads.check_closing(conn, principal.tenant_id, closing_id)
+    return await closing_reads.diff_between(conn, closing_id, from_, to)

@@ -1,0 +1,224 @@
+"""A client's chart of accounts and document types (SPEC §6): JSON or CSV bulk upserts, listings."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import TypeAdapter, ValidationError
+
+from app.api.deps import Analyst, ConnDep, ResourcesDep, Viewer
+from app.api.schemas import Items, StrictModel
+from app.api.schemas.reference_data import (
+    AccountIn,
+    AccountOut,
+    DocumentTypeIn,
+    DocumentTypeOut,
+    UpsertResult,
+)
+from app.domain.errors import InvalidInput, PayloadTooLarge
+from app.services import reference_data
+from app.services.reference_data import ACCOUNTS, DOCUMENT_TYPES, MAX_ITEMS, Entry, Kind
+
+router = APIRouter(prefix="/clients", tags=["reference data"])
+
+# Reference data is small; a cap far below MAX_UPLOAD_BYTES keeps a whole body in memory safely.
+MAX_BODY_BYTES = 16 * 1024 * 1024
+_CSV_TYPES = {"text/csv", "application/csv", "text/tab-separated-values", "text/plain"}
+
+_ACCOUNTS_JSON = TypeAdapter(list[AccountIn])
+_DOCUMENT_TYPES_JSON = TypeAdapter(list[DocumentTypeIn])
+
+ColumnMap = Annotated[
+    str | None,
+    Query(
+        description='CSV only: JSON object `{"field": "Header in the file"}` for other headers',
+        examples=['{"classification": "type"}'],
+    ),
+]
+
+
+def _aliases(kind: Kind) -> str:
+    return "\n".join(
+        f"- `{field}`: {', '.join(f'`{a}`' for a in names)}"
+        for field, names in kind.aliases.items()
+    )
+
+
+def _description(kind: Kind, what: str, rules: str) -> str:
+    return (
+        f"Bulk upsert of the client's {what}: codes not in the body are kept.\n\n"
+        "Body: a JSON array (`application/json`) or CSV (`text/csv`: UTF-8 with or without BOM "
+        "or Windows-1252; delimiter `,` `;` or tab, detected from the header line), at most "
+        f"{MAX_BODY_BYTES // 2**20} MiB (else 413). CSV headers are matched ignoring case, "
+        "accents and surrounding spaces (inner spaces and `-` read as `_`); other columns are "
+        "ignored; `column_map` names any other header. Aliases, the first present wins:\n\n"
+        f"{_aliases(kind)}\n\n"
+        f"{rules}\n\n"
+        f"An empty code or name, a repeated code or more than {MAX_ITEMS} rows is a 422 "
+        "naming the rows (`item i` of the array, 0-based, or `line n` of the CSV, the header "
+        "being line 1); nothing is stored then.\n\n"
+        "`created` counts new codes and `updated` existing codes whose values changed; rows "
+        "sent unchanged count in neither. `iterations` are the re-processing runs queued (or "
+        "merged into an already queued one) for the client's open closings whose ledger uses "
+        "a created or changed code."
+    )
+
+
+def _openapi_body(model: type[StrictModel], csv_example: str) -> dict[str, Any]:
+    schema = {"type": "array", "items": model.model_json_schema(), "maxItems": MAX_ITEMS}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": schema},
+                "text/csv": {"schema": {"type": "string"}, "example": csv_example},
+            },
+        }
+    }
+
+
+async def _read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length", "")
+    too_large = PayloadTooLarge(f"The body is larger than {MAX_BODY_BYTES} bytes")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:  # a lying or absent Content-Length is caught here
+            raise too_large
+    return bytes(body)
+
+
+def _column_map(raw: str | None) -> Mapping[str, str]:
+    if not raw or not raw.strip():
+        return {}
+    try:
+        mapping = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        mapping = None
+    if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
+        raise InvalidInput('column_map must be a JSON object {"field": "Header in the file"}')
+    return mapping
+
+
+async def _entries(
+    request: Request, adapter: TypeAdapter[list[Any]], kind: Kind, column_map: str | None
+) -> list[Entry]:
+    """The body as entries, whichever content type carried it."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    is_json = media_type == "application/json" or media_type.endswith("+json")
+    if not is_json and media_type not in _CSV_TYPES:
+        got = repr(media_type) if media_type else "no Content-Type"
+        raise HTTPException(415, f"Send the rows as application/json or text/csv, not {got}")
+    body = await _read_body(request)
+    if not is_json:
+        return reference_data.parse_csv(body, kind.aliases, _column_map(column_map))
+    try:
+        items = adapter.validate_json(body)
+    except ValidationError as exc:
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        raise RequestValidationError(errors) from None
+    # Only the fields the caller sent, so an omitted optional field is left as stored.
+    return [
+        Entry(f"item {i}", item.model_dump(include=item.model_fields_set))
+        for i, item in enumerate(items)
+    ]
+
+
+@router.put(
+    "/{client_id}/accounts",
+    response_model=UpsertResult,
+    summary="Upsert the chart of accounts",
+    description=_description(
+        ACCOUNTS,
+        "chart of accounts",
+        "Codes are trimmed and case-sensitive; leading zeros are kept. `name_en` and "
+        "`classification` are changed only when sent (JSON key present, CSV column present); "
+        "an empty value clears them. The re-processing trigger is `classification_updated` "
+        "when only classifications of existing accounts change, `english_names_updated` when "
+        "only English names do, else `accounts_updated`.",
+    ),
+    openapi_extra=_openapi_body(
+        AccountIn, "code,name,name_en,classification\n110105,Banco Estado,Bank,current_assets\n"
+    ),
+)
+async def put_accounts(
+    client_id: uuid.UUID,
+    request: Request,
+    principal: Analyst,
+    resources: ResourcesDep,
+    column_map: ColumnMap = None,
+) -> dict[str, Any]:
+    entries = await _entries(request, _ACCOUNTS_JSON, ACCOUNTS, column_map)
+    return await reference_data.put_reference_data(
+        resources, principal, client_id, ACCOUNTS, entries, _request_id(request)
+    )
+
+
+@router.get(
+    "/{client_id}/accounts", response_model=Items[AccountOut], summary="List the chart of accounts"
+)
+async def list_accounts(
+    client_id: uuid.UUID,
+    principal: Viewer,
+    conn: ConnDep,
+    unclassified: Annotated[
+        bool, Query(description="Only accounts without classification")
+    ] = False,
+    missing_english: Annotated[bool, Query(description="Only accounts without name_en")] = False,
+) -> dict[str, Any]:
+    items = await reference_data.list_accounts(
+        conn,
+        principal.tenant_id,
+        client_id,
+        unclassified=unclassified,
+        missing_english=missing_english,
+    )
+    return {"items": items}
+
+
+@router.put(
+    "/{client_id}/document-types",
+    response_model=UpsertResult,
+    summary="Upsert the document types",
+    description=_description(
+        DOCUMENT_TYPES,
+        "document types",
+        "Codes are trimmed and upper-cased, so `fac` and `FAC` are the same code. The "
+        "re-processing trigger is `document_types_updated`.",
+    ),
+    openapi_extra=_openapi_body(DocumentTypeIn, "code,name\nFAC,Factura\nBOL,Boleta\n"),
+)
+async def put_document_types(
+    client_id: uuid.UUID,
+    request: Request,
+    principal: Analyst,
+    resources: ResourcesDep,
+    column_map: ColumnMap = None,
+) -> dict[str, Any]:
+    entries = await _entries(request, _DOCUMENT_TYPES_JSON, DOCUMENT_TYPES, column_map)
+    return await reference_data.put_reference_data(
+        resources, principal, client_id, DOCUMENT_TYPES, entries, _request_id(request)
+    )
+
+
+@router.get(
+    "/{client_id}/document-types",
+    response_model=Items[DocumentTypeOut],
+    summary="List the document types",
+)
+async def list_document_types(
+    client_id: uuid.UUID, principal: Viewer, conn: ConnDep
+) -> dict[str, Any]:
+    return {"items": await reference_data.list_document_types(conn, principal.tenant_id, client_id)}
+
+
+def _request_id(request: Request) -> str | None:
+    # Set by a request-id middleware when one is installed; absent otherwise.
+    return getattr(request.state, "request_id", None)

@@ -1,0 +1,57 @@
+"""Closing bodies."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+from app.api.schemas import StrictModel
+
+_PERIOD = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
+
+
+class ClosingIn(StrictModel):
+    period: str = Field(description="The closed month, `YYYY-MM`", examples=["2026-10"])
+
+    @field_validator("period")
+    @classmethod
+    def _valid_period(cls, value: str) -> str:
+        if not _PERIOD.fullmatch(value):
+            raise ValueError(f"period must be YYYY-MM with a month 01..12, got {value!r}")
+        return value
+
+
+class ClosingPatch(StrictModel):
+    status: Literal["open", "closed"] = Field(
+        description="`closed` freezes the closing (uploads and re-processing answer 409); "
+        "`open` reopens it"
+    )
+
+
+class LatestIteration(BaseModel):
+    number: int
+    status: str
+
+
+class SnapshotRef(BaseModel):
+    iteration: int
+    content_hash: str
+
+
+class ClosingOut(BaseModel):
+    id: uuid.UUID
+    client_id: uuid.UUID
+    period: str
+    status: Literal["open", "closed"]
+    created_at: datetime
+    updated_at: datetime
+    latest_iteration: LatestIteration | None = Field(
+        description="The newest iteration, whatever its status; null before the first upload"
+    )
+    snapshot: SnapshotRef | None = Field(
+        description="The snapshot being served (latest succeeded iteration), or null"
+    )

@@ -1,0 +1,140 @@
+"""Consolidation: one incidence per (rule, element code) out of the movements a rule caught."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import polars as pl
+
+from app.domain.catalog import ElementKind, incidence_key
+from app.domain.incidence import SAMPLE_LINES, Element, Incidence
+from app.domain.reference import ReferenceData, blank
+from app.domain.rules import MessageFacts, Rule
+
+# Below this share of caught rows, filtering the hits beats grouping the whole frame.
+_FILTER_SHARE = 0.25
+_AGGREGATES = (
+    pl.len().alias("movement_count"),
+    pl.col("debit").sum().alias("debit_total"),
+    pl.col("credit").sum().alias("credit_total"),
+    pl.col("date").min().alias("first_date"),
+    pl.col("date").max().alias("last_date"),
+    pl.col("line").min().alias("first_line"),
+)
+
+
+@dataclass(frozen=True)
+class RuleHits:
+    """A rule's consolidated groups (one row per element code) and all its caught lines.
+
+    `lines` holds the caught lines grouped by code in the order of `groups` and ascending within
+    a code, so group n owns lines[offset_n : offset_n + movement_count_n]. Lists per group would
+    cost Polars far more memory than this flat Int32 column.
+    """
+
+    rule: Rule
+    groups: pl.DataFrame
+    lines: pl.Series
+
+
+def aggregate_hits(movements: pl.DataFrame, caught: pl.Series, rule: Rule) -> RuleHits:
+    """Per element code: count, totals, date range and first line of the caught rows."""
+    hits = int(caught.sum())
+    # Lazy on purpose: eager group_by materialises every column; lazy projects what it needs.
+    frame = movements.lazy().with_columns(caught.alias("_caught"))
+    caught_rows = frame.filter(pl.col("_caught"))
+    if hits < _FILTER_SHARE * movements.height:
+        groups = caught_rows.group_by(rule.code().alias("code")).agg(*_AGGREGATES)
+    else:
+        # Most rows are caught: group everything on a code that is null for the others,
+        # instead of copying nearly the whole frame, and drop the null group.
+        code = pl.when(pl.col("_caught")).then(rule.code()).alias("code")
+        groups = frame.group_by(code).agg(*_AGGREGATES).filter(pl.col("code").is_not_null())
+    # Stable sort by code keeps each code's lines in file (= ascending line) order.
+    ordered = (
+        caught_rows.select(rule.code().alias("code"), "line")
+        .sort("code", maintain_order=True, nulls_last=True)
+        .collect()
+    )
+    order = ordered.group_by("code", maintain_order=True).agg(
+        pl.col("line").head(SAMPLE_LINES).alias("sample_lines")
+    )
+    grouped = order.join(groups.collect(), on="code", how="left", maintain_order="left")
+    grouped = grouped.with_columns(rule.label(pl.col("code")).alias("code"))
+    return RuleHits(rule, grouped, ordered["line"])
+
+
+def build_incidences(
+    hits: Sequence[RuleHits], reference: ReferenceData, extras: pl.DataFrame
+) -> tuple[list[Incidence], pl.Series, dict[str, tuple[int, int]]]:
+    """Incidences of every rule's groups, the flat line column, and each key's (offset, count)."""
+    first_values = {row["line"]: row for row in extras.iter_rows(named=True)}
+    incidences: list[Incidence] = []
+    spans: dict[str, tuple[int, int]] = {}
+    base = 0
+    for rule_hits in hits:
+        make = _IncidenceMaker(rule_hits.rule, reference)
+        for row in rule_hits.groups.iter_rows(named=True):
+            incidence = make(row, first_values.get(row["first_line"], {}))
+            incidences.append(incidence)
+            spans[incidence.key] = (base, incidence.movement_count)
+            base += incidence.movement_count
+    parts = [h.lines for h in hits]
+    flat = pl.concat(parts) if parts else pl.Series("line", [], dtype=pl.Int32)
+    return incidences, flat, spans
+
+
+class _IncidenceMaker:
+    """Builds one rule's incidences; rule constants are resolved once, not per group."""
+
+    def __init__(self, rule: Rule, reference: ReferenceData) -> None:
+        self.rule = rule
+        self.reference = reference
+        self.type = rule.type.value
+        self.severity = rule.severity.value
+        self.kind = rule.element_kind
+        self.dated = rule.element_kind is not ElementKind.COLUMN  # ROW_INVALID has no dates
+
+    def __call__(self, row: dict[str, Any], first: Mapping[str, Any]) -> Incidence:
+        code: str = row["code"]
+        name = _element_name(self.kind, code, first.get("account_name"), self.reference)
+        debit = row["debit_total"] or Decimal(0)
+        credit = row["credit_total"] or Decimal(0)
+        facts = MessageFacts(
+            code=code,
+            name=name,
+            debit_total=debit,
+            credit_total=credit,
+            period=self.reference.period,
+            first_line=row["first_line"],
+            first_reason=first.get("invalid_reason"),
+        )
+        return Incidence(
+            key=incidence_key(self.type, code),
+            type=self.type,
+            severity=self.severity,
+            element=Element(self.kind.value, code, name),
+            message=self.rule.message(facts),
+            movement_count=row["movement_count"],
+            debit_total=debit,
+            credit_total=credit,
+            first_date=row["first_date"] if self.dated else None,
+            last_date=row["last_date"] if self.dated else None,
+            sample_lines=tuple(row["sample_lines"]),
+        )
+
+
+def _element_name(
+    kind: ElementKind, code: str, first_name: str | None, reference: ReferenceData
+) -> str | None:
+    """Chart name of an account (else its first movement's account_name); client doc type name."""
+    if kind is ElementKind.ACCOUNT:
+        account = reference.accounts.get(code)
+        name = account.name if account is not None and not blank(account.name) else first_name
+        return None if blank(name) else name
+    if kind is ElementKind.DOCUMENT_TYPE:
+        return reference.document_types.get(code) or None
+    return None

@@ -1,0 +1,96 @@
+"""Diffs between the incidence sets of two iterations, and first_seen_iteration bookkeeping."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from app.domain.amounts import format_amount
+from app.domain.incidence import Incidence, IncidenceLike, as_incidence
+
+
+@dataclass(frozen=True)
+class Totals:
+    """The figures a diff compares: movement_count, debit_total, credit_total."""
+
+    movement_count: int
+    debit_total: Decimal
+    credit_total: Decimal
+
+    @classmethod
+    def of(cls, incidence: Incidence) -> Totals:
+        """The compared figures of an incidence."""
+        return cls(incidence.movement_count, incidence.debit_total, incidence.credit_total)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON shape, amounts as canonical decimal strings."""
+        return {
+            "movement_count": self.movement_count,
+            "debit_total": format_amount(self.debit_total),
+            "credit_total": format_amount(self.credit_total),
+        }
+
+
+@dataclass(frozen=True)
+class Change:
+    """An incidence present on both sides whose figures differ."""
+
+    key: str
+    before: Totals
+    after: Totals
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON shape: {key, before, after}."""
+        return {"key": self.key, "before": self.before.to_dict(), "after": self.after.to_dict()}
+
+
+@dataclass(frozen=True)
+class Diff:
+    """What changed from iteration A (before) to B (after); every list is sorted by key."""
+
+    new: tuple[str, ...]
+    resolved: tuple[str, ...]
+    changed: tuple[Change, ...]
+    unchanged: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON shape: {new: [key], resolved: [key], changed: [...], unchanged: n}."""
+        return {
+            "new": list(self.new),
+            "resolved": list(self.resolved),
+            "changed": [c.to_dict() for c in self.changed],
+            "unchanged": self.unchanged,
+        }
+
+
+def diff_incidences(before: Sequence[IncidenceLike], after: Sequence[IncidenceLike]) -> Diff:
+    """Compare two incidence sets by key (amounts compare as numbers, not as text)."""
+    old = {i.key: Totals.of(i) for i in map(as_incidence, before)}
+    new = {i.key: Totals.of(i) for i in map(as_incidence, after)}
+    both = sorted(old.keys() & new.keys())
+    changed = tuple(Change(k, old[k], new[k]) for k in both if old[k] != new[k])
+    return Diff(
+        new=tuple(sorted(new.keys() - old.keys())),
+        resolved=tuple(sorted(old.keys() - new.keys())),
+        changed=changed,
+        unchanged=len(both) - len(changed),
+    )
+
+
+def assign_first_seen(
+    incidences: Sequence[IncidenceLike],
+    previous: Sequence[IncidenceLike] | None,
+    iteration: int,
+) -> list[Incidence]:
+    """Set first_seen_iteration: carried over from the previous succeeded iteration when the key
+    was there (an unbroken run), else this iteration (new, or back after being resolved)."""
+    carried = {}
+    for old in map(as_incidence, previous or ()):
+        carried[old.key] = old.first_seen_iteration
+    return [
+        dataclasses.replace(i, first_seen_iteration=carried.get(i.key) or iteration)
+        for i in map(as_incidence, incidences)
+    ]

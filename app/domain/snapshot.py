@@ -1,0 +1,84 @@
+"""The snapshot document and its canonical JSON / content hash (SPEC §2, §4).
+
+`content_hash` is the sha256 (hex) of the canonical JSON of the snapshot's content:
+{"closing_id", "iteration", "statistics", "incidences"} — every field of the document except
+`computed_at` and `content_hash` itself. `computed_at` is fixed once per iteration, so it never
+changes without `iteration` changing too; leaving it out makes the hash a pure function of the
+result, so re-publishing the same result (a retried publish, a cache rebuild) yields the same
+ETag. Canonical JSON: UTF-8, keys sorted at every level, no insignificant whitespace, amounts as
+canonical decimal strings, dates as ISO strings.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from app.domain.amounts import format_amount
+from app.domain.incidence import Incidence, IncidenceLike
+from app.domain.statistics import Statistics
+
+HASHED_FIELDS = ("closing_id", "iteration", "statistics", "incidences")
+
+
+def canonical_json(document: Any) -> bytes:
+    """Deterministic JSON bytes: sorted keys, compact, Decimals as canonical strings."""
+    return orjson.dumps(document, default=_encode, option=orjson.OPT_SORT_KEYS)
+
+
+def content_hash(
+    closing_id: Any,
+    iteration: int,
+    statistics: Statistics | Mapping[str, Any],
+    incidences: Sequence[IncidenceLike],
+) -> str:
+    """sha256 hex of the canonical JSON of the snapshot content (see module docstring)."""
+    content = {
+        "closing_id": closing_id,
+        "iteration": iteration,
+        "statistics": _plain(statistics),
+        "incidences": [_plain(i) for i in incidences],
+    }
+    return hashlib.sha256(canonical_json(content)).hexdigest()
+
+
+def build_snapshot(
+    closing_id: Any,
+    iteration: int,
+    statistics: Statistics | Mapping[str, Any],
+    incidences: Sequence[IncidenceLike],
+    computed_at: dt.datetime,
+) -> dict[str, Any]:
+    """The snapshot document {closing_id, iteration, content_hash, computed_at, statistics,
+    incidences}, JSON-ready."""
+    return {
+        "closing_id": closing_id,
+        "iteration": iteration,
+        "content_hash": content_hash(closing_id, iteration, statistics, incidences),
+        "computed_at": computed_at.isoformat(),
+        "statistics": _plain(statistics),
+        "incidences": [_plain(i) for i in incidences],
+    }
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Incidence | Statistics):
+        return value.to_dict()
+    return value
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return format_amount(value)
+    if isinstance(value, Incidence | Statistics):
+        return value.to_dict()
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, tuple | set | frozenset):
+        return sorted(value) if isinstance(value, set | frozenset) else list(value)
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")

@@ -1,0 +1,42 @@
+"""Turning calamine cell values into the text the movement parser expects."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+# calamine yields these Python types for XLSX cells.
+CellValue = int | float | str | bool | dt.time | dt.date | dt.datetime | dt.timedelta
+
+
+def cell_text(value: CellValue | None) -> str | None:
+    """Text of a cell as a person reads it: integral numbers lose `.0`, floats keep their repr."""
+    kind = type(value)
+    if value is None or value == "":
+        return None
+    if kind is str:
+        return value  # type: ignore[return-value]
+    if kind is float:
+        return float_text(value)  # type: ignore[arg-type]
+    if kind is bool:
+        return "TRUE" if value else "FALSE"
+    if kind is dt.datetime:
+        stamp: dt.datetime = value  # type: ignore[assignment]
+        return stamp.isoformat(sep=" ") if stamp.time() != dt.time() else stamp.date().isoformat()
+    if kind in (dt.date, dt.time):
+        return value.isoformat()  # type: ignore[union-attr]
+    return str(value)
+
+
+def date_cell_text(value: CellValue | None) -> str | None:
+    """Text of a date cell: native dates (and datetimes, by their day) become YYYY-MM-DD."""
+    if type(value) is dt.datetime:
+        return value.date().isoformat()  # type: ignore[union-attr]
+    return cell_text(value)
+
+
+def float_text(value: float) -> str:
+    """Exact decimal text of a float via its shortest repr: 110105.0 → "110105", 12.5 → "12.5"."""
+    if value.is_integer():
+        return str(int(value))  # exact for every integral float, and no exponent notation
+    return format(Decimal(repr(value)), "f")  # repr may use exponents (1e-05); "f" never does

@@ -1,0 +1,180 @@
+"""Running an iteration safely: claim it, keep a lease alive, fail it, hand over to the next.
+
+arq delivers jobs at least once, and a worker can die at any instruction. The database row is
+the single source of truth: a job may only work on an iteration it claimed (status `running`,
+its own attempt number), and a claim is only possible on a queued iteration or on a running
+one whose lease (heartbeat) expired. The partial unique index on `status = 'running'` makes a
+second running iteration of the same closing impossible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.adapters.postgres.tables import closings, iterations
+from app.services.sweeper import LEASE_SECONDS
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3
+HEARTBEAT_SECONDS = 5
+
+
+@dataclass
+class Claim:
+    """An iteration this job owns, and the progress it reports through its heartbeat."""
+
+    iteration_id: uuid.UUID
+    attempt: int
+    closing_id: uuid.UUID
+    number: int
+    ledger_id: uuid.UUID
+    request_id: str | None
+    progress: float = 0.0
+    movements_processed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def owned(self) -> Any:
+        """SQL condition: the row is still this job's (nobody re-claimed it after a lease loss)."""
+        return sa.and_(
+            iterations.c.id == self.iteration_id,
+            iterations.c.status == "running",
+            iterations.c.attempts == self.attempt,
+        )
+
+
+class Busy(Exception):
+    """Another iteration of the same closing is running; this one waits its turn."""
+
+
+def _stale() -> Any:
+    return iterations.c.heartbeat_at < sa.func.now() - sa.text(
+        f"interval '{LEASE_SECONDS} seconds'"
+    )
+
+
+async def claim(engine: AsyncEngine, iteration_id: uuid.UUID) -> Claim | None:
+    """Take the iteration (None if finished or owned by a live job); Busy if the closing runs
+    another one. The iteration reads the closing's current ledger as it starts."""
+    claimable = sa.or_(
+        iterations.c.status == "queued",
+        sa.and_(iterations.c.status == "running", _stale()),
+    )
+    current_ledger = (
+        sa.select(closings.c.ledger_id)
+        .where(closings.c.id == iterations.c.closing_id)
+        .scalar_subquery()
+    )
+    try:
+        async with engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    sa.update(iterations)
+                    .where(iterations.c.id == iteration_id, claimable)
+                    .values(
+                        status="running",
+                        attempts=iterations.c.attempts + 1,
+                        started_at=sa.func.now(),
+                        heartbeat_at=sa.func.now(),
+                        progress=0,
+                        movements_processed=0,
+                        ledger_id=current_ledger,
+                        error=None,
+                    )
+                    .returning(
+                        iterations.c.id,
+                        iterations.c.attempts,
+                        iterations.c.closing_id,
+                        iterations.c.number,
+                        iterations.c.ledger_id,
+                        iterations.c.request_id,
+                    )
+                )
+            ).first()
+    except IntegrityError as exc:  # uq_iterations_one_running
+        raise Busy(str(iteration_id)) from exc
+    if row is None:
+        return None
+    claimed = Claim(row.id, row.attempts, row.closing_id, row.number, row.ledger_id, row.request_id)
+    if claimed.attempt > MAX_ATTEMPTS:
+        await fail(
+            engine,
+            claimed,
+            {
+                "type": "/problems/iteration-abandoned",
+                "title": "Iteration abandoned",
+                "status": 500,
+                "detail": f"the worker stopped during each of {MAX_ATTEMPTS} attempts; "
+                "the previous snapshot is still served",
+            },
+        )
+        return None
+    return claimed
+
+
+async def beat(engine: AsyncEngine, claimed: Claim) -> None:
+    """Refresh the lease and publish progress."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.update(iterations)
+            .where(claimed.owned())
+            .values(
+                heartbeat_at=sa.func.now(),
+                progress=round(claimed.progress, 4),
+                movements_processed=claimed.movements_processed,
+            )
+        )
+
+
+@contextlib.asynccontextmanager
+async def lease(engine: AsyncEngine, claimed: Claim) -> AsyncIterator[None]:
+    """Keep the claim's lease alive in the background while the block runs."""
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            try:
+                await beat(engine, claimed)
+            except Exception as exc:  # a missed beat is fine; LEASE_SECONDS covers several
+                logger.warning("iteration heartbeat failed: %s", type(exc).__name__)
+
+    task = asyncio.create_task(loop())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def fail(engine: AsyncEngine, claimed: Claim, problem: dict[str, Any]) -> None:
+    """End the iteration as failed, with a problem-detail error; the snapshot is untouched."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.update(iterations)
+            .where(claimed.owned())
+            .values(status="failed", finished_at=sa.func.now(), heartbeat_at=None, error=problem)
+        )
+
+
+async def next_queued(engine: AsyncEngine, closing_id: uuid.UUID) -> tuple[uuid.UUID, int] | None:
+    """The closing's queued iteration (id, attempts), which waited for the one that just ended."""
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                sa.select(iterations.c.id, iterations.c.attempts).where(
+                    iterations.c.closing_id == closing_id, iterations.c.status == "queued"
+                )
+            )
+        ).first()
+    return (row.id, row.attempts) if row else None

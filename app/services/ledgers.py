@@ -1,0 +1,103 @@
+"""Accepting a ledger upload: validate synchronously, store durably, queue its iteration."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from app.adapters.postgres.ledger_store import layout_to_json, store_file
+from app.adapters.postgres.tables import closings, ledgers
+from app.domain.errors import Conflict
+from app.domain.ledger_format import LedgerOptions
+from app.domain.ledger_inspect import inspect_ledger
+from app.resources import Resources
+from app.services import iterations
+from app.services.api_keys import Principal
+
+
+@dataclass(frozen=True)
+class ReceivedLedger:
+    """An upload on local disk, with what we learnt while receiving it."""
+
+    path: Path
+    filename: str | None
+    size_bytes: int
+    sha256: str
+    options: LedgerOptions
+
+
+async def accept_ledger(
+    resources: Resources,
+    principal: Principal,
+    closing_id: uuid.UUID,
+    upload: ReceivedLedger,
+    request_id: str | None = None,
+) -> dict[str, Any]:
+    """Validate the file, store it and its iteration in one transaction, then queue the job.
+
+    Nothing is stored when validation fails; once this returns, the upload survives restarts.
+    """
+    async with resources.engine.connect() as conn:  # 404/409 before the costly checks
+        await iterations.check_open_closing(conn, principal.tenant_id, closing_id)
+    layout = await asyncio.to_thread(inspect_ledger, upload.path, upload.options)
+    async with resources.engine.begin() as conn:
+        closing = await iterations.lock_open_closing(conn, principal.tenant_id, closing_id)
+        ledger_id = (
+            await conn.execute(
+                sa.insert(ledgers)
+                .values(
+                    closing_id=closing_id,
+                    filename=upload.filename,
+                    size_bytes=upload.size_bytes,
+                    sha256=upload.sha256,
+                    layout=layout_to_json(layout),
+                    uploaded_by=principal.key_name,
+                )
+                .returning(ledgers.c.id)
+            )
+        ).scalar_one()
+        with upload.path.open("rb") as source:
+            await store_file(conn, ledger_id, source)
+        await conn.execute(
+            sa.update(closings)
+            .where(closings.c.id == closing_id)
+            .values(ledger_id=ledger_id, updated_at=sa.func.now())
+        )
+        iteration = await iterations.request_iteration(
+            conn,
+            closing_id,
+            "ledger_replaced" if closing.ledger_id else "initial",
+            requested_by=principal.key_name,
+            request_id=request_id,
+        )
+    await iterations.enqueue(resources, [iteration])
+    return iteration
+
+
+async def reprocess(
+    resources: Resources,
+    principal: Principal,
+    closing_id: uuid.UUID,
+    notes: str | None,
+    request_id: str | None = None,
+) -> dict[str, Any]:
+    """Queue a `manual` iteration (or merge into the queued one) and queue its job."""
+    async with resources.engine.begin() as conn:
+        closing = await iterations.lock_open_closing(conn, principal.tenant_id, closing_id)
+        if closing.ledger_id is None:
+            raise Conflict(f"closing {closing_id} has no ledger yet: upload one first")
+        iteration = await iterations.request_iteration(
+            conn,
+            closing_id,
+            "manual",
+            requested_by=principal.key_name,
+            notes=notes,
+            request_id=request_id,
+        )
+    await iterations.enqueue(resources, [iteration])
+    return iteration

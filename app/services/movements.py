@@ -1,0 +1,143 @@
+"""An iteration's movements: parsed from the stored file on first use, then read back from the
+stored Parquet batches. Either way they are mirrored in a local temp dir for the run."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.adapters.postgres import ledger_store
+from app.adapters.postgres.tables import ledgers
+from app.domain.duplicates import FETCH_COLUMNS
+from app.domain.ledger_format import LedgerLayout
+from app.domain.ledger_reader import NARROW_SCHEMA, FetchRows, iter_movement_batches, narrow
+from app.services import claims
+from app.services.claims import Claim
+
+# Parsing is most of a first run's work; evaluation and publishing share the rest.
+PARSE_PROGRESS_SHARE = 0.8
+
+
+@dataclass(frozen=True)
+class LoadedMovements:
+    """What evaluation needs: the narrow frame and a way to fetch full rows by line."""
+
+    narrow: pl.DataFrame
+    has_document_type: bool
+    fetch_rows: FetchRows
+
+
+def local_fetcher(batch_files: list[Path]) -> FetchRows:
+    """Fetch `line` and FETCH_COLUMNS of some lines from the local batch files."""
+
+    def fetch(lines: pl.Series) -> pl.DataFrame:
+        wanted = lines.cast(pl.Int32)
+        return pl.concat(
+            [
+                pl.scan_parquet(path)
+                .select("line", *FETCH_COLUMNS)
+                .filter(pl.col("line").is_in(wanted.implode()))
+                .collect()
+                for path in batch_files
+            ]
+        )
+
+    return fetch
+
+
+async def load_movements(engine: AsyncEngine, claimed: Claim, workdir: Path) -> LoadedMovements:
+    """The ledger's movements, parsing and storing them the first time."""
+    async with engine.connect() as conn:
+        ledger = (
+            await conn.execute(sa.select(ledgers).where(ledgers.c.id == claimed.ledger_id))
+        ).one()
+    layout = ledger_store.layout_from_json(ledger.layout)
+    if ledger.parsed_at is None:
+        files, parts = await _parse_and_store(engine, claimed, layout, ledger.size_bytes, workdir)
+    else:
+        files, parts = await _download(engine, claimed, workdir)
+    frame = pl.concat(parts, rechunk=True) if parts else _empty_narrow()
+    claimed.movements_processed = frame.height
+    return LoadedMovements(frame, layout.has_document_type, local_fetcher(files))
+
+
+async def _parse_and_store(
+    engine: AsyncEngine, claimed: Claim, layout: LedgerLayout, size_bytes: int, workdir: Path
+) -> tuple[list[Path], list[pl.DataFrame]]:
+    source = workdir / f"ledger.{layout.kind}"
+    async with engine.begin() as conn:
+        await ledger_store.restore_file(conn, claimed.ledger_id, source)
+        await ledger_store.delete_movements(conn, claimed.ledger_id)  # a retried partial parse
+    estimated_lines = _estimate_lines(source, size_bytes)
+    batches = iter_movement_batches(source, layout)
+    files: list[Path] = []
+    parts: list[pl.DataFrame] = []
+    while (batch := await asyncio.to_thread(_next_or_none, batches)) is not None:
+        data = await asyncio.to_thread(ledger_store.batch_to_parquet, batch)
+        files.append(_write(workdir, len(files), data))
+        async with engine.begin() as conn:
+            await ledger_store.store_batch(conn, claimed.ledger_id, batch, data)
+        parts.append(narrow(batch))
+        claimed.movements_processed += batch.height
+        last_line = int(batch["line"].max())  # type: ignore[arg-type]
+        claimed.progress = PARSE_PROGRESS_SHARE * min(1.0, last_line / estimated_lines)
+    frame = pl.concat(parts) if parts else _empty_narrow()
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.update(ledgers)
+            .where(ledgers.c.id == claimed.ledger_id)
+            .values(
+                parsed_at=sa.func.now(),
+                movements_total=frame.height,
+                account_codes=_distinct(frame, "account_code"),
+                document_type_codes=_distinct(frame, "document_type"),
+            )
+        )
+    await claims.beat(engine, claimed)
+    return files, parts
+
+
+async def _download(
+    engine: AsyncEngine, claimed: Claim, workdir: Path
+) -> tuple[list[Path], list[pl.DataFrame]]:
+    files: list[Path] = []
+    parts: list[pl.DataFrame] = []
+    async with engine.connect() as conn:
+        async for data in ledger_store.iter_batch_bytes(conn, claimed.ledger_id):
+            path = _write(workdir, len(files), data)
+            files.append(path)
+            parts.append(await asyncio.to_thread(lambda p=path: narrow(pl.read_parquet(p))))
+    return files, parts
+
+
+def _next_or_none(batches: Iterator[pl.DataFrame]) -> pl.DataFrame | None:
+    return next(batches, None)
+
+
+def _write(workdir: Path, index: int, data: bytes) -> Path:
+    path = workdir / f"batch-{index:05d}.parquet"
+    path.write_bytes(data)
+    return path
+
+
+def _estimate_lines(path: Path, size_bytes: int) -> int:
+    """Lines in the file, estimated from its first MiB (for progress only)."""
+    with path.open("rb") as fh:
+        head = fh.read(1024 * 1024)
+    per_line = len(head) / max(1, head.count(b"\n"))
+    return max(1, int(size_bytes / per_line))
+
+
+def _distinct(frame: pl.DataFrame, column: str) -> list[str]:
+    values = frame.get_column(column).cast(pl.String).drop_nulls().unique().sort()
+    return [value for value in values.to_list() if value]
+
+
+def _empty_narrow() -> pl.DataFrame:
+    return pl.DataFrame(schema=NARROW_SCHEMA)

@@ -1,0 +1,119 @@
+"""`ledger-incidences upload`: send a ledger with a progress bar, then follow its iteration."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import httpx
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+POLL_SECONDS = 0.5
+
+
+class _ProgressReader:
+    """A file wrapper that advances a progress bar as httpx streams it out."""
+
+    def __init__(self, fh: BinaryIO, progress: Progress, task: TaskID) -> None:
+        self._fh, self._progress, self._task = fh, progress, task
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._fh.read(size)
+        self._progress.advance(self._task, len(chunk))
+        return chunk
+
+    def fileno(self) -> int:  # lets httpx learn the length and send Content-Length
+        return self._fh.fileno()
+
+    def tell(self) -> int:
+        return self._fh.tell()
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._fh.seek(offset, whence)
+
+
+def upload(
+    path: Path,
+    closing_id: str,
+    *,
+    url: str,
+    key: str | None,
+    decimal_separator: str = ".",
+    column_map: str | None = None,
+) -> int:
+    """Upload, wait for the iteration to finish, print its summary; exit code 0 on success."""
+    console = Console(stderr=True)
+    if not key:
+        console.print("[red]an API key is needed: --key or LEDGER_INCIDENCES_KEY[/red]")
+        return 2
+    if not path.is_file():
+        console.print(f"[red]no such file: {path}[/red]")
+        return 2
+    headers = {"Authorization": f"Bearer {key}"}
+    fields = {"decimal_separator": decimal_separator}
+    if column_map:
+        fields["column_map"] = column_map
+    base = url.rstrip("/")
+    with httpx.Client(base_url=base, headers=headers, timeout=httpx.Timeout(30, read=600)) as http:
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task("uploading", total=path.stat().st_size)
+            with path.open("rb") as fh:
+                response = http.post(
+                    f"/api/v1/closings/{closing_id}/ledger",
+                    data=fields,
+                    files={"file": (path.name, _ProgressReader(fh, progress, task))},
+                )
+        if response.status_code != 202:
+            _print_problem(console, response)
+            return 1
+        location = response.headers["Location"]
+        iteration = _follow(http, location, console)
+    print(json.dumps(iteration, indent=2, default=str))
+    return 0 if iteration["status"] == "succeeded" else 1
+
+
+def _follow(http: httpx.Client, location: str, console: Console) -> dict[str, Any]:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[movements]} movements"),
+        console=console,
+    ) as progress:
+        task = progress.add_task("processing", total=1.0, movements=0)
+        while True:
+            iteration: dict[str, Any] = http.get(location).raise_for_status().json()
+            progress.update(
+                task,
+                completed=iteration["progress"],
+                description=f"iteration {iteration['number']} {iteration['status']}",
+                movements=iteration["movements_processed"],
+            )
+            if iteration["status"] in ("succeeded", "failed"):
+                return iteration
+            time.sleep(POLL_SECONDS)
+
+
+def _print_problem(console: Console, response: httpx.Response) -> None:
+    try:
+        detail = response.json().get("detail", response.text)
+    except ValueError:
+        detail = response.text
+    console.print(f"[red]upload refused ({response.status_code}): {detail}[/red]")
