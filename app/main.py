@@ -48,6 +48,7 @@ def create_app(settings: Settings) -> FastAPI:
         summary="Pre-computed general-ledger incidences for monthly closings.",
         lifespan=lifespan,
         static_url="/docs-assets",
+        redoc_url=None,  # ReDoc fetches its logo from a CDN; Swagger UI is fully local
         swagger_ui_parameters={"validatorUrl": None, "persistAuthorization": True},
     )
     app.state.draining = False  # flipped by the server on SIGTERM: /ready answers 503 at once

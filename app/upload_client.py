@@ -65,27 +65,33 @@ def upload(
     if column_map:
         fields["column_map"] = column_map
     base = url.rstrip("/")
-    with httpx.Client(base_url=base, headers=headers, timeout=httpx.Timeout(30, read=600)) as http:
-        columns = (
-            TextColumn("{task.description}"),
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-        )
-        with Progress(*columns, console=console) as progress:
-            task = progress.add_task("uploading", total=path.stat().st_size)
-            with path.open("rb") as fh:
-                response = http.post(
-                    f"/api/v1/closings/{closing_id}/ledger",
-                    data=fields,
-                    files={"file": (path.name, _ProgressReader(fh, progress, task))},
-                )
-        if response.status_code != 202:
-            _print_problem(console, response)
-            return 1
-        location = response.headers["Location"]
-        iteration = _follow(http, location, console)
+    try:
+        with httpx.Client(
+            base_url=base, headers=headers, timeout=httpx.Timeout(30, read=600)
+        ) as http:
+            columns = (
+                TextColumn("{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+            )
+            with Progress(*columns, console=console) as progress:
+                task = progress.add_task("uploading", total=path.stat().st_size)
+                with path.open("rb") as fh:
+                    response = http.post(
+                        f"/api/v1/closings/{closing_id}/ledger",
+                        data=fields,
+                        files={"file": (path.name, _ProgressReader(fh, progress, task))},
+                    )
+            if response.status_code != 202:
+                _print_problem(console, response)
+                return 1
+            location = response.headers["Location"]
+            iteration = _follow(http, location, console)
+    except httpx.HTTPError as exc:  # unreachable server, timeout, or an error while polling
+        console.print(f"[red]request to {base} failed: {exc}[/red]")
+        return 1
     print(json.dumps(iteration, indent=2, default=str))
     return 0 if iteration["status"] == "succeeded" else 1
 

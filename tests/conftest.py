@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import tempfile
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -53,9 +55,13 @@ def _sqlalchemy_url(admin_dsn: str, database: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
-    """Start embedded servers for whatever TEST_*_URL does not name."""
-    data_dir = tmp_path_factory.mktemp("servers")
+def servers() -> Iterator[Servers]:
+    """Start embedded servers for whatever TEST_*_URL does not name.
+
+    Their data lives outside pytest's temp root: a concurrent pytest session resets that root
+    to mode 0700, which would lock out Postgres (it runs as the `pgserver` user under root).
+    """
+    data_dir = Path(tempfile.mkdtemp(prefix="li-test-servers-"))
     started: list[EmbeddedPostgres | EmbeddedRedis] = []
     database_url = os.environ.get("TEST_DATABASE_URL")
     redis_url = os.environ.get("TEST_REDIS_URL")
@@ -76,6 +82,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     finally:
         for server in reversed(started):
             server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 class Databases:

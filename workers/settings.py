@@ -70,11 +70,15 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,
         "max_jobs": settings.worker_max_jobs,
+        # arq polls its queue: a short delay keeps an upload's pickup latency low.
+        "poll_delay": 0.1,
         "job_timeout": JOB_TIMEOUT_SECONDS,
         # On SIGTERM, let the running job finish for this long before it is cancelled and
         # re-queued by arq; our claim/lease logic makes the re-run safe.
         "job_completion_wait": 60,
-        "keep_result": 3600,
+        # Results live in Postgres; keeping none in Redis lets a job id be enqueued again once
+        # its job finished (a deferred iteration is re-queued under the same id).
+        "keep_result": 0,
         "max_tries": 5,
         "health_check_interval": 10,
         **overrides,

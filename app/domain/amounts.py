@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Context, Decimal
+
+# Python's default context rounds results to 28 digits; Decimal(38, 18) values need 38+.
+EXACT = Context(prec=80)
 
 
 def format_amount(value: Decimal | int | str) -> str:
@@ -23,3 +26,8 @@ def format_amount(value: Decimal | int | str) -> str:
 def parse_amount_text(value: str | Decimal | int) -> Decimal:
     """The Decimal of a canonical amount string (or a Decimal/int, passed through)."""
     return value if isinstance(value, Decimal) else Decimal(value)
+
+
+def difference(a: Decimal, b: Decimal) -> Decimal:
+    """a - b, exactly (no rounding to the default 28-digit context)."""
+    return EXACT.subtract(a, b)

@@ -47,12 +47,14 @@ def aggregate_hits(movements: pl.DataFrame, caught: pl.Series, rule: Rule) -> Ru
     frame = movements.lazy().with_columns(caught.alias("_caught"))
     caught_rows = frame.filter(pl.col("_caught"))
     if hits < _FILTER_SHARE * movements.height:
-        groups = caught_rows.group_by(rule.code().alias("code")).agg(*_AGGREGATES)
+        groups = caught_rows.group_by(rule.code().alias("code")).agg(*_AGGREGATES).collect()
     else:
         # Most rows are caught: group everything on a code that is null for the others,
-        # instead of copying nearly the whole frame, and drop the null group.
+        # instead of copying nearly the whole frame, and drop the null group (after collect,
+        # so that the optimiser cannot push that filter down into a copy).
         code = pl.when(pl.col("_caught")).then(rule.code()).alias("code")
-        groups = frame.group_by(code).agg(*_AGGREGATES).filter(pl.col("code").is_not_null())
+        groups = frame.group_by(code).agg(*_AGGREGATES).collect()
+        groups = groups.filter(pl.col("code").is_not_null())
     # Stable sort by code keeps each code's lines in file (= ascending line) order.
     ordered = (
         caught_rows.select(rule.code().alias("code"), "line")
@@ -62,7 +64,7 @@ def aggregate_hits(movements: pl.DataFrame, caught: pl.Series, rule: Rule) -> Ru
     order = ordered.group_by("code", maintain_order=True).agg(
         pl.col("line").head(SAMPLE_LINES).alias("sample_lines")
     )
-    grouped = order.join(groups.collect(), on="code", how="left", maintain_order="left")
+    grouped = order.join(groups, on="code", how="left", maintain_order="left")
     grouped = grouped.with_columns(rule.label(pl.col("code")).alias("code"))
     return RuleHits(rule, grouped, ordered["line"])
 

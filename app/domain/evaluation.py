@@ -11,6 +11,7 @@ from typing import Any
 
 import polars as pl
 
+from app.domain.amounts import difference
 from app.domain.catalog import DOCUMENT_TYPE_RULES, ElementKind, IncidenceType, Severity
 from app.domain.consolidation import RuleHits, aggregate_hits, build_incidences
 from app.domain.duplicates import (
@@ -155,10 +156,10 @@ def _lines_to_fetch(
 def _extras(
     movements: pl.DataFrame, lines: pl.Series, fetch_rows: FetchRows | None
 ) -> pl.DataFrame:
-    schema = {"line": pl.Int32, **dict.fromkeys(FETCH_COLUMNS, pl.String)}
+    schema = pl.Schema({"line": pl.Int32(), **{c: pl.String() for c in FETCH_COLUMNS}})
     if all(c in movements.columns for c in FETCH_COLUMNS):
         wanted = lines.to_frame("line")
-        return movements.select(*schema).join(wanted, on="line", how="semi").cast(schema)
+        return movements.select(schema.names()).join(wanted, on="line", how="semi").cast(schema)
     if lines.is_empty():
         return pl.DataFrame(schema=schema)
     if fetch_rows is None:
@@ -166,7 +167,7 @@ def _extras(
             "evaluate() needs fetch_rows, or movements carrying "
             f"{', '.join(FETCH_COLUMNS)}, to name incidences and confirm duplicates"
         )
-    return fetch_rows(lines).select(*schema).cast(schema)
+    return fetch_rows(lines).select(schema.names()).cast(schema)
 
 
 def _statistics(
@@ -209,8 +210,8 @@ def _statistics(
         movements_rejected=counts["rejected"],
         movements_with_incidences=counts["caught"],
         incidences_total=len(incidences),
-        debit_total=(totals[0] or Decimal(0)) - (rejected[0] or Decimal(0)),
-        credit_total=(totals[1] or Decimal(0)) - (rejected[1] or Decimal(0)),
+        debit_total=difference(totals[0] or Decimal(0), rejected[0] or Decimal(0)),
+        credit_total=difference(totals[1] or Decimal(0), rejected[1] or Decimal(0)),
         by_type=MappingProxyType(by_type),
         by_severity=MappingProxyType(by_severity),
         rules_skipped=skipped,

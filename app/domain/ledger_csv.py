@@ -31,7 +31,7 @@ def iter_csv_frames(path: Path, layout: LedgerLayout, batch_rows: int) -> Iterat
     """Yield raw frames: `line` (Int32) + `c0..c{n-1}` Utf8, header and blank rows included."""
     width = len(layout.header)
     delimiter = layout.delimiter or ","
-    schema = {f"c{i}": pl.String for i in range(width)}
+    schema = pl.Schema({f"c{i}": pl.String() for i in range(width)})
     # A first row with every column keeps Polars from guessing the width from a short line.
     sentinel = (delimiter * (width - 1) + "\n").encode()
     chunk_rows = min(batch_rows, CHUNK_ROWS)
@@ -39,13 +39,18 @@ def iter_csv_frames(path: Path, layout: LedgerLayout, batch_rows: int) -> Iterat
     records_before = 0
     pending = b""
     first = True
+    bare_cr = False
     with path.open("rb") as fh:
         while True:
             data = fh.read(chunk_bytes)
-            buf = pending + data if pending else data
             if first:
-                buf = buf.removeprefix(UTF8_BOM)
+                data = data.removeprefix(UTF8_BOM)
+                # Classic Mac files end records with a bare CR, which Polars does not split on.
+                bare_cr = b"\n" not in data and b"\r" in data
                 first = False
+            if bare_cr:
+                data = data.replace(b"\r", b"\n")
+            buf = pending + data if pending else data
             if not buf:
                 return
             cut = len(buf) if not data else _last_record_end(buf)
@@ -102,7 +107,7 @@ def _as_utf8(body: bytes, encoding: str | None) -> bytes:
     return body
 
 
-def _parse_chunk(data: bytes, schema: dict[str, pl.DataType], delimiter: str) -> pl.DataFrame:
+def _parse_chunk(data: bytes, schema: pl.Schema, delimiter: str) -> pl.DataFrame:
     try:
         frame = pl.read_csv(
             data,

@@ -122,8 +122,8 @@ def resolve_columns(
 ) -> tuple[tuple[ColumnRef, ...], AmountMode]:
     """Map fields to header columns (aliases, then column_map overrides) or raise."""
     positions: dict[str, int] = {}
-    for index, name in enumerate(header):
-        positions.setdefault(normalize_header(name), index)  # first of duplicate headers wins
+    for position, name in enumerate(header):
+        positions.setdefault(normalize_header(name), position)  # first of duplicate headers wins
 
     found: dict[str, int] = {}
     for name, wanted in options.column_map.items():

@@ -20,15 +20,15 @@ DEFAULT_BATCH_ROWS = 250_000
 # Long or rarely needed text (FETCH_COLUMNS) stays out: evaluate asks for it line by line.
 NARROW_SCHEMA: pl.Schema = pl.Schema(
     {
-        "line": pl.Int32,
+        "line": pl.Int32(),
         "account_code": pl.Categorical(),
-        "date": pl.Date,
-        "voucher": pl.String,
+        "date": pl.Date(),
+        "voucher": pl.String(),
         "document_type": pl.Categorical(),
         "debit": AMOUNT_DTYPE,
         "credit": AMOUNT_DTYPE,
         "invalid_field": pl.Categorical(),
-        "dup_hash": pl.UInt64,
+        "dup_hash": pl.UInt64(),
     }
 )
 
@@ -81,12 +81,12 @@ def narrow(batch: pl.DataFrame, keep_text: bool = False) -> pl.DataFrame:
 
 
 def read_narrow(
-    path: Path, layout: LedgerLayout, batch_rows: int = DEFAULT_BATCH_ROWS
+    path: Path, layout: LedgerLayout, batch_rows: int = DEFAULT_BATCH_ROWS, keep_text: bool = False
 ) -> pl.DataFrame:
     """All movements of a ledger as one narrow frame (streams the file batch by batch)."""
-    parts = [narrow(batch) for batch in iter_movement_batches(path, layout, batch_rows)]
+    parts = [narrow(b, keep_text) for b in iter_movement_batches(path, layout, batch_rows)]
     if not parts:
-        return pl.DataFrame(schema=NARROW_SCHEMA)
+        return pl.DataFrame(schema=NARROW_SCHEMA)  # (keep_text columns absent: nothing to keep)
     return pl.concat(parts, rechunk=False)  # rechunking would double peak memory
 
 

@@ -24,21 +24,21 @@ DUP_HASH_SEED = 0x1ED9E7
 # duplicate-tuple text fields that the narrow frame leaves out (document_number, description).
 MOVEMENT_SCHEMA: pl.Schema = pl.Schema(
     {
-        "line": pl.Int32,
-        "account_code": pl.String,
-        "date": pl.Date,
-        "voucher": pl.String,
-        "document_type": pl.String,
-        "document_number": pl.String,
-        "description": pl.String,
-        "account_name": pl.String,
-        "cost_center": pl.String,
-        "third_party": pl.String,
+        "line": pl.Int32(),
+        "account_code": pl.String(),
+        "date": pl.Date(),
+        "voucher": pl.String(),
+        "document_type": pl.String(),
+        "document_number": pl.String(),
+        "description": pl.String(),
+        "account_name": pl.String(),
+        "cost_center": pl.String(),
+        "third_party": pl.String(),
         "debit": AMOUNT_DTYPE,
         "credit": AMOUNT_DTYPE,
-        "invalid_field": pl.String,
-        "invalid_reason": pl.String,
-        "dup_hash": pl.UInt64,
+        "invalid_field": pl.String(),
+        "invalid_reason": pl.String(),
+        "dup_hash": pl.UInt64(),
     }
 )
 _TEXT_COLUMNS = (
@@ -85,11 +85,10 @@ def parse_movements(raw: pl.DataFrame, layout: LedgerLayout) -> pl.DataFrame:
         ("voucher", pl.col("voucher").is_null()),
         *((name, pl.col(f"_{name}").is_null()) for name in amount_fields),
     ]
-    invalid = pl.when(checks[0][1]).then(pl.lit(checks[0][0]))
-    for name, failed in checks[1:]:
-        invalid = invalid.when(failed).then(pl.lit(name))
+    # The first failed check in table order names the field.
+    invalid = pl.coalesce(pl.when(failed).then(pl.lit(name)) for name, failed in checks)
     frame = frame.with_columns(
-        invalid.otherwise(None).alias("invalid_field"),
+        invalid.alias("invalid_field"),
         *_debit_credit(layout),
         pl.concat_str(
             [pl.col("document_number").fill_null(""), pl.col("description").fill_null("")],
@@ -99,7 +98,7 @@ def parse_movements(raw: pl.DataFrame, layout: LedgerLayout) -> pl.DataFrame:
         .alias("dup_hash"),
     )
     frame = frame.with_columns(_reasons(frame, amount_fields))
-    return frame.select(MOVEMENT_SCHEMA.names()).cast(dict(MOVEMENT_SCHEMA))
+    return frame.select(MOVEMENT_SCHEMA.names()).cast(MOVEMENT_SCHEMA)
 
 
 def _trimmed(name: str) -> pl.Expr:

@@ -15,7 +15,7 @@ from decimal import Decimal
 
 import polars as pl
 
-from app.domain.amounts import format_amount
+from app.domain.amounts import difference, format_amount
 from app.domain.catalog import (
     ELEMENT_KIND,
     SEVERITY,
@@ -103,10 +103,10 @@ def _out_of_period(ctx: RuleContext) -> pl.Expr:
 
 
 def _unbalanced_message(facts: MessageFacts) -> str:
-    difference = format_amount(abs(facts.debit_total - facts.credit_total))
+    gap = format_amount(abs(difference(facts.debit_total, facts.credit_total)))
     return (
         f"Voucher {facts.code} is unbalanced: debit {format_amount(facts.debit_total)}, "
-        f"credit {format_amount(facts.credit_total)} (difference {difference})"
+        f"credit {format_amount(facts.credit_total)} (difference {gap})"
     )
 
 
@@ -116,8 +116,8 @@ RULES: tuple[Rule, ...] = (
         caught=lambda ctx: ~VALID,
         code=lambda: pl.col("invalid_field"),
         message=lambda f: (
-            f"Column {f.code} has values that cannot be parsed; "
-            f"first at line {f.first_line}: {f.first_reason}"
+            f"Column {f.code} has values that cannot be parsed; first at line {f.first_line}"
+            + (f": {f.first_reason}" if f.first_reason else "")
         ),
     ),
     Rule(

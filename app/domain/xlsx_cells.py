@@ -11,27 +11,25 @@ CellValue = int | float | str | bool | dt.time | dt.date | dt.datetime | dt.time
 
 def cell_text(value: CellValue | None) -> str | None:
     """Text of a cell as a person reads it: integral numbers lose `.0`, floats keep their repr."""
-    kind = type(value)
     if value is None or value == "":
         return None
-    if kind is str:
-        return value  # type: ignore[return-value]
-    if kind is float:
-        return float_text(value)  # type: ignore[arg-type]
-    if kind is bool:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):  # before int: bool is an int
         return "TRUE" if value else "FALSE"
-    if kind is dt.datetime:
-        stamp: dt.datetime = value  # type: ignore[assignment]
-        return stamp.isoformat(sep=" ") if stamp.time() != dt.time() else stamp.date().isoformat()
-    if kind in (dt.date, dt.time):
-        return value.isoformat()  # type: ignore[union-attr]
+    if isinstance(value, float):
+        return float_text(value)
+    if isinstance(value, dt.datetime):  # before date: datetime is a date
+        return value.isoformat(sep=" ") if value.time() != dt.time() else value.date().isoformat()
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
     return str(value)
 
 
 def date_cell_text(value: CellValue | None) -> str | None:
     """Text of a date cell: native dates (and datetimes, by their day) become YYYY-MM-DD."""
-    if type(value) is dt.datetime:
-        return value.date().isoformat()  # type: ignore[union-attr]
+    if isinstance(value, dt.datetime):
+        return value.date().isoformat()
     return cell_text(value)
 
 

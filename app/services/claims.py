@@ -22,12 +22,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.adapters.postgres.tables import closings, iterations
-from app.services.sweeper import LEASE_SECONDS
 
 logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
-HEARTBEAT_SECONDS = 5
+# Lease renewals per lease period: several renewals may fail before the lease is lost.
+RENEWALS_PER_LEASE = 6
 
 
 @dataclass
@@ -57,18 +57,19 @@ class Busy(Exception):
     """Another iteration of the same closing is running; this one waits its turn."""
 
 
-def _stale() -> Any:
-    return iterations.c.heartbeat_at < sa.func.now() - sa.text(
-        f"interval '{LEASE_SECONDS} seconds'"
+def lease_expired(lease_seconds: float) -> Any:
+    """SQL condition: the running iteration's lease was not renewed in time."""
+    return iterations.c.heartbeat_at < sa.func.now() - sa.func.make_interval(
+        0, 0, 0, 0, 0, 0, lease_seconds
     )
 
 
-async def claim(engine: AsyncEngine, iteration_id: uuid.UUID) -> Claim | None:
+async def claim(engine: AsyncEngine, iteration_id: uuid.UUID, lease_seconds: float) -> Claim | None:
     """Take the iteration (None if finished or owned by a live job); Busy if the closing runs
     another one. The iteration reads the closing's current ledger as it starts."""
     claimable = sa.or_(
         iterations.c.status == "queued",
-        sa.and_(iterations.c.status == "running", _stale()),
+        sa.and_(iterations.c.status == "running", lease_expired(lease_seconds)),
     )
     current_ledger = (
         sa.select(closings.c.ledger_id)
@@ -137,15 +138,15 @@ async def beat(engine: AsyncEngine, claimed: Claim) -> None:
 
 
 @contextlib.asynccontextmanager
-async def lease(engine: AsyncEngine, claimed: Claim) -> AsyncIterator[None]:
+async def lease(engine: AsyncEngine, claimed: Claim, lease_seconds: float) -> AsyncIterator[None]:
     """Keep the claim's lease alive in the background while the block runs."""
 
     async def loop() -> None:
         while True:
-            await asyncio.sleep(HEARTBEAT_SECONDS)
+            await asyncio.sleep(lease_seconds / RENEWALS_PER_LEASE)
             try:
                 await beat(engine, claimed)
-            except Exception as exc:  # a missed beat is fine; LEASE_SECONDS covers several
+            except Exception as exc:  # a missed renewal is fine: a lease spans several
                 logger.warning("iteration heartbeat failed: %s", type(exc).__name__)
 
     task = asyncio.create_task(loop())

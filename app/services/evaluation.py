@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.adapters.postgres.lines_codec import pack_lines
 from app.adapters.postgres.tables import accounts, closings, document_types
 from app.domain.diff import assign_first_seen, diff_incidences
 from app.domain.evaluation import Evaluation, evaluate
@@ -26,7 +27,7 @@ class IterationResult:
 
     document: bytes
     content_hash: str
-    lines: dict[str, list[int]]
+    lines: dict[str, bytes]  # packed by lines_codec
     summary: dict[str, Any]
     diff: dict[str, Any]
 
@@ -92,6 +93,6 @@ async def evaluate_iteration(
             )
         },
     }
-    lines = {key: found.to_list() for key, found in evaluation.iter_lines()}
+    lines = {key: pack_lines(found.to_list()) for key, found in evaluation.iter_lines()}
     diff = diff_incidences(before, incidences).to_dict()
     return IterationResult(canonical_json(snapshot), snapshot["content_hash"], lines, summary, diff)

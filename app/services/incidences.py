@@ -14,7 +14,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.adapters.postgres import ledger_store
+from app.adapters.postgres.lines_codec import page_after
 from app.adapters.postgres.tables import incidence_lines, iterations, snapshots
+from app.domain.amounts import format_amount
 from app.domain.errors import InvalidInput, NotFound
 from app.services.closing_reads import check_closing
 
@@ -57,21 +59,6 @@ def snapshot_view(document: bytes, query: SnapshotQuery) -> bytes:
     return orjson.dumps(snapshot)
 
 
-# Keyset pagination over the incidence's sorted line array; the join re-checks the closing.
-_PAGE_OF_LINES = sa.text(
-    """
-    SELECT line
-    FROM incidence_lines AS il
-    JOIN iterations AS it ON it.id = il.iteration_id
-    CROSS JOIN LATERAL unnest(il.lines) AS line
-    WHERE il.iteration_id = :iteration_id AND it.closing_id = :closing_id AND il.key = :key
-      AND line > :after
-    ORDER BY line
-    LIMIT :limit
-    """
-)
-
-
 def _encode_cursor(iteration_id: uuid.UUID, after_line: int) -> str:
     raw = orjson.dumps({"i": str(iteration_id), "a": after_line})
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -110,29 +97,31 @@ async def movements_page(
         after = 0
     else:
         iteration_id, after = _decode_cursor(cursor)
-    page_lines = (
-        (
-            await conn.execute(
-                _PAGE_OF_LINES,
-                {
-                    "iteration_id": iteration_id,
-                    "closing_id": closing_id,
-                    "key": key,
-                    "after": after,
-                    "limit": limit + 1,
-                },
+    packed = (
+        await conn.execute(
+            sa.select(incidence_lines.c.lines)
+            .join(iterations, iterations.c.id == incidence_lines.c.iteration_id)
+            .where(
+                incidence_lines.c.iteration_id == iteration_id,
+                iterations.c.closing_id == closing_id,
+                incidence_lines.c.key == key,
             )
         )
-        .scalars()
-        .all()
-    )
-    if not page_lines and cursor is None:
-        await _require_key(conn, iteration_id, key)
+    ).scalar_one_or_none()
+    if packed is None:
+        raise NotFound(f"no incidence {key!r} in the snapshot")
+    page_lines = page_after(packed, after, limit + 1)
     has_more = len(page_lines) > limit
     lines = list(page_lines[:limit])
     ledger_id = (
-        await conn.execute(sa.select(iterations.c.ledger_id).where(iterations.c.id == iteration_id))
-    ).scalar_one()
+        await conn.execute(
+            sa.select(iterations.c.ledger_id).where(
+                iterations.c.id == iteration_id, iterations.c.closing_id == closing_id
+            )
+        )
+    ).scalar_one_or_none()
+    if ledger_id is None:  # a forged or foreign cursor: its iteration is not this closing's
+        raise InvalidInput("cursor is not one this API returned for this closing")
     rows = await ledger_store.read_lines(conn, ledger_id, lines)
     return {
         "items": _movement_json(rows),
@@ -140,35 +129,20 @@ async def movements_page(
     }
 
 
-async def _require_key(conn: AsyncConnection, iteration_id: uuid.UUID, key: str) -> None:
-    exists = (
-        await conn.execute(
-            sa.select(incidence_lines.c.key).where(
-                incidence_lines.c.iteration_id == iteration_id, incidence_lines.c.key == key
-            )
-        )
-    ).first()
-    if exists is None:
-        raise NotFound(f"no incidence {key!r} in the current snapshot")
-
-
 def _movement_json(rows: pl.DataFrame) -> list[dict[str, Any]]:
+    """Movements as JSON: ISO dates, amounts as canonical decimal strings (like incidences)."""
     if rows.is_empty():
         return []
     shown = rows.select(
-        "line",
-        "account_code",
-        "date",
-        "voucher",
-        "document_type",
-        "document_number",
-        "description",
-        "account_name",
-        "cost_center",
-        "third_party",
-        pl.col("debit").cast(pl.String),
-        pl.col("credit").cast(pl.String),
-        "invalid_field",
-        "invalid_reason",
-    )
-    return shown.to_dicts()
+        "line", "account_code", "date", "voucher", "document_type", "document_number",
+        "description", "account_name", "cost_center", "third_party", "debit", "credit",
+        "invalid_field", "invalid_reason",
+    )  # fmt: skip
+    movements = shown.to_dicts()
+    for movement in movements:
+        for side in ("debit", "credit"):
+            if movement[side] is not None:
+                movement[side] = format_amount(movement[side])
+        if movement["date"] is not None:
+            movement["date"] = movement["date"].isoformat()
+    return movements

@@ -4,6 +4,8 @@ stored Parquet batches. Either way they are mirrored in a local temp dir for the
 from __future__ import annotations
 
 import asyncio
+import logging
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,8 @@ from app.domain.ledger_format import LedgerLayout
 from app.domain.ledger_reader import NARROW_SCHEMA, FetchRows, iter_movement_batches, narrow
 from app.services import claims
 from app.services.claims import Claim
+
+logger = logging.getLogger(__name__)
 
 # Parsing is most of a first run's work; evaluation and publishing share the rest.
 PARSE_PROGRESS_SHARE = 0.8
@@ -78,16 +82,22 @@ async def _parse_and_store(
     batches = iter_movement_batches(source, layout)
     files: list[Path] = []
     parts: list[pl.DataFrame] = []
-    while (batch := await asyncio.to_thread(_next_or_none, batches)) is not None:
-        data = await asyncio.to_thread(ledger_store.batch_to_parquet, batch)
-        files.append(_write(workdir, len(files), data))
-        async with engine.begin() as conn:
-            await ledger_store.store_batch(conn, claimed.ledger_id, batch, data)
-        parts.append(narrow(batch))
-        claimed.movements_processed += batch.height
-        last_line = int(batch["line"].max())  # type: ignore[arg-type]
-        claimed.progress = PARSE_PROGRESS_SHARE * min(1.0, last_line / estimated_lines)
+    # Storing batch n (Parquet encoding, INSERT) overlaps with parsing batch n+1.
+    pending: asyncio.Queue[pl.DataFrame | None] = asyncio.Queue(maxsize=2)
+    storer = asyncio.create_task(_store_batches(engine, claimed.ledger_id, workdir, pending, files))
+    try:
+        while (batch := await asyncio.to_thread(_next_or_none, batches)) is not None:
+            await _hand_over(pending, batch, storer)
+            parts.append(narrow(batch))
+            claimed.movements_processed += batch.height
+            last_line = int(batch["line"].max())  # type: ignore[arg-type]
+            claimed.progress = PARSE_PROGRESS_SHARE * min(1.0, last_line / estimated_lines)
+        await _hand_over(pending, None, storer)
+        await storer
+    finally:
+        storer.cancel()
     frame = pl.concat(parts) if parts else _empty_narrow()
+    logger.info("parsed %d movements in %d batches", frame.height, len(files))
     async with engine.begin() as conn:
         await conn.execute(
             sa.update(ledgers)
@@ -101,6 +111,35 @@ async def _parse_and_store(
         )
     await claims.beat(engine, claimed)
     return files, parts
+
+
+async def _store_batches(
+    engine: AsyncEngine,
+    ledger_id: uuid.UUID,
+    workdir: Path,
+    pending: asyncio.Queue[pl.DataFrame | None],
+    files: list[Path],
+) -> None:
+    """Encode each parsed batch once, keep it locally for this run, and store it durably."""
+    while (batch := await pending.get()) is not None:
+        data = await asyncio.to_thread(ledger_store.batch_to_parquet, batch)
+        files.append(_write(workdir, len(files), data))
+        async with engine.begin() as conn:
+            await ledger_store.store_batch(conn, ledger_id, batch, data)
+
+
+async def _hand_over(
+    pending: asyncio.Queue[pl.DataFrame | None],
+    item: pl.DataFrame | None,
+    storer: asyncio.Task[None],
+) -> None:
+    """Queue an item for the storer, surfacing its failure instead of waiting on a dead queue."""
+    put = asyncio.ensure_future(pending.put(item))
+    await asyncio.wait({put, storer}, return_when=asyncio.FIRST_COMPLETED)
+    if not put.done():
+        put.cancel()
+        await storer  # it stopped early: raise its error
+        raise RuntimeError("the batch storer stopped before the end of the ledger")
 
 
 async def _download(

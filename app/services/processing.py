@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,8 +24,9 @@ logger = logging.getLogger(__name__)
 async def run_iteration(resources: Resources, iteration_id: uuid.UUID) -> str:
     """Process the iteration if this job can claim it; returns what happened, for arq's log."""
     engine = resources.engine
+    lease_seconds = resources.settings.iteration_lease_seconds
     try:
-        claimed = await claims.claim(engine, iteration_id)
+        claimed = await claims.claim(engine, iteration_id, lease_seconds)
     except Busy:
         # The running iteration of this closing queues this one when it ends.
         return "waiting: another iteration of the closing is running"
@@ -37,7 +39,7 @@ async def run_iteration(resources: Resources, iteration_id: uuid.UUID) -> str:
     }
     logger.info("iteration %s started (attempt %d)", iteration_id, claimed.attempt, extra=log)
     try:
-        async with claims.lease(engine, claimed):
+        async with claims.lease(engine, claimed, lease_seconds):
             outcome = await _process(resources, claimed)
     except Exception as exc:
         logger.exception("iteration %s failed", iteration_id, extra=log)
@@ -51,9 +53,12 @@ async def run_iteration(resources: Resources, iteration_id: uuid.UUID) -> str:
 
 
 async def _process(resources: Resources, claimed: Claim) -> str:
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="ledger-iteration-") as tmp:
         loaded = await load_movements(resources.engine, claimed, Path(tmp))
+        loaded_at = time.perf_counter()
         result = await evaluate_iteration(resources.engine, claimed, loaded)
+    evaluated_at = time.perf_counter()
     published = await snapshots.publish(
         resources.engine,
         claimed,
@@ -62,6 +67,14 @@ async def _process(resources: Resources, claimed: Claim) -> str:
         lines=result.lines,
         summary=result.summary,
         diff=result.diff,
+    )
+    logger.info(
+        "iteration %s timings: movements %.0f ms, evaluation %.0f ms, publish %.0f ms",
+        claimed.iteration_id,
+        (loaded_at - started) * 1000,
+        (evaluated_at - loaded_at) * 1000,
+        (time.perf_counter() - evaluated_at) * 1000,
+        extra={"request_id": claimed.request_id},
     )
     return "succeeded" if published else "abandoned: the claim was taken over"
 

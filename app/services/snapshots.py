@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -28,7 +28,7 @@ async def publish(
     *,
     document: bytes,
     content_hash: str,
-    lines: Mapping[str, Sequence[int]],
+    lines: Mapping[str, bytes],
     summary: dict[str, Any],
     diff: dict[str, Any],
 ) -> bool:
@@ -64,7 +64,7 @@ async def publish(
         assert raw.driver_connection is not None
         await raw.driver_connection.copy_records_to_table(
             incidence_lines.name,
-            records=[(claimed.iteration_id, key, list(found)) for key, found in lines.items()],
+            records=[(claimed.iteration_id, key, packed) for key, packed in lines.items()],
             columns=["iteration_id", "key", "lines"],
         )
         await conn.execute(

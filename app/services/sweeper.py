@@ -9,16 +9,15 @@ import sqlalchemy as sa
 from app.adapters.postgres.tables import iterations
 from app.adapters.queue import enqueue_iteration
 from app.resources import Resources
+from app.services.claims import lease_expired
 
 logger = logging.getLogger(__name__)
 
 # A queued iteration older than this without being picked up may have lost its job.
 QUEUED_GRACE_SECONDS = 10
-# A running iteration whose heartbeat is older than this lost its worker.
-LEASE_SECONDS = 30
 
 
-async def sweep(resources: Resources) -> int:
+async def sweep(resources: Resources, queued_grace_seconds: float = QUEUED_GRACE_SECONDS) -> int:
     """Re-enqueue stranded iterations; returns how many jobs were (re)queued.
 
     Job ids are deterministic per attempt, so a job still waiting in arq is not duplicated.
@@ -31,12 +30,12 @@ async def sweep(resources: Resources) -> int:
                         sa.and_(
                             iterations.c.status == "queued",
                             iterations.c.queued_at
-                            < sa.func.now() - sa.text(f"interval '{QUEUED_GRACE_SECONDS} seconds'"),
+                            < sa.func.now()
+                            - sa.func.make_interval(0, 0, 0, 0, 0, 0, queued_grace_seconds),
                         ),
                         sa.and_(
                             iterations.c.status == "running",
-                            iterations.c.heartbeat_at
-                            < sa.func.now() - sa.text(f"interval '{LEASE_SECONDS} seconds'"),
+                            lease_expired(resources.settings.iteration_lease_seconds),
                         ),
                     )
                 )

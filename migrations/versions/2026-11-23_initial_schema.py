@@ -291,7 +291,7 @@ def upgrade() -> None:
         "incidence_lines",
         sa.Column("iteration_id", sa.UUID(), nullable=False),
         sa.Column("key", sa.Text(), nullable=False),
-        sa.Column("lines", postgresql.ARRAY(sa.Integer()), nullable=False),
+        sa.Column("lines", sa.LargeBinary(), nullable=False),
         sa.ForeignKeyConstraint(
             ["iteration_id"],
             ["iterations.id"],

@@ -77,9 +77,9 @@ async def restore_file(conn: AsyncConnection, ledger_id: uuid.UUID, target: Path
 
 
 def batch_to_parquet(batch: pl.DataFrame) -> bytes:
-    """Serialise a movement batch; zstd keeps it small and fast to read back."""
+    """Serialise a movement batch; lz4 encodes fastest (measured against zstd and none)."""
     buffer = io.BytesIO()
-    batch.write_parquet(buffer, compression="zstd", compression_level=1, statistics=False)
+    batch.write_parquet(buffer, compression="lz4", statistics=False)
     return buffer.getvalue()
 
 

