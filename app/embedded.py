@@ -55,12 +55,13 @@ class EmbeddedPostgres:
 
     def stop(self) -> None:
         """Fast shutdown: rolls back open transactions, then stops."""
-        import pgserver
+        from pgserver import _commands  # the binaries' wrappers (pg_ctl is generated at import)
 
         if self._socket_dir() is None:
             return
         user = "pgserver" if os.geteuid() == 0 else None  # pgserver runs as this user under root
-        pgserver.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=user)
+        pg_ctl = _commands.pg_ctl  # type: ignore[attr-defined]
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=user)
 
     def admin_dsn(self) -> str:
         """asyncpg DSN of the maintenance database."""

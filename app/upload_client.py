@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import httpx
 from rich.console import Console
@@ -22,25 +23,17 @@ from rich.progress import (
 POLL_SECONDS = 0.5
 
 
-class _ProgressReader:
-    """A file wrapper that advances a progress bar as httpx streams it out."""
+class _ProgressReader(io.BufferedReader):
+    """A file reader that advances a progress bar as httpx streams it out."""
 
-    def __init__(self, fh: BinaryIO, progress: Progress, task: TaskID) -> None:
-        self._fh, self._progress, self._task = fh, progress, task
+    def __init__(self, raw: io.FileIO, progress: Progress, task: TaskID) -> None:
+        super().__init__(raw)
+        self._progress, self._task = progress, task
 
-    def read(self, size: int = -1) -> bytes:
-        chunk = self._fh.read(size)
+    def read(self, size: int | None = -1) -> bytes:
+        chunk = super().read(size)
         self._progress.advance(self._task, len(chunk))
         return chunk
-
-    def fileno(self) -> int:  # lets httpx learn the length and send Content-Length
-        return self._fh.fileno()
-
-    def tell(self) -> int:
-        return self._fh.tell()
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return self._fh.seek(offset, whence)
 
 
 def upload(
@@ -78,11 +71,11 @@ def upload(
             )
             with Progress(*columns, console=console) as progress:
                 task = progress.add_task("uploading", total=path.stat().st_size)
-                with path.open("rb") as fh:
+                with io.FileIO(path, "r") as raw:
                     response = http.post(
                         f"/api/v1/closings/{closing_id}/ledger",
                         data=fields,
-                        files={"file": (path.name, _ProgressReader(fh, progress, task))},
+                        files={"file": (path.name, _ProgressReader(raw, progress, task))},
                     )
             if response.status_code != 202:
                 _print_problem(console, response)

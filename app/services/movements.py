@@ -151,8 +151,12 @@ async def _download(
         async for data in ledger_store.iter_batch_bytes(conn, claimed.ledger_id):
             path = _write(workdir, len(files), data)
             files.append(path)
-            parts.append(await asyncio.to_thread(lambda p=path: narrow(pl.read_parquet(p))))
+            parts.append(await asyncio.to_thread(_read_narrow, path))
     return files, parts
+
+
+def _read_narrow(path: Path) -> pl.DataFrame:
+    return narrow(pl.read_parquet(path))
 
 
 def _next_or_none(batches: Iterator[pl.DataFrame]) -> pl.DataFrame | None:
