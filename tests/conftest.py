@@ -31,7 +31,6 @@ from app.settings import Settings
 warnings.filterwarnings("ignore", module="platformdirs")
 
 RUN_ID = secrets.token_hex(4)
-PUBLIC_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "public"
 
 
 @dataclass(frozen=True)

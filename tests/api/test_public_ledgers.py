@@ -16,11 +16,10 @@ from decimal import Decimal
 from pathlib import Path
 
 import orjson
-import pytest
 from httpx import AsyncClient
 from python_calamine import CalamineWorkbook
 
-from tests.conftest import PUBLIC_DATA, KeyMaker, bearer
+from tests.conftest import KeyMaker, bearer
 from tests.helpers import (
     API,
     DOCUMENT_TYPE_RULES,
@@ -35,6 +34,7 @@ from tests.helpers import (
     get_json,
     upload,
 )
+from tests.paths import PUBLIC_DATA
 
 JOURNAL = PUBLIC_DATA / "journal_entries.csv"
 CHART = PUBLIC_DATA / "chart_of_accounts.csv"
@@ -43,11 +43,6 @@ CSV_PERIOD = "2025-03"
 XLSX_PERIOD = "2015-06"
 # Accounts left out of the uploaded chart, so ACCOUNT_NOT_IN_CHART has real content.
 CSV_LEFT_OUT = ("4900", "6600")
-
-pytestmark = pytest.mark.skipif(
-    not (JOURNAL.exists() and CHART.exists() and WORKBOOK.exists()),
-    reason=f"public ledgers not found under {PUBLIC_DATA}",
-)
 
 Worker = Callable[[], Awaitable[None]]
 

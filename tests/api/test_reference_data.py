@@ -14,7 +14,8 @@ from httpx import AsyncClient, Response
 from app.adapters.postgres.tables import closings, ledgers
 from app.adapters.queue import iteration_job_id
 from app.api.routes.reference_data import MAX_BODY_BYTES
-from tests.conftest import PUBLIC_DATA, KeyMaker, bearer
+from tests.conftest import KeyMaker, bearer
+from tests.paths import PUBLIC_DATA
 
 API = "/api/v1"
 

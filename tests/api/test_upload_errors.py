@@ -16,8 +16,9 @@ from python_calamine import CalamineWorkbook
 from app.adapters.postgres.tables import ledgers
 from app.main import create_app
 from app.settings import Settings
-from tests.conftest import PUBLIC_DATA, KeyMaker, bearer
+from tests.conftest import KeyMaker, bearer
 from tests.helpers import API, assert_problem, create_closing, get_json, upload
+from tests.paths import PUBLIC_DATA
 
 WORKBOOK = PUBLIC_DATA / "je_samples.xlsx"
 GOOD = b"fecha,comprobante,cuenta,debe,haber\n2026-10-01,V1,1101,10,0\n2026-10-01,V1,4101,0,10\n"
@@ -60,7 +61,6 @@ async def test_missing_required_columns(
     await assert_nothing_stored(app, client, analyst, closing)
 
 
-@pytest.mark.skipif(not WORKBOOK.exists(), reason="public XLSX sample not found")
 async def test_missing_columns_of_a_real_workbook(
     app: FastAPI, client: AsyncClient, analyst: str
 ) -> None:

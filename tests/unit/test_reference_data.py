@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import pytest
 
@@ -23,8 +22,9 @@ from app.services.reference_data import (
     parse_csv,
     plan_changes,
 )
+from tests.paths import PUBLIC_DATA
 
-CHART = Path(__file__).resolve().parents[3] / "shared" / "data" / "public" / "chart_of_accounts.csv"
+CHART = PUBLIC_DATA / "chart_of_accounts.csv"
 
 
 def test_public_chart_reads_through_the_aliases() -> None:

@@ -9,7 +9,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
-import pytest
 from python_calamine import CalamineWorkbook
 
 from app.domain.evaluation import Evaluation, evaluate
@@ -17,11 +16,9 @@ from app.domain.ledger_format import AmountMode, LedgerLayout, LedgerOptions
 from app.domain.ledger_inspect import inspect_ledger
 from app.domain.ledger_reader import iter_movement_batches, ledger_row_fetcher, narrow
 from app.domain.reference import Account, ReferenceData
+from tests.paths import PUBLIC_DATA
 
-DATA = Path("/work/shared/data/public")
-if not DATA.exists():  # the repository may be checked out next to shared/
-    DATA = Path(__file__).resolve().parents[4] / "shared" / "data" / "public"
-pytestmark = pytest.mark.skipif(not DATA.exists(), reason="public sample data not available")
+DATA = PUBLIC_DATA
 
 
 def _evaluate(
