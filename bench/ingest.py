@@ -149,6 +149,8 @@ def main() -> None:
             "PORT": str(port),
             "BOOTSTRAP_API_KEY": key,
             "RATE_LIMIT_UPLOAD": "1000/60",
+            # A 5M-movement CSV is about 520 MB, over the 512 MiB default limit.
+            "MAX_UPLOAD_BYTES": str(max(512 * 2**20, 2 * ledger.stat().st_size)),
             "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
         }
         cli = [sys.executable, "-m", "app.cli"]

@@ -63,17 +63,16 @@ async def load_movements(engine: AsyncEngine, claimed: Claim, workdir: Path) -> 
         ).one()
     layout = ledger_store.layout_from_json(ledger.layout)
     if ledger.parsed_at is None:
-        files, parts = await _parse_and_store(engine, claimed, layout, ledger.size_bytes, workdir)
+        files, frame = await _parse_and_store(engine, claimed, layout, ledger.size_bytes, workdir)
     else:
-        files, parts = await _download(engine, claimed, workdir)
-    frame = pl.concat(parts, rechunk=True) if parts else _empty_narrow()
+        files, frame = await _download(engine, claimed, workdir)
     claimed.movements_processed = frame.height
     return LoadedMovements(frame, layout.has_document_type, local_fetcher(files))
 
 
 async def _parse_and_store(
     engine: AsyncEngine, claimed: Claim, layout: LedgerLayout, size_bytes: int, workdir: Path
-) -> tuple[list[Path], list[pl.DataFrame]]:
+) -> tuple[list[Path], pl.DataFrame]:
     source = workdir / f"ledger.{layout.kind}"
     async with engine.begin() as conn:
         await ledger_store.restore_file(conn, claimed.ledger_id, source)
@@ -96,7 +95,7 @@ async def _parse_and_store(
         await storer
     finally:
         storer.cancel()
-    frame = pl.concat(parts) if parts else _empty_narrow()
+    frame = _concat(parts)
     logger.info("parsed %d movements in %d batches", frame.height, len(files))
     async with engine.begin() as conn:
         await conn.execute(
@@ -110,7 +109,7 @@ async def _parse_and_store(
             )
         )
     await claims.beat(engine, claimed)
-    return files, parts
+    return files, frame
 
 
 async def _store_batches(
@@ -144,7 +143,7 @@ async def _hand_over(
 
 async def _download(
     engine: AsyncEngine, claimed: Claim, workdir: Path
-) -> tuple[list[Path], list[pl.DataFrame]]:
+) -> tuple[list[Path], pl.DataFrame]:
     files: list[Path] = []
     parts: list[pl.DataFrame] = []
     async with engine.connect() as conn:
@@ -152,7 +151,7 @@ async def _download(
             path = _write(workdir, len(files), data)
             files.append(path)
             parts.append(await asyncio.to_thread(_read_narrow, path))
-    return files, parts
+    return files, _concat(parts)
 
 
 def _read_narrow(path: Path) -> pl.DataFrame:
@@ -182,5 +181,6 @@ def _distinct(frame: pl.DataFrame, column: str) -> list[str]:
     return [value for value in values.to_list() if value]
 
 
-def _empty_narrow() -> pl.DataFrame:
-    return pl.DataFrame(schema=NARROW_SCHEMA)
+def _concat(parts: list[pl.DataFrame]) -> pl.DataFrame:
+    """One frame over the batches' chunks: no rechunk, which would double peak memory."""
+    return pl.concat(parts, rechunk=False) if parts else pl.DataFrame(schema=NARROW_SCHEMA)
