@@ -168,14 +168,29 @@ async def fail(engine: AsyncEngine, claimed: Claim, problem: dict[str, Any]) -> 
         )
 
 
-async def next_queued(engine: AsyncEngine, closing_id: uuid.UUID) -> tuple[uuid.UUID, int] | None:
-    """The closing's queued iteration (id, attempts), which waited for the one that just ended."""
+async def next_queued(
+    engine: AsyncEngine, closing_id: uuid.UUID
+) -> tuple[uuid.UUID, int, int | None] | None:
+    """The closing's queued iteration, which waited for the one that just ended, as the
+    arguments of its hand-off job: (id, attempts, number of the latest finished iteration).
+
+    The last item gives the hand-off its own job id (see iterations.enqueue_by_id): the waiting
+    iteration's first job may still be in flight, having just found the closing busy.
+    """
+    latest_finished = (
+        sa.select(sa.func.max(iterations.c.number))
+        .where(
+            iterations.c.closing_id == closing_id,
+            iterations.c.status.in_(("succeeded", "failed")),
+        )
+        .scalar_subquery()
+    )
     async with engine.connect() as conn:
         row = (
             await conn.execute(
-                sa.select(iterations.c.id, iterations.c.attempts).where(
-                    iterations.c.closing_id == closing_id, iterations.c.status == "queued"
-                )
+                sa.select(
+                    iterations.c.id, iterations.c.attempts, latest_finished.label("after")
+                ).where(iterations.c.closing_id == closing_id, iterations.c.status == "queued")
             )
         ).first()
-    return (row.id, row.attempts) if row else None
+    return (row.id, row.attempts, row.after) if row else None

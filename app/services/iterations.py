@@ -106,6 +106,38 @@ async def _open_closing(
     return row
 
 
+MAX_NOTES_LENGTH = 10_000
+
+
+def merged_triggers(queued: Any, trigger: str) -> list[str]:
+    """coalesced_triggers once `trigger` is merged into the queued iteration.
+
+    Each kind of trigger is recorded once, in order of first arrival, and never the
+    iteration's own trigger again: the list says why the run happens, not how often it was
+    asked for (a burst of chart edits would otherwise grow it without bound).
+    """
+    known = list(queued.coalesced_triggers or [])
+    return known if trigger == queued.trigger or trigger in known else [*known, trigger]
+
+
+def merged_notes(queued: Any, notes: str | None, requested_by: str | None) -> str | None:
+    """The queued iteration's notes once a request with `notes` is merged into it.
+
+    Notes are never lost: empty notes take the request's; otherwise the request's are appended
+    on a new line, prefixed with its requester (`name: text`) when that is not the iteration's
+    own `requested_by`. A note already there is not repeated, and the whole stays within
+    MAX_NOTES_LENGTH (the earliest notes are kept).
+    """
+    if not notes or not notes.strip():
+        return queued.notes
+    line = notes if requested_by == queued.requested_by else f"{requested_by or '?'}: {notes}"
+    if not queued.notes:
+        return line[:MAX_NOTES_LENGTH]
+    if f"\n{line}\n" in f"\n{queued.notes}\n":
+        return queued.notes
+    return f"{queued.notes}\n{line}"[:MAX_NOTES_LENGTH]
+
+
 async def request_iteration(
     conn: AsyncConnection,
     closing_id: uuid.UUID,
@@ -115,22 +147,38 @@ async def request_iteration(
     notes: str | None = None,
     request_id: str | None = None,
 ) -> dict[str, Any]:
-    """Queue a new iteration, or merge the trigger into the one already queued.
+    """Queue a new iteration, or merge the trigger (and notes) into the one already queued.
 
-    The caller must hold the closing's lock (lock_open_closing) in this transaction.
+    The caller must hold the closing's lock (lock_open_closing) in this transaction. A worker
+    may claim the queued iteration meanwhile: FOR UPDATE waits for its claim and then skips the
+    row that is no longer queued, so the request gets an iteration of its own.
     """
     assert trigger in TRIGGERS, trigger
-    merged = (
+    queued = (
         await conn.execute(
-            sa.update(iterations)
-            .where(iterations.c.closing_id == closing_id, iterations.c.status == "queued")
-            .values(
-                coalesced_triggers=sa.func.array_append(iterations.c.coalesced_triggers, trigger)
+            sa.select(
+                iterations.c.id,
+                iterations.c.trigger,
+                iterations.c.coalesced_triggers,
+                iterations.c.requested_by,
+                iterations.c.notes,
             )
-            .returning(*_PUBLIC)
+            .where(iterations.c.closing_id == closing_id, iterations.c.status == "queued")
+            .with_for_update()
         )
     ).first()
-    if merged is not None:
+    if queued is not None:
+        merged = (
+            await conn.execute(
+                sa.update(iterations)
+                .where(iterations.c.id == queued.id)
+                .values(
+                    coalesced_triggers=merged_triggers(queued, trigger),
+                    notes=merged_notes(queued, notes, requested_by),
+                )
+                .returning(*_PUBLIC)
+            )
+        ).one()
         return to_resource(merged)
     next_number = (
         sa.select(sa.func.coalesce(sa.func.max(iterations.c.number), 0) + 1)
@@ -163,11 +211,22 @@ async def enqueue(resources: Resources, queued: Iterable[dict[str, Any]]) -> Non
         await enqueue_by_id(resources, iteration["id"], iteration["attempts"])
 
 
-async def enqueue_by_id(resources: Resources, iteration_id: uuid.UUID, attempts: int) -> None:
-    """Queue one committed iteration's job."""
-    await enqueue_iteration(
-        resources.redis, resources.settings.redis_key_prefix, iteration_id, attempts
-    )
+async def enqueue_by_id(
+    resources: Resources, iteration_id: uuid.UUID, attempts: int, after: int | None = None
+) -> None:
+    """Queue one committed iteration's job.
+
+    `after` makes it a hand-off: the job queued, when iteration number `after` of the closing
+    ended, for the queued iteration that waited for it. A hand-off needs its own job id: the
+    waiting iteration's first job may still be in flight (it found the closing busy and is about
+    to return), and arq silently refuses a second job under an id it still holds, which would
+    leave the iteration stranded until the sweeper finds it. Two jobs for one iteration are
+    harmless: only one can claim it.
+    """
+    namespace = resources.settings.redis_key_prefix
+    if after is not None:
+        namespace = f"{namespace}:after-{after}"
+    await enqueue_iteration(resources.redis, namespace, iteration_id, attempts)
 
 
 async def list_iterations(conn: AsyncConnection, closing_id: uuid.UUID) -> list[dict[str, Any]]:
