@@ -223,10 +223,9 @@ async def enqueue_by_id(
     leave the iteration stranded until the sweeper finds it. Two jobs for one iteration are
     harmless: only one can claim it.
     """
-    namespace = resources.settings.redis_key_prefix
-    if after is not None:
-        namespace = f"{namespace}:after-{after}"
-    await enqueue_iteration(resources.redis, namespace, iteration_id, attempts)
+    await enqueue_iteration(
+        resources.redis, resources.settings.redis_key_prefix, iteration_id, attempts, after
+    )
 
 
 async def list_iterations(conn: AsyncConnection, closing_id: uuid.UUID) -> list[dict[str, Any]]:
