@@ -1,4 +1,4 @@
-"""The `ledger-incidences` command: dev, serve, worker, migrate, api-key, upload."""
+"""The `ledger-incidences` CLI: dev, serve, worker, migrate, api-key, upload, backup, restore."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from app.cli_backup import add_backup_parsers, cmd_backup, cmd_restore
 from app.logging import configure_logging
 from app.settings import Settings, get_settings
 
@@ -121,7 +122,9 @@ def cmd_api_key(settings: Settings, args: argparse.Namespace) -> int:
             print(f"API key for tenant {args.tenant!r}, role {args.role}, name {args.name!r}:")
             print(key)  # the last line of stdout, so scripts can `| tail -n 1`
         elif args.action == "list":
-            keys = asyncio.run(_with_connection(concrete, api_keys.list_keys))
+            keys = asyncio.run(
+                _with_connection(concrete, lambda conn: api_keys.list_keys(conn, args.tenant))
+            )
             for info in keys:
                 state = "revoked" if info.revoked else "active"
                 print(
@@ -129,10 +132,13 @@ def cmd_api_key(settings: Settings, args: argparse.Namespace) -> int:
                     f"{info.key_prefix}…  {info.name}  (created {info.created_at})"
                 )
         else:
+            try:
+                key_id = uuid.UUID(args.id)
+            except ValueError:
+                print(f"not a key id: {args.id!r} (see `api-key list`)", file=sys.stderr)
+                return 2
             revoked = asyncio.run(
-                _with_connection(
-                    concrete, lambda conn: api_keys.revoke_key(conn, uuid.UUID(args.id))
-                )
+                _with_connection(concrete, lambda conn: api_keys.revoke_key(conn, key_id))
             )
             if not revoked:
                 print(f"no active API key with id {args.id}", file=sys.stderr)
@@ -253,6 +259,24 @@ def cmd_upload(settings: Settings, args: argparse.Namespace) -> int:
     )
 
 
+async def _warm_cache(settings: Settings) -> tuple[int, int]:
+    from app.resources import Resources
+    from app.services.cache_writes import warm
+
+    resources = Resources.build(settings)
+    try:
+        return await warm(resources)
+    finally:
+        await resources.aclose()
+
+
+def cmd_cache(settings: Settings, args: argparse.Namespace) -> int:
+    with resolved(settings) as concrete:
+        written, current = asyncio.run(_warm_cache(concrete))
+    print(f"cache warm: {written} snapshot(s) of open closings loaded, {current} already current")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(prog="ledger-incidences", description=__doc__)
@@ -273,9 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--tenant", required=True)
     create.add_argument("--role", required=True, choices=["viewer", "analyst", "admin"])
     create.add_argument("--name", required=True)
-    actions.add_parser("list", help="list keys (never their secrets)")
-    revoke = actions.add_parser("revoke", help="revoke a key by id")
-    revoke.add_argument("id")
+    listing = actions.add_parser("list", help="list keys (never their secrets nor hashes)")
+    listing.add_argument("--tenant", help="only this tenant's keys")
+    revoke = actions.add_parser("revoke", help="revoke a key by id: refused from then on")
+    revoke.add_argument("id", help="the key's id, as `api-key list` prints it")
 
     upload = commands.add_parser("upload", help="upload a ledger and follow its processing")
     upload.add_argument("file")
@@ -288,6 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
     upload.add_argument(
         "--column-map", default=None, help='JSON object {"field": "Header in the file"}'
     )
+    cache = commands.add_parser("cache", help="snapshot cache operations")
+    cache_actions = cache.add_subparsers(dest="action", required=True)
+    cache_actions.add_parser("warm", help="pre-load the snapshots of open closings into Redis")
+    add_backup_parsers(commands)
     return parser
 
 
@@ -298,6 +327,9 @@ COMMANDS = {
     "migrate": cmd_migrate,
     "api-key": cmd_api_key,
     "upload": cmd_upload,
+    "cache": cmd_cache,
+    "backup": cmd_backup,
+    "restore": cmd_restore,
 }
 
 

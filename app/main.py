@@ -10,11 +10,25 @@ from fastapi import APIRouter, FastAPI
 from fastapi_offline import FastAPIOffline
 
 from app import __version__
+from app.api.middleware.metrics import MetricsMiddleware
+from app.api.middleware.rate_limit import install_rate_limit
+from app.api.middleware.request_id import RequestIdMiddleware
+from app.api.middleware.snapshot_reads import SnapshotReadFastPath
 from app.api.problems import install_problem_handlers
-from app.api.routes import clients, closings, incidences, iterations, probes, reference_data
+from app.api.routes import (
+    admin,
+    clients,
+    closings,
+    incidences,
+    iterations,
+    probes,
+    reference_data,
+)
+from app.api.routes import metrics as metrics_route
 from app.migrations import head_revision
 from app.resources import Resources
 from app.services.api_keys import ensure_bootstrap_key
+from app.services.snapshot_repository import SnapshotRepository
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -29,6 +43,8 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         resources = Resources.build(settings)
         app.state.resources = resources
+        app.state.snapshots = SnapshotRepository(resources)
+        app.state.snapshots.start()
         if settings.bootstrap_api_key is not None:
             try:
                 async with resources.engine.begin() as conn:
@@ -39,6 +55,7 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             app.state.draining = True
+            await app.state.snapshots.aclose()
             await resources.aclose()
 
     # Swagger UI 5 and ReDoc are served from the package's own static files: no CDN.
@@ -55,13 +72,21 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.health_cache = None
     app.state.migration_head = head_revision()
     install_problem_handlers(app)
+    # Innermost: hot snapshot reads are answered here, still behind the rate limiter.
+    app.add_middleware(SnapshotReadFastPath)
+    install_rate_limit(app, settings)  # add request-id/metrics middleware after: they wrap it
 
     app.include_router(probes.router)
+    app.include_router(metrics_route.router)
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(clients.router)
     api.include_router(reference_data.router)
     api.include_router(closings.router)
     api.include_router(iterations.router)
     api.include_router(incidences.router)
+    api.include_router(admin.router)
     app.include_router(api)
+    # Added last = outermost: every response (429s included) is counted and carries its id.
+    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(RequestIdMiddleware)
     return app

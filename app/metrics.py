@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -48,17 +53,56 @@ RATE_LIMIT_FAIL_OPEN = Counter(
     registry=REGISTRY,
 )
 
-JOBS = Counter(
-    "ledger_jobs", "Iteration jobs finished, by outcome.", ["outcome"], registry=REGISTRY
+# Job metrics happen in the worker processes, while /metrics is served by the API: workers add
+# their counts to one Redis hash (app/services/job_metrics.py), which /metrics reads at scrape
+# time and renders with this collector. Counts are summed over all workers, survive worker
+# restarts, and reset only if Redis loses its data (Prometheus treats that as a counter reset).
+JOB_OUTCOMES = ("succeeded", "failed", "abandoned", "deferred", "skipped", "error")
+PROCESSING_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+
+
+class WorkerStatsCollector(Collector):
+    """Renders the worker counters read from Redis for one scrape (absent if Redis was not)."""
+
+    def __init__(self, stats: Mapping[str, float] | None) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        """ledger_jobs_total, ledger_movements_processed_total, iteration duration histogram."""
+        if self.stats is None:
+            return
+        stats = self.stats
+        jobs = CounterMetricFamily(
+            "ledger_jobs", "Iteration jobs finished, by outcome.", labels=["outcome"]
+        )
+        for outcome in JOB_OUTCOMES:
+            jobs.add_metric([outcome], stats.get(f"jobs:{outcome}", 0))
+        yield jobs
+        yield CounterMetricFamily(
+            "ledger_movements_processed",
+            "Movements run through the rules by succeeded iterations.",
+            value=stats.get("movements", 0),
+        )
+        buckets = [
+            (floatToGoString(le), stats.get(f"duration:le:{le}", 0)) for le in PROCESSING_BUCKETS
+        ]
+        count = stats.get("duration:count", 0)
+        yield HistogramMetricFamily(
+            "ledger_iteration_duration_seconds",
+            "Wall time of a succeeded iteration.",
+            buckets=[*buckets, ("+Inf", count)],
+            sum_value=stats.get("duration:sum", 0),
+        )
+
+
+# Set by /metrics at scrape time (NaN when their source did not answer in time).
+QUEUE_DEPTH = Gauge(
+    "ledger_queue_depth", "Iterations queued in Postgres, not yet started.", registry=REGISTRY
 )
-MOVEMENTS_PROCESSED = Counter(
-    "ledger_movements_processed", "Movements run through the rules.", registry=REGISTRY
-)
-PROCESSING_DURATION = Histogram(
-    "ledger_iteration_duration_seconds",
-    "Wall time of a succeeded iteration.",
-    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+LIVE_WORKERS = Gauge("ledger_live_workers", "Workers with a fresh heartbeat.", registry=REGISTRY)
+SOURCE_UP = Gauge(
+    "ledger_metrics_source_up",
+    "1 when the scrape could read this source (postgres, redis), else 0.",
+    ["source"],
     registry=REGISTRY,
 )
-QUEUE_DEPTH = Gauge("ledger_queue_depth", "Iterations waiting in the queue.", registry=REGISTRY)
-LIVE_WORKERS = Gauge("ledger_live_workers", "Workers with a fresh heartbeat.", registry=REGISTRY)

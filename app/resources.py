@@ -36,6 +36,8 @@ def create_engine(settings: Settings, *, pool_size: int = 10) -> AsyncEngine:
         max_overflow=pool_size,
         pool_pre_ping=True,
         pool_recycle=1800,
+        # Error messages never carry bound parameters: they include API key hashes.
+        hide_parameters=True,
         connect_args={"timeout": 5, "command_timeout": 600},
     )
 

@@ -60,6 +60,39 @@ class Settings(BaseSettings):
     # A running iteration whose worker has not renewed its lease for this long is taken over
     # by another worker (the worker renews it six times per lease).
     iteration_lease_seconds: float = Field(default=30, gt=0)
+    # Snapshot cache (app/services/snapshot_repository.py). TTLs per kind of Redis entry: the
+    # whole snapshot (also the version floor that refuses stale sets) and filtered views.
+    cache_snapshot_ttl_seconds: int = Field(default=3600, ge=60)
+    cache_view_ttl_seconds: int = Field(default=600, ge=1)
+    # Payloads at least this large are stored zlib-compressed in Redis.
+    cache_compress_min_bytes: int = Field(default=8 * 1024, ge=0)
+    # Redis calls of the read path give up after this long (the read then goes to Postgres).
+    cache_redis_timeout_seconds: float = Field(default=0.25, gt=0)
+    # Circuit breaker: after this many consecutive Redis failures, skip Redis for
+    # `cache_breaker_open_seconds`, then let one probe through.
+    cache_breaker_failures: int = Field(default=3, ge=1)
+    cache_breaker_open_seconds: float = Field(default=5.0, gt=0)
+    # Every this many seconds each API process drops cached snapshots older than Postgres's
+    # (a publish whose Redis write failed): the bound on that staleness. 0 turns it off.
+    cache_reconcile_seconds: float = Field(default=30.0, ge=0)
+    # Lease of the one process that reloads a missing snapshot from Postgres.
+    cache_fill_lease_seconds: float = Field(default=5.0, gt=0)
+    # In-process near cache, kept fresh by pub/sub; an entry is re-checked against Redis once
+    # it is this old (the bound on staleness if Redis is partitioned from this process).
+    cache_near_max_age_seconds: float = Field(default=5.0, ge=0)
+    cache_near_max_entries: int = Field(default=1024, ge=0)
+    cache_near_max_bytes: int = Field(default=128 * 1024 * 1024, ge=0)
+    # API key → principal cache: a revoked key keeps working for at most this long (0: off).
+    auth_cache_ttl_seconds: float = Field(default=5.0, ge=0)
+    # /health (SPEC §8): thresholds of its warn states.
+    health_queue_warn_depth: int = Field(default=100, ge=0)
+    health_cache_warn_percent: float = Field(default=70.0, ge=0, le=100)
+    health_cache_min_reads: int = Field(default=100, ge=1)
+    health_disk_warn_percent: float = Field(default=90.0, gt=0, le=100)
+    health_memory_warn_percent: float = Field(default=90.0, gt=0, le=100)
+    # Full incidence sets (result document + drill-down lines) kept per closing; older
+    # iterations keep their history row, summary and diff. The served snapshot is always kept.
+    iteration_retention: int = Field(default=100, ge=1)
 
     @field_validator("rate_limit_read", "rate_limit_write", "rate_limit_upload", "rate_limit_anon")
     @classmethod

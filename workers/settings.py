@@ -35,6 +35,11 @@ async def _beat_forever(ctx: dict[str, Any]) -> None:
         await asyncio.sleep(heartbeat.HEARTBEAT_SECONDS)
 
 
+def _cron_name(settings: Settings, name: str) -> str:
+    # Cron job ids derive from the name: prefixed, deployments sharing a Redis never collide.
+    return f"{settings.redis_key_prefix}:{name}"
+
+
 def build_worker(settings: Settings, **overrides: Any) -> Worker:
     """An arq Worker for these settings (tests pass burst=True and friends as overrides)."""
 
@@ -59,10 +64,27 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
         "cron_jobs": [
             cron(
                 tasks.sweep_stranded_iterations,
+                name=_cron_name(settings, "sweep_stranded_iterations"),
                 second={0, 20, 40},
                 run_at_startup=True,
                 unique=True,
                 timeout=60,
+            ),
+            cron(
+                tasks.purge_job_results,
+                name=_cron_name(settings, "purge_job_results"),
+                minute={7, 37},
+                second=0,
+                unique=True,
+                timeout=300,
+            ),
+            cron(
+                tasks.apply_iteration_retention,
+                name=_cron_name(settings, "apply_iteration_retention"),
+                minute={22},
+                second=0,
+                unique=True,
+                timeout=1800,
             ),
         ],
         "redis_settings": arq_redis_settings(settings),

@@ -2,20 +2,43 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
 from app.resources import Resources
-from app.services import processing, sweeper
+from app.services import job_metrics, processing, retention, sweeper
 
 
 async def process_iteration(ctx: dict[str, Any], iteration_id: str) -> str:
     """Run one iteration (idempotent: a job for a finished or taken iteration does nothing)."""
     resources: Resources = ctx["resources"]
-    return await processing.run_iteration(resources, uuid.UUID(iteration_id))
+    iteration = uuid.UUID(iteration_id)
+    started = time.perf_counter()
+    try:
+        result = await processing.run_iteration(resources, iteration)
+    except Exception:  # arq retries it; a job cancelled by shutdown is re-queued, not counted
+        await job_metrics.record_job(resources, iteration, None, time.perf_counter() - started)
+        raise
+    await job_metrics.record_job(resources, iteration, result, time.perf_counter() - started)
+    return result
 
 
 async def sweep_stranded_iterations(ctx: dict[str, Any]) -> int:
     """Re-enqueue iterations whose job was lost (Redis down at upload, worker killed)."""
     resources: Resources = ctx["resources"]
     return await sweeper.sweep(resources)
+
+
+async def purge_job_results(ctx: dict[str, Any]) -> int:
+    """Remove leftover arq job results of this deployment from Redis."""
+    resources: Resources = ctx["resources"]
+    return await retention.purge_job_results(resources.redis, resources.settings.redis_key_prefix)
+
+
+async def apply_iteration_retention(ctx: dict[str, Any]) -> int:
+    """Keep at most ITERATION_RETENTION full incidence sets per closing."""
+    resources: Resources = ctx["resources"]
+    return await retention.purge_old_results(
+        resources.engine, resources.settings.iteration_retention
+    )

@@ -121,13 +121,16 @@ async def authenticate(conn: AsyncConnection, key: str) -> Principal | None:
     return Principal(tenant_id=row.tenant_id, key_id=row.id, key_name=row.name, role=Role[row.role])
 
 
-async def list_keys(conn: AsyncConnection) -> list[ApiKeyInfo]:
-    """Every key of every tenant, for the operator's CLI."""
-    rows = await conn.execute(
+async def list_keys(conn: AsyncConnection, tenant: str | None = None) -> list[ApiKeyInfo]:
+    """Every key of every tenant (or of one), for the operator's CLI."""
+    query = (
         sa.select(api_keys, tenants.c.name.label("tenant"))
         .join(tenants, tenants.c.id == api_keys.c.tenant_id)
         .order_by(tenants.c.name, api_keys.c.created_at)
     )
+    if tenant is not None:
+        query = query.where(tenants.c.name == tenant)
+    rows = await conn.execute(query)
     return [
         ApiKeyInfo(
             id=r.id,

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from app.domain.errors import DomainError
+from app.logging import request_id_var
 from app.resources import Resources
-from app.services import claims, snapshots
+from app.services import cache_writes, claims, snapshots
 from app.services.claims import Busy, Claim
 from app.services.evaluation import evaluate_iteration
 from app.services.iterations import enqueue_by_id
@@ -32,6 +33,8 @@ async def run_iteration(resources: Resources, iteration_id: uuid.UUID) -> str:
         return "waiting: another iteration of the closing is running"
     if claimed is None:
         return "nothing to do: finished, or owned by a live job"
+    # Every log line of this job (its own task) carries the id of the request that queued it.
+    request_id_var.set(claimed.request_id)
     log = {
         "iteration_id": str(iteration_id),
         "attempt": claimed.attempt,
@@ -68,6 +71,8 @@ async def _process(resources: Resources, claimed: Claim) -> str:
         summary=result.summary,
         diff=result.diff,
     )
+    if published:  # committed: put it in Redis now, so the first read is already a hit
+        await cache_writes.cache_published(resources, claimed, result.document, result.content_hash)
     logger.info(
         "iteration %s timings: movements %.0f ms, evaluation %.0f ms, publish %.0f ms",
         claimed.iteration_id,

@@ -22,6 +22,7 @@ from app.adapters.postgres.tables import accounts, clients, document_types
 from app.domain.errors import InvalidInput, NotFound
 from app.domain.ledger_sniff import detect_delimiter
 from app.resources import Resources
+from app.services import cache_writes
 from app.services.api_keys import Principal
 from app.services.clients import get_client
 from app.services.iterations import enqueue
@@ -307,6 +308,8 @@ async def put_reference_data(
             )
     # Workers must find the iterations committed, so the jobs are queued only now.
     await enqueue(resources, queued)
+    if trigger is not None:  # committed: no process may serve this client's cached snapshots
+        await cache_writes.invalidate_client(resources, principal.tenant_id, client_id)
     return {"created": len(plan.created), "updated": len(plan.changed), "iterations": queued}
 
 

@@ -69,7 +69,7 @@ async def upload_ledger(
 ) -> dict[str, Any]:
     async with receive_ledger(request, resources.settings.max_upload_bytes) as upload:
         iteration = await ledgers.accept_ledger(
-            resources, principal, closing_id, upload, request.headers.get("x-request-id")
+            resources, principal, closing_id, upload, request.state.request_id
         )
     response.headers["Location"] = _location(closing_id, iteration["number"])
     return iteration
@@ -90,7 +90,7 @@ async def reprocess(
     resources: ResourcesDep,
 ) -> dict[str, Any]:
     iteration = await ledgers.reprocess(
-        resources, principal, closing_id, body.notes, request.headers.get("x-request-id")
+        resources, principal, closing_id, body.notes, request.state.request_id
     )
     response.headers["Location"] = _location(closing_id, iteration["number"])
     return iteration

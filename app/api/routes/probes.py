@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -11,7 +12,8 @@ from starlette.responses import JSONResponse, Response
 
 from app.api.deps import ResourcesDep
 from app.api.problems import problem
-from app.services.probes import check_readiness, health_document
+from app.resources import Resources
+from app.services.probes import HitRateWindow, check_readiness, health_document
 
 router = APIRouter(tags=["probes"])
 
@@ -51,12 +53,7 @@ async def ready(request: Request, resources: ResourcesDep) -> Response:
     responses={200: {"content": {HEALTH_JSON: {}}}, 503: {"content": {HEALTH_JSON: {}}}},
 )
 async def health(request: Request, resources: ResourcesDep) -> Response:
-    # Cached briefly so that aggressive probing cannot hammer the dependencies.
-    cached: tuple[float, dict[str, Any]] | None = request.app.state.health_cache
-    if cached is None or time.monotonic() - cached[0] > HEALTH_CACHE_SECONDS:
-        cached = (time.monotonic(), await health_document(resources))
-        request.app.state.health_cache = cached
-    document = cached[1]
+    document = await _cached_health(request.app.state, resources)
     status = 503 if document["status"] == "fail" else 200
     return Response(
         orjson.dumps(document),
@@ -64,3 +61,20 @@ async def health(request: Request, resources: ResourcesDep) -> Response:
         media_type=HEALTH_JSON,
         headers={"Cache-Control": "no-store"},
     )
+
+
+async def _cached_health(state: Any, resources: Resources) -> dict[str, Any]:
+    """The health document, recomputed at most once per HEALTH_CACHE_SECONDS: concurrent probes
+    wait for the one computation in progress instead of hammering the dependencies."""
+    if getattr(state, "health_lock", None) is None:
+        state.health_lock = asyncio.Lock()
+        state.cache_hit_rate = HitRateWindow()
+    cached: tuple[float, dict[str, Any]] | None = state.health_cache
+    if cached is None or time.monotonic() - cached[0] > HEALTH_CACHE_SECONDS:
+        async with state.health_lock:
+            cached = state.health_cache
+            if cached is None or time.monotonic() - cached[0] > HEALTH_CACHE_SECONDS:
+                document = await health_document(resources, state.cache_hit_rate)
+                cached = (time.monotonic(), document)
+                state.health_cache = cached
+    return cached[1]

@@ -1,0 +1,236 @@
+"""Redis side of the snapshot cache: versioned entries, Lua-checked sets, tags, leases, stats."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio import Redis
+
+from app.adapters.redis import keys
+
+_SCRIPTS = dict(
+    re.findall(
+        r"^-- @script (\w+)\n(.*?)(?=^-- @script |\Z)",
+        (Path(__file__).with_suffix(".lua")).read_text(),
+        flags=re.M | re.S,
+    )
+)
+# One leading byte says how the payload is stored, so the threshold can change at any time.
+_RAW, _ZLIB = b"r", b"z"
+ZLIB_LEVEL = 6
+KINDS = ("snapshot", "view")
+_KIND_PATTERNS = {"snapshot": "snap", "view": "snapview"}
+_SCAN_LIMIT = 20_000  # admin stats stop counting there (and say so) rather than stall Redis
+
+
+def encode(payload: bytes, compress_min_bytes: int) -> bytes:
+    """The stored form: zlib-compressed at or above the threshold, unless that would not save."""
+    if len(payload) >= compress_min_bytes:
+        packed = zlib.compress(payload, ZLIB_LEVEL)
+        if len(packed) < len(payload):
+            return _ZLIB + packed
+    return _RAW + payload
+
+
+def decode(stored: bytes) -> bytes:
+    """The payload back from its stored form."""
+    return zlib.decompress(stored[1:]) if stored[:1] == _ZLIB else stored[1:]
+
+
+@dataclass(frozen=True)
+class Cached:
+    """What Redis holds for a closing: its current version and, unless `same`, the payload."""
+
+    version: int
+    content_hash: str
+    client_id: str
+    same: bool  # the caller's known version is current and still cached
+    payload: bytes | None  # decoded; None when `same`, or when this entry is not cached
+
+
+@dataclass(frozen=True)
+class Event:
+    """An announcement on the cache channel: `scope` is closing, client, tenant or publish."""
+
+    scope: str
+    tenant: str
+    target: str = ""
+
+    def encode(self) -> str:
+        """The message text."""
+        return f"{self.scope} {self.tenant} {self.target}"
+
+    @classmethod
+    def parse(cls, data: bytes | str) -> Event:
+        """Parse a message (unknown shapes become a tenant-less `all`, dropping everything)."""
+        text = data.decode() if isinstance(data, bytes) else data
+        parts = text.split(" ")
+        if len(parts) != 3:
+            return cls("all", "")
+        return cls(*parts)
+
+
+class SnapshotCache:
+    """The snapshot cache's Redis operations (every one a single round trip, except SCANs)."""
+
+    def __init__(self, redis: Redis, prefix: str) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.channel = keys.cache_events(prefix)
+        self._scripts = {name: redis.register_script(text) for name, text in _SCRIPTS.items()}
+
+    async def read(
+        self, tenant: object, closing: object, view: str, known: tuple[int, str] | None
+    ) -> Cached | None:
+        """The current entry (None: nothing known); no payload travels if `known` is current."""
+        v, h = known if known is not None else (0, "")
+        reply = await self._scripts["read"](
+            keys=[keys.snapshot(self.prefix, tenant, closing),
+                  keys.snapshot_views(self.prefix, tenant, closing)],
+            args=[v, h, view],
+        )  # fmt: skip
+        if reply is None:
+            return None
+        stored = reply[4] if len(reply) > 4 else None
+        return Cached(
+            version=int(reply[0]),
+            content_hash=reply[1].decode(),
+            client_id=reply[2].decode() if reply[2] else "",
+            same=bool(reply[3]),
+            payload=decode(stored) if stored else None,
+        )
+
+    async def store_snapshot(
+        self, tenant: object, closing: object, client: object, version: int, content_hash: str,
+        document: bytes, *, ttl: int, compress_min_bytes: int,
+    ) -> bool:  # fmt: skip
+        """Version-checked set of the whole snapshot; False when a newer one is already there."""
+        event = Event("publish", str(tenant), str(closing))
+        stored = await self._scripts["set_snapshot"](
+            keys=[keys.snapshot(self.prefix, tenant, closing),
+                  keys.snapshot_members(self.prefix, tenant, closing),
+                  keys.snapshot_tag(self.prefix, tenant, client)],
+            args=[version, content_hash, str(client), encode(document, compress_min_bytes), ttl,
+                  str(closing), self.channel, event.encode()],
+        )  # fmt: skip
+        return bool(stored)
+
+    async def store_view(
+        self, tenant: object, closing: object, version: int, content_hash: str, view: str,
+        body: bytes, *, ttl: int, members_ttl: int, compress_min_bytes: int,
+    ) -> bool:  # fmt: skip
+        """Store a filtered view, only while (version, hash) is the current snapshot."""
+        views = keys.snapshot_views(self.prefix, tenant, closing)
+        stored = await self._scripts["set_view"](
+            keys=[keys.snapshot(self.prefix, tenant, closing),
+                  f"{views}:{version}:{content_hash}:{view}",
+                  keys.snapshot_members(self.prefix, tenant, closing)],
+            args=[version, content_hash, encode(body, compress_min_bytes), ttl, members_ttl],
+        )  # fmt: skip
+        return bool(stored)
+
+    async def invalidate(
+        self,
+        tenant: object,
+        *,
+        closings: Iterable[object] = (),
+        client: object | None = None,
+        event: Event | None = None,
+    ) -> int:
+        """Drop the listed closings' entries, or all of a client's (by its tag set); announce it.
+        Returns how many closings had a cached snapshot."""
+        ids = [str(closing) for closing in closings]
+        if event is None and client is not None:
+            event = Event("client", str(tenant), str(client))
+        elif event is None:
+            event = (
+                Event("closing", str(tenant), ids[0])
+                if len(ids) == 1
+                else Event("tenant", str(tenant))
+            )
+        dropped = await self._scripts["invalidate"](
+            keys=[keys.snapshot_tag(self.prefix, tenant, client) if client is not None else ""],
+            args=[keys.snapshot_prefix(self.prefix, tenant),
+                  keys.snapshot_members(self.prefix, tenant), self.channel, event.encode(), *ids],
+        )  # fmt: skip
+        return int(dropped)
+
+    async def invalidate_tenant(self, tenant: object, batch: int = 200) -> int:
+        """Every cached snapshot of the tenant (admin "all": the only caller of SCAN here)."""
+        start = len(keys.snapshot_prefix(self.prefix, tenant))
+        found = [
+            key[start:].decode()
+            async for key in self.redis.scan_iter(
+                match=keys.snapshot_pattern(self.prefix, tenant, "snap"), count=500
+            )
+        ]
+        event = Event("tenant", str(tenant))
+        dropped = 0
+        for i in range(0, len(found), batch):
+            dropped += await self.invalidate(tenant, closings=found[i : i + batch], event=event)
+        if not found:  # near caches may still hold entries Redis has let expire
+            await self.redis.publish(self.channel, event.encode())
+        return dropped
+
+    async def versions(self, closings: list[tuple[object, object]]) -> list[int | None]:
+        """The cached version of each (tenant, closing), None where nothing is cached."""
+        if not closings:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for tenant, closing in closings:
+                pipe.hget(keys.snapshot(self.prefix, tenant, closing), "v")
+            replies = await pipe.execute()
+        return [int(reply) if reply is not None else None for reply in replies]
+
+    async def acquire(self, tenant: object, closing: object, seconds: float) -> str | None:
+        """Take the reload lease of a closing; its token, or None when another process holds it."""
+        token = secrets.token_hex(8)
+        taken = await self.redis.set(
+            keys.snapshot_lock(self.prefix, tenant, closing), token, nx=True,
+            px=max(1, int(seconds * 1000)),
+        )  # fmt: skip
+        return token if taken else None
+
+    async def release(self, tenant: object, closing: object, token: str) -> None:
+        """Give the lease back (only if still ours: it may have expired and been retaken)."""
+        await self._scripts["release"](
+            keys=[keys.snapshot_lock(self.prefix, tenant, closing)], args=[token]
+        )
+
+    async def key_stats(self, tenant: object) -> dict[str, dict[str, Any]]:
+        """Keys, memory and average TTL of the tenant's entries, by kind (SCAN: admin only)."""
+        stats: dict[str, dict[str, Any]] = {}
+        for kind in KINDS:
+            pattern = keys.snapshot_pattern(self.prefix, tenant, _KIND_PATTERNS[kind])
+            found: list[bytes] = []
+            async for key in self.redis.scan_iter(match=pattern, count=500):
+                found.append(key)
+                if len(found) >= _SCAN_LIMIT:
+                    break
+            complete = len(found) < _SCAN_LIMIT
+            count = memory = ttl_total = 0
+            for i in range(0, len(found), 500):
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for key in found[i : i + 500]:
+                        pipe.memory_usage(key)
+                        pipe.pttl(key)
+                    replies = await pipe.execute()
+                for used, ttl_ms in zip(replies[::2], replies[1::2], strict=True):
+                    if ttl_ms is None or ttl_ms == -2:  # expired between SCAN and the lookup
+                        continue
+                    count += 1
+                    memory += used or 0
+                    ttl_total += max(ttl_ms, 0)
+            stats[kind] = {
+                "keys": count,
+                "memory_bytes": memory,
+                "average_ttl_seconds": round(ttl_total / count / 1000, 1) if count else None,
+                "complete": complete,
+            }
+        return stats

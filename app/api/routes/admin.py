@@ -1,0 +1,47 @@
+"""Admin operations on the snapshot cache (SPEC §6): statistics and invalidation.
+
+Tenant-scoped like everything else: `closing_id` and `client_id` must be the admin's tenant's
+(else 404), and `all` means every cached snapshot of the admin's tenant. Operators who need to
+drop a whole deployment's cache use Redis itself (or change REDIS_KEY_PREFIX).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException
+
+from app.api.deps import Admin, SnapshotsDep
+from app.api.schemas.cache import InvalidateIn, InvalidateOut
+from app.services import cache_admin
+from app.services.snapshot_repository import REDIS_FAILURES
+
+router = APIRouter(prefix="/admin/cache", tags=["admin"])
+
+
+@router.get(
+    "/stats",
+    summary="Snapshot cache statistics",
+    description="Hits, misses, bypasses, hit rate, invalidations and errors of this API "
+    "process (the counters of /metrics), and the keys, memory and average TTL of your "
+    "tenant's entries in Redis, in total and by kind (`snapshot`, `view`).",
+)
+async def cache_stats(principal: Admin, repository: SnapshotsDep) -> dict[str, Any]:
+    return await cache_admin.stats(repository, principal.tenant_id)
+
+
+@router.post(
+    "/invalidate",
+    response_model=InvalidateOut,
+    summary="Drop cached snapshots of a closing, a client, or your whole tenant",
+    responses={503: {"description": "Redis is unavailable: nothing was invalidated"}},
+)
+async def cache_invalidate(
+    body: InvalidateIn, principal: Admin, repository: SnapshotsDep
+) -> dict[str, Any]:
+    try:
+        return await cache_admin.invalidate(
+            repository, principal.tenant_id, closing=body.closing_id, client=body.client_id
+        )
+    except REDIS_FAILURES:
+        raise HTTPException(503, "Redis is unavailable: the cache was not invalidated") from None

@@ -1,0 +1,199 @@
+"""Read benchmark: GET /closings/{id}/incidences with a warm cache against GET /alive, same server.
+
+Starts the API (a real uvicorn, `ledger-incidences serve`) and a worker as processes, publishes
+a snapshot of --incidences incidences, warms the cache, then drives each path with 32 keep-alive
+HTTP/1.1 connections from a minimal asyncio client (so the client costs little CPU), in
+alternating rounds. Authenticated, with the rate limiter on (its limit raised so it never
+refuses). Prints req/s, p50/p99, errors and the ratio incidences / alive.
+
+Usage: .venv/bin/python bench/read.py [--seconds 5] [--rounds 2] [--connections 32]
+Servers: DATABASE_URL / REDIS_URL when set (a fresh database is created on that server and
+dropped afterwards), else embedded ones in a temporary DATA_DIR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from sqlalchemy.engine import make_url
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from app.embedded import create_database, embedded_servers
+from bench.ingest import (
+    RUN,
+    _admin_dsn,
+    _delete_keys,
+    _drop_database,
+    _free_port,
+    _stop,
+    _wait_ready,
+)
+
+
+@dataclass
+class Round:
+    """What one path's round measured."""
+
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+    x_cache: dict[str, int] = field(default_factory=dict)
+
+
+async def _connection(port: int, request: bytes, deadline: float, out: Round) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            writer.write(request)
+            head = (await reader.readuntil(b"\r\n\r\n")).lower()
+            at = head.find(b"content-length:")
+            length = int(head[at + 15 : head.index(b"\r\n", at)]) if at >= 0 else 0
+            if length:
+                await reader.readexactly(length)
+            out.latencies.append(time.perf_counter() - started)
+            if not head.startswith(b"http/1.1 200"):
+                out.errors += 1
+            at = head.find(b"x-cache:")
+            if at >= 0:
+                value = head[at + 8 : head.index(b"\r\n", at)].strip().decode()
+                out.x_cache[value] = out.x_cache.get(value, 0) + 1
+    except (OSError, asyncio.IncompleteReadError):
+        out.errors += 1
+    finally:
+        writer.close()
+
+
+async def _round(port: int, request: bytes, connections: int, seconds: float) -> Round:
+    out = Round()
+    started = time.perf_counter()
+    deadline = started + seconds
+    await asyncio.gather(*(_connection(port, request, deadline, out) for _ in range(connections)))
+    out.seconds = time.perf_counter() - started
+    return out
+
+
+def _request(path: str, key: str | None = None) -> bytes:
+    auth = f"Authorization: Bearer {key}\r\n" if key else ""
+    return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}\r\n".encode()
+
+
+def _ledger(incidences: int) -> bytes:
+    """One balanced voucher over `incidences` codes that are not in the (empty) chart."""
+    rows = [
+        f"2026-10-{1 + i % 28:02d},V1,{700000 + i},pago {i},"
+        + ("125.50,0" if i % 2 == 0 else "0,125.50")
+        for i in range(incidences + incidences % 2)
+    ]
+    return ("fecha,comprobante,cuenta,glosa,debe,haber\n" + "\n".join(rows) + "\n").encode()
+
+
+def _publish(base: str, key: str, incidences: int) -> str:
+    """A closing with a published snapshot; its incidences path."""
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=60) as h:
+        client = h.post("/api/v1/clients", json={"name": f"bench {RUN}"}).raise_for_status()
+        closing = h.post(
+            f"/api/v1/clients/{client.json()['id']}/closings", json={"period": "2026-10"}
+        ).raise_for_status()
+        path = f"/api/v1/closings/{closing.json()['id']}"
+        accepted = h.post(f"{path}/ledger", files={"file": ("l.csv", _ledger(incidences))})
+        location = accepted.raise_for_status().headers["Location"]
+        while (status := h.get(location).json()["status"]) not in ("succeeded", "failed"):
+            time.sleep(0.05)
+        if status != "succeeded":
+            raise SystemExit("the iteration failed")
+        first = h.get(f"{path}/incidences").raise_for_status()
+        print(f"snapshot: {incidences} incidences, {len(first.content):,} B; first read after "
+              f"publish: X-Cache {first.headers['X-Cache']}")  # fmt: skip
+    return f"{path}/incidences"
+
+
+def _summary(name: str, rounds: list[Round]) -> float:
+    latencies = sorted(lat for r in rounds for lat in r.latencies)
+    seconds = sum(r.seconds for r in rounds)
+    rate = len(latencies) / seconds
+    p50, p99 = (latencies[int(len(latencies) * q)] * 1000 for q in (0.5, 0.99))
+    errors = sum(r.errors for r in rounds)
+    x_cache: dict[str, int] = {}
+    for r in rounds:
+        for value, count in r.x_cache.items():
+            x_cache[value] = x_cache.get(value, 0) + count
+    shown = f"  X-Cache {x_cache}" if x_cache else ""
+    print(f"{name:<12} {rate:9,.0f} req/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  "
+          f"errors {errors}{shown}")  # fmt: skip
+    return rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="per round and path")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--incidences", type=int, default=100)
+    args = parser.parse_args()
+
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-read-")))
+        database_url, redis_url = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
+        if not database_url or not redis_url:
+            urls = stack.enter_context(embedded_servers(tmp / "data", persistent=False))
+            database_url, redis_url = database_url or urls.database_url, redis_url or urls.redis_url
+        admin = _admin_dsn(database_url)
+        bench_db = f"li_bench_read_{RUN}"
+        asyncio.run(create_database(admin, bench_db))
+        stack.callback(lambda: asyncio.run(_drop_database(admin, bench_db)))
+        prefix = f"li-bench-{RUN}"
+        stack.callback(_delete_keys, redis_url, prefix)
+        key = "li_bench_" + RUN + "x" * 24
+        port = _free_port()
+        env = {
+            **os.environ,
+            "DATABASE_URL": make_url(database_url).set(database=bench_db).render_as_string(False),
+            "REDIS_URL": redis_url,
+            "REDIS_KEY_PREFIX": prefix,
+            "PORT": str(port),
+            "BOOTSTRAP_API_KEY": key,
+            # The limiter runs on every request (one Redis round trip) but never refuses.
+            "RATE_LIMIT_READ": "1000000000/60",
+            "LOG_LEVEL": "WARNING",
+        }
+        cli = [sys.executable, "-m", "app.cli"]
+        subprocess.run([*cli, "migrate"], env=env, check=True, capture_output=True)
+        api = subprocess.Popen([*cli, "serve"], env=env)
+        worker = subprocess.Popen([*cli, "worker"], env=env)
+        stack.callback(_stop, [api, worker])
+        base = f"http://127.0.0.1:{port}"
+        _wait_ready(base)
+        path = _publish(base, key, args.incidences)
+        subprocess.run([*cli, "cache", "warm"], env=env, check=True)
+        asyncio.run(_round(port, _request(path, key), args.connections, 1.0))  # warm-up
+
+        alive: list[Round] = []
+        reads: list[Round] = []
+        for _ in range(args.rounds):
+            for rounds, request in ((alive, _request("/alive")), (reads, _request(path, key))):
+                rounds.append(asyncio.run(_round(port, request, args.connections, args.seconds)))
+        print(f"{args.connections} connections, {args.rounds} alternating rounds of "
+              f"{args.seconds:g} s per path; load average {os.getloadavg()[0]:.2f}")  # fmt: skip
+        alive_rate = _summary("/alive", alive)
+        read_rate = _summary("/incidences", reads)
+        print(f"ratio incidences / alive: {read_rate / alive_rate:.2f}x  (target >= 0.70x)")
+        stats = httpx.get(f"{base}/api/v1/admin/cache/stats",
+                          headers={"Authorization": f"Bearer {key}"}).json()  # fmt: skip
+        print(f"server cache: hit_rate {stats['hit_rate']}, hits {stats['hits']}, "
+              f"misses {stats['misses']}, circuit {stats['circuit']['state']}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

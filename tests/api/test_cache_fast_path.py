@@ -1,0 +1,87 @@
+"""The fast lane of GET /incidences answers exactly as the route does, and only when it may."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from httpx import AsyncClient, Response
+
+from app.api.middleware.snapshot_reads import SnapshotReadFastPath, parse_query
+from app.services.incidences import SnapshotQuery
+from tests.conftest import KeyMaker, bearer
+from tests.helpers import API
+from tests.integration.cache_support import Worker, ledger, published
+
+# Per-request headers that legitimately differ between two answers.
+VOLATILE = {"x-request-id", "x-ratelimit-remaining", "x-ratelimit-reset"}
+
+
+def _shape(response: Response) -> tuple[int, bytes, dict[str, str]]:
+    headers = {k: v for k, v in response.headers.items() if k not in VOLATILE}
+    return response.status_code, response.content, headers
+
+
+@pytest.fixture
+def lane_answers(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Records, per request, whether the fast lane answered it."""
+    answered: list[bool] = []
+    real = SnapshotReadFastPath._answer
+
+    def spy(self: SnapshotReadFastPath, scope: Any) -> Any:
+        result = real(self, scope)
+        answered.append(result is not None)
+        return result
+
+    monkeypatch.setattr(SnapshotReadFastPath, "_answer", spy)
+    return answered
+
+
+async def test_fast_lane_matches_the_route(
+    app: FastAPI,
+    client: AsyncClient,
+    make_key: KeyMaker,
+    run_worker: Worker,
+    lane_answers: list[bool],
+) -> None:
+    key = await make_key("analyst")
+    closing = await published(client, key, run_worker, ledger(12))
+    path = f"{API}/closings/{closing.id}/incidences"
+    etag = (await client.get(path, headers=bearer(key))).headers["ETag"]
+    cases: list[tuple[dict[str, Any], dict[str, str]]] = [
+        ({}, {}),
+        ({}, {"If-None-Match": etag}),
+        ({}, {"If-None-Match": f'W/{etag}, "x"'}),
+        ({"limit": 5, "offset": 2}, {}),
+        ({"severity": "error", "type": "ACCOUNT_NOT_IN_CHART"}, {}),
+        ({"type": "NOPE"}, {}),
+    ]
+    for params, headers in cases:
+        lane_answers.clear()
+        app.state.snapshots.near.clear()  # cold: the route answers, and fills the near cache
+        by_route = await client.get(path, params=params, headers={**bearer(key), **headers})
+        by_lane = await client.get(path, params=params, headers={**bearer(key), **headers})
+        assert lane_answers == [False, True], params  # cold near entry first, then the lane
+        assert _shape(by_lane) == _shape(by_route), (params, headers)
+        assert by_lane.status_code in (200, 304)
+
+    lane_answers.clear()
+    for params in ({"severity": "bad"}, {"limit": 0}, {"limit": "1e3"}, {"offset": -1}):
+        refused = await client.get(path, params=params, headers=bearer(key))
+        assert refused.status_code == 422  # the route's validation, not the lane's
+    assert (await client.get(path, headers={"Authorization": "Bearer li_nope"})).status_code == 401
+    assert (await client.get(path.replace("/incidences", "x/incidences"))).status_code in (
+        401, 404, 422,
+    )  # fmt: skip
+    assert not any(lane_answers)
+
+
+def test_parse_query_accepts_only_what_the_route_takes_as_is() -> None:
+    assert parse_query(b"") == SnapshotQuery()
+    assert parse_query(b"limit=10&offset=3&severity=warning&type=X") == SnapshotQuery(
+        type="X", severity="warning", limit=10, offset=3
+    )
+    for odd in (b"limit=0", b"limit=10001", b"limit=+1", b"offset=-1", b"severity=fatal",
+                b"type=", b"type=a&type=b", b"other=1", b"limit=1.5", b"\xff=1"):  # fmt: skip
+        assert parse_query(odd) is None, odd

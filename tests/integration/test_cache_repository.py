@@ -1,0 +1,244 @@
+"""The Redis-first snapshot repository against real Redis and Postgres: write after publish,
+the stale-set race, the stampede bound, compression, and pub/sub freshness across processes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from fastapi import FastAPI
+from httpx import AsyncClient
+from sqlalchemy import event
+
+from app.adapters.postgres.tables import iteration_results, snapshots
+from app.adapters.redis import keys
+from app.adapters.redis.snapshot_cache import SnapshotCache, decode, encode
+from app.services import cache_writes, snapshot_repository
+from app.services.incidences import SnapshotQuery
+from app.services.snapshot_repository import SnapshotRepository
+from tests.conftest import KeyMaker, bearer
+from tests.integration.cache_support import Worker, ledger, owner, published
+
+WHOLE = SnapshotQuery()
+
+
+async def _stored(app: FastAPI, closing: uuid.UUID) -> tuple[str, bytes]:
+    """(content hash, canonical document) of the closing's snapshot, straight from Postgres."""
+    async with app.state.resources.engine.connect() as conn:
+        row = (
+            await conn.execute(
+                sa.select(snapshots.c.content_hash, iteration_results.c.document)
+                .join(
+                    iteration_results, iteration_results.c.iteration_id == snapshots.c.iteration_id
+                )
+                .where(snapshots.c.closing_id == closing)
+            )
+        ).one()
+    return row.content_hash, row.document
+
+
+async def _redis_entry(app: FastAPI, tenant: uuid.UUID, closing: uuid.UUID) -> dict[bytes, bytes]:
+    prefix = app.state.resources.settings.redis_key_prefix
+    entry: dict[bytes, bytes] = await app.state.resources.redis.hgetall(
+        keys.snapshot(prefix, tenant, closing)
+    )
+    return entry
+
+
+async def test_publish_writes_redis_so_the_first_read_is_a_hit(
+    app: FastAPI, client: AsyncClient, make_key: KeyMaker, run_worker: Worker
+) -> None:
+    key = await make_key("analyst")
+    tenant, closing = await owner(app, await published(client, key, run_worker, ledger(6)))
+    content_hash, document = await _stored(app, closing)
+    entry = await _redis_entry(app, tenant, closing)
+    assert (int(entry[b"v"]), entry[b"h"].decode()) == (1, content_hash)
+    assert decode(entry[b"d"]) == document
+
+    repository: SnapshotRepository = app.state.snapshots
+    loads = repository.postgres_loads
+    response = await client.get(f"/api/v1/closings/{closing}/incidences", headers=bearer(key))
+    assert response.status_code == 200
+    assert response.headers["X-Cache"] == "hit"
+    assert response.content == document
+    assert repository.postgres_loads == loads  # not one document read from Postgres
+
+
+async def test_a_slow_reader_cannot_put_back_a_superseded_snapshot(
+    app: FastAPI,
+    client: AsyncClient,
+    make_key: KeyMaker,
+    run_worker: Worker,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    key = await make_key("analyst")
+    created = await published(client, key, run_worker, ledger(6, amount=10))
+    tenant, closing = await owner(app, created)
+    old_hash, _ = await _stored(app, closing)
+    # A second process, whose read misses (the entry was invalidated) and reloads iteration 1.
+    reader = SnapshotRepository(app.state.resources)
+    await reader.cache.invalidate(tenant, closings=[closing])
+    loaded, resume = asyncio.Event(), asyncio.Event()
+    real_load = snapshot_repository.load_snapshot
+
+    async def slow_load(*args: Any) -> Any:
+        row = await real_load(*args)
+        loaded.set()
+        await resume.wait()  # …and stalls before writing it back
+        return row
+
+    monkeypatch.setattr(snapshot_repository, "load_snapshot", slow_load)
+    slow = asyncio.create_task(reader.get(tenant, closing, WHOLE))
+    await asyncio.wait_for(loaded.wait(), 10)
+    # Meanwhile iteration 2 is published (and written to Redis after its commit).
+    await published(client, key, run_worker, ledger(6, amount=11), closing=created)
+    new_hash, new_document = await _stored(app, closing)
+    assert new_hash != old_hash
+    resume.set()
+    stale = await asyncio.wait_for(slow, 10)
+    assert (stale.version, stale.content_hash) == (1, old_hash)  # what it read, then current
+
+    entry = await _redis_entry(app, tenant, closing)  # the late write of iteration 1 was refused
+    assert (int(entry[b"v"]), entry[b"h"].decode()) == (2, new_hash)
+    assert decode(entry[b"d"]) == new_document
+    response = await client.get(f"/api/v1/closings/{closing}/incidences", headers=bearer(key))
+    assert (response.headers["ETag"], response.headers["X-Cache"]) == (f'"{new_hash}"', "hit")
+    await reader.aclose()
+
+
+async def test_version_floor_survives_invalidation(app: FastAPI) -> None:
+    cache = SnapshotCache(app.state.resources.redis, app.state.resources.settings.redis_key_prefix)
+    tenant, closing, client = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    store = {"ttl": 60, "compress_min_bytes": 1 << 20}
+    assert await cache.store_snapshot(tenant, closing, client, 2, "h2", b"{2}", **store)
+    assert not await cache.store_snapshot(tenant, closing, client, 1, "h1", b"{1}", **store)
+    assert await cache.invalidate(tenant, closings=[closing]) == 1
+    # The payload is gone, the floor is not: a slow reader still cannot write iteration 1.
+    assert not await cache.store_snapshot(tenant, closing, client, 1, "h1", b"{1}", **store)
+    found = await cache.read(tenant, closing, "", None)
+    assert found is not None and (found.version, found.payload) == (2, None)
+    assert await cache.store_snapshot(tenant, closing, client, 2, "h2", b"{2}", **store)
+    assert await cache.store_snapshot(tenant, closing, client, 3, "h3", b"{3}", **store)
+    found = await cache.read(tenant, closing, "", (2, "h2"))
+    assert found is not None and (found.version, found.same, found.payload) == (3, False, b"{3}")
+    unchanged = await cache.read(tenant, closing, "", (3, "h3"))
+    assert unchanged is not None and (unchanged.same, unchanged.payload) == (True, None)
+
+
+async def test_one_hundred_cold_reads_cost_at_most_two_postgres_reads(
+    app: FastAPI, client: AsyncClient, make_key: KeyMaker, run_worker: Worker
+) -> None:
+    key = await make_key("analyst")
+    tenant, closing = await owner(app, await published(client, key, run_worker, ledger(400)))
+    content_hash, document = await _stored(app, closing)
+    # Two processes' repositories (their own near caches, single flights and breakers).
+    first, second = (SnapshotRepository(app.state.resources) for _ in range(2))
+    await first.cache.invalidate(tenant, closings=[closing])
+    document_reads = 0
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        nonlocal document_reads
+        document_reads += "iteration_results" in statement
+
+    engine = app.state.resources.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        served = await asyncio.gather(
+            *(repo.get(tenant, closing, WHOLE) for repo in [first, second] * 50)
+        )
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert {(s.content_hash, s.body) for s in served} == {(content_hash, document)}
+    assert 1 <= document_reads <= 2
+    assert first.postgres_loads + second.postgres_loads == document_reads
+    await first.aclose()
+    await second.aclose()
+
+
+async def test_large_snapshots_are_compressed(
+    app: FastAPI, client: AsyncClient, make_key: KeyMaker, run_worker: Worker
+) -> None:
+    key = await make_key("analyst")
+    tenant, closing = await owner(app, await published(client, key, run_worker, ledger(10_000)))
+    _, document = await _stored(app, closing)
+    entry = await _redis_entry(app, tenant, closing)
+    stored = entry[b"d"]
+    response = await client.get(f"/api/v1/closings/{closing}/incidences", headers=bearer(key))
+    assert len(response.json()["incidences"]) == 10_000
+    saving = 1 - len(stored) / len(document)
+    print(
+        f"\n10k-incidence snapshot: {len(document):,} B canonical JSON, {len(stored):,} B in "
+        f"Redis (zlib level 6): {saving:.1%} saved"
+    )
+    assert stored[:1] == b"z" and decode(stored) == document
+    assert saving > 0.7
+    threshold = app.state.resources.settings.cache_compress_min_bytes
+    assert encode(b"x" * (threshold - 1), threshold)[:1] == b"r"  # below the threshold: raw
+
+
+async def test_other_processes_drop_their_near_entry_when_a_snapshot_is_published(
+    app: FastAPI, client: AsyncClient, make_key: KeyMaker, run_worker: Worker
+) -> None:
+    key = await make_key("analyst")
+    created = await published(client, key, run_worker, ledger(6, amount=10))
+    tenant, closing = await owner(app, created)
+    # Another process: reached only through pub/sub, and trusting near entries for a minute.
+    settings = app.state.resources.settings.model_copy(update={"cache_near_max_age_seconds": 60})
+    remote = SnapshotRepository(app.state.resources)
+    remote.settings = settings
+    snapshot_repository._LOCAL.discard(remote)
+    remote.start()
+    for _ in range(500):  # the listener subscribes in the background
+        if remote.subscribed:
+            break
+        await asyncio.sleep(0.01)
+    assert remote.subscribed
+    old = await remote.get(tenant, closing, WHOLE)
+    assert (await remote.get(tenant, closing, WHOLE)).outcome == "hit"
+    assert remote.near.get((str(tenant), str(closing), "")) is not None
+
+    await published(client, key, run_worker, ledger(6, amount=12), closing=created)
+    new_hash, _ = await _stored(app, closing)
+    deadline = time.monotonic() + 2
+    while remote.near.get((str(tenant), str(closing), "")) is not None:
+        assert time.monotonic() < deadline, "the publish was not announced"
+        await asyncio.sleep(0.005)
+    served = await remote.get(tenant, closing, WHOLE)
+    assert (served.version, served.content_hash) == (old.version + 1, new_hash)
+    assert served.outcome == "hit"  # written to Redis by the publisher
+    await remote.aclose()
+
+
+async def test_reconcile_drops_a_snapshot_the_publisher_could_not_replace(
+    app: FastAPI,
+    client: AsyncClient,
+    make_key: KeyMaker,
+    run_worker: Worker,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    key = await make_key("analyst")
+    created = await published(client, key, run_worker, ledger(6, amount=10))
+    path = f"/api/v1/closings/{created.id}/incidences"
+    old_etag = (await client.get(path, headers=bearer(key))).headers["ETag"]
+
+    async def unreachable(*args: Any, **kwargs: Any) -> bool:
+        raise ConnectionError("Redis is unreachable from the worker")
+
+    # The next publish commits in Postgres, but its Redis write fails (after its retries).
+    monkeypatch.setattr(cache_writes, "PUBLISH_RETRY_DELAYS", ())
+    monkeypatch.setattr(SnapshotCache, "store_snapshot", unreachable)
+    await published(client, key, run_worker, ledger(6, amount=13), closing=created)
+    monkeypatch.undo()
+    new_hash, _ = await _stored(app, uuid.UUID(created.id))
+    stale = await client.get(path, headers=bearer(key))
+    assert stale.headers["ETag"] == old_etag  # what reconciling is for
+
+    assert await app.state.snapshots.reconcile() >= 1
+    fresh = await client.get(path, headers=bearer(key))
+    assert (fresh.headers["ETag"], fresh.headers["X-Cache"]) == (f'"{new_hash}"', "miss")
+    again = await client.get(path, headers=bearer(key))
+    assert (again.headers["ETag"], again.headers["X-Cache"]) == (f'"{new_hash}"', "hit")
