@@ -7,13 +7,15 @@ import ipaddress
 import logging
 import time
 import uuid
+import weakref
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.adapters.redis.rate_limit import Decision, run_check, window_check
+from app.adapters.redis.rate_limit import CheckBatcher, Decision, window_check
 from app.api.middleware.callers import UNKNOWN, KnownKeys, bearer_token, client_ip
 from app.api.problems import problem
 from app.metrics import RATE_LIMIT_FAIL_OPEN, RATE_LIMIT_REJECTIONS
@@ -115,6 +117,8 @@ class RateLimitMiddleware:
         }
         self.breaker = Breaker()
         self.fail_open = FailOpenLog()
+        # One batcher per Redis client (a process has one; tests may build several apps).
+        self._batchers: weakref.WeakKeyDictionary[Redis, CheckBatcher] = weakref.WeakKeyDictionary()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in EXEMPT_PATHS:
@@ -141,7 +145,10 @@ class RateLimitMiddleware:
         name, subject = await self._subject(scope, resources)
         check = window_check(self.prefix, name, self.policies[name], subject)
         try:
-            decision = await run_check(resources.redis, check)
+            batcher = self._batchers.get(resources.redis)
+            if batcher is None:
+                batcher = self._batchers[resources.redis] = CheckBatcher(resources.redis)
+            decision = await batcher.check(check)
         except REDIS_ERRORS as exc:
             self.breaker.failure()
             # The exception's type only: its text may name the server.
