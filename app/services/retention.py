@@ -83,11 +83,9 @@ async def purge_old_results(engine: AsyncEngine, keep: int, batch: int = BATCH_I
 
 
 async def purge_job_results(redis: Redis, prefix: str) -> int:
-    """Delete arq result keys of this deployment's jobs; returns how many were removed.
-
-    Results live in Postgres (the worker keeps none: keep_result=0), so an arq result key of
-    ours is a leftover, e.g. of an older version; arq would refuse to queue that job id again.
-    """
+    """Delete arq result keys of this deployment's jobs; returns how many were removed."""
+    # Results live in Postgres (the worker keeps none: keep_result=0), so an arq result key of
+    # ours is a leftover, e.g. of an older version; arq would refuse to queue that job id again.
     removed = 0
     batch: list[bytes | str] = []
     escaped = _GLOB_SPECIAL.sub(r"\\\g<0>", prefix)

@@ -53,8 +53,7 @@ async def health_db(databases: Databases) -> str:
 
 @pytest.fixture
 def base(settings: Settings, health_db: str) -> dict[str, Any]:
-    """Settings under which everything passes once a worker beats: disk and memory thresholds
-    at 100% so this host's usage cannot make the result flaky."""
+    """Settings under which all passes once a worker beats (disk/memory thresholds at 100%)."""
     return {
         "database_url": health_db,
         "redis_key_prefix": unique_prefix(settings, "health"),

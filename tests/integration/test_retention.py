@@ -5,25 +5,59 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from fastapi import FastAPI
 from httpx import AsyncClient
 
 from app.adapters.postgres.tables import incidence_lines, iteration_results, iterations, snapshots
-from app.services import retention
+from app.services import api_keys, retention
 from app.settings import Settings
-from tests.conftest import KeyMaker, bearer
+from tests.conftest import Databases, bearer
 from tests.helpers import create_closing, upload
+from tests.ops_helpers import app_client, migrated_database, unique_prefix, variant
 from workers import tasks
+from workers.settings import build_worker
 
 LEDGER = (
     b"fecha,comprobante,cuenta,tipo_doc,debe,haber\n"
     b"2026-10-01,V1,1101,FAC,100.00,0\n"
     b"2026-10-01,V1,9999,XX,0,90.00\n"
 )
+
+
+@dataclass
+class Deployment:
+    """An API and a burst worker over their own database (retention is database-wide)."""
+
+    app: FastAPI
+    client: AsyncClient
+    settings: Settings
+    key: str
+
+    async def run_worker(self) -> None:
+        worker = build_worker(self.settings, burst=True, poll_delay=0.05, handle_signals=False)
+        try:
+            await worker.main()
+        finally:
+            await worker.close()
+
+
+@pytest.fixture
+async def deployment(settings: Settings, databases: Databases) -> AsyncIterator[Deployment]:
+    own = variant(
+        settings,
+        database_url=await migrated_database(databases, "retention"),
+        redis_key_prefix=unique_prefix(settings, "retention"),
+    )
+    async with app_client(own) as (application, http):
+        async with application.state.resources.engine.begin() as conn:
+            key = await api_keys.create_key(conn, tenant="retention", role="analyst", name="r")
+        yield Deployment(application, http, own, key)
 
 
 async def closing_with_iterations(
@@ -70,13 +104,10 @@ async def snapshot_number(app: FastAPI, closing_id: str) -> int:
 
 
 async def test_keeps_the_newest_sets_per_closing_and_always_the_snapshot(
-    app: FastAPI,
-    client: AsyncClient,
-    settings: Settings,
-    make_key: KeyMaker,
-    run_worker: Callable[[], Awaitable[None]],
+    deployment: Deployment,
 ) -> None:
-    key = await make_key("analyst")
+    app, client, key = deployment.app, deployment.client, deployment.key
+    run_worker = deployment.run_worker
     busy = await closing_with_iterations(client, key, 4, run_worker)
     quiet = await closing_with_iterations(client, key, 1, run_worker)
     before = await stored(app, busy)
@@ -87,9 +118,9 @@ async def test_keeps_the_newest_sets_per_closing_and_always_the_snapshot(
     assert served.status_code == 200
 
     # The cron job, with ITERATION_RETENTION=2.
-    retained = settings.model_copy(update={"iteration_retention": 2})
+    retained = deployment.settings.model_copy(update={"iteration_retention": 2})
     ctx: dict[str, Any] = {"resources": dataclasses.replace(app.state.resources, settings=retained)}
-    await tasks.apply_iteration_retention(ctx)
+    assert await tasks.apply_iteration_retention(ctx) == 2  # iterations 1 and 2 of `busy`
 
     after = await stored(app, busy)
     assert after == {

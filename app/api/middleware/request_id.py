@@ -36,8 +36,7 @@ def accepted_id(raw: bytes | None) -> str:
 
 
 class RequestIdMiddleware:
-    """Give each HTTP request an id (scope state, log context, response header) and write one
-    access log line per request."""
+    """Give each request an id (state, log context, response header); log one access line."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

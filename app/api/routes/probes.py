@@ -64,8 +64,7 @@ async def health(request: Request, resources: ResourcesDep) -> Response:
 
 
 async def _cached_health(state: Any, resources: Resources) -> dict[str, Any]:
-    """The health document, recomputed at most once per HEALTH_CACHE_SECONDS: concurrent probes
-    wait for the one computation in progress instead of hammering the dependencies."""
+    """The health document, computed at most once per HEALTH_CACHE_SECONDS (probes share it)."""
     if getattr(state, "health_lock", None) is None:
         state.health_lock = asyncio.Lock()
         state.cache_hit_rate = HitRateWindow()
