@@ -16,35 +16,21 @@ import argparse
 import asyncio
 import os
 import secrets
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
 
 import asyncpg
 import httpx
-from redis import Redis
-from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.embedded import create_database, embedded_servers
 from bench.engine import HEADER, generate
+from bench.stack import admin_dsn, bench_stack, free_port, stop, wait_ready
 
 RUN = secrets.token_hex(3)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _admin_dsn(database_url: str) -> str:
-    return make_url(database_url).set(drivername="postgresql").render_as_string(False)
 
 
 async def _copy_baseline(dsn: str, path: Path, runs: int) -> float:
@@ -72,18 +58,6 @@ def _peak_rss_mib(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def _wait_ready(base: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit("the API did not become ready")
 
 
 def _run_upload(base: str, key: str, path: Path) -> tuple[float, dict]:
@@ -122,25 +96,20 @@ def main() -> None:
     args = parser.parse_args()
 
     with ExitStack() as stack:
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-ingest-")))
-        database_url, redis_url = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
-        if not database_url or not redis_url:
-            urls = stack.enter_context(embedded_servers(tmp / "data", persistent=False))
-            database_url, redis_url = database_url or urls.database_url, redis_url or urls.redis_url
-        admin = _admin_dsn(database_url)
-        bench_db = f"li_bench_{RUN}"
-        asyncio.run(create_database(admin, bench_db))
-        bench_url = make_url(database_url).set(database=bench_db).render_as_string(False)
-        stack.callback(lambda: asyncio.run(_drop_database(admin, bench_db)))
-        prefix = f"li-bench-{RUN}"
-        stack.callback(_delete_keys, redis_url, prefix)
+        bench = bench_stack(stack, "ingest", RUN)
+        tmp, bench_url, redis_url, prefix = (
+            bench.tmp,
+            bench.database_url,
+            bench.redis_url,
+            bench.prefix,
+        )
 
         ledger = tmp / "ledger.csv"
         print(f"generating {args.rows:,} movements …", flush=True)
         generate(ledger, args.rows)
         size_mib = ledger.stat().st_size / 2**20
         key = "li_bench_" + secrets.token_urlsafe(24)
-        port = _free_port()
+        port = free_port()
         env = {
             **os.environ,
             "DATABASE_URL": bench_url,
@@ -157,13 +126,13 @@ def main() -> None:
         subprocess.run([*cli, "migrate"], env=env, check=True, capture_output=True)
         api = subprocess.Popen([*cli, "serve"], env=env)
         worker = subprocess.Popen([*cli, "worker"], env=env)
-        stack.callback(_stop, [api, worker])
+        stack.callback(stop, [api, worker])
         base = f"http://127.0.0.1:{port}"
-        _wait_ready(base)
+        wait_ready(base)
 
         elapsed, iteration = _run_upload(base, key, ledger)
         worker_peak = _peak_rss_mib(worker.pid)
-        copy_seconds = asyncio.run(_copy_baseline(_admin_dsn(bench_url), ledger, args.copy_runs))
+        copy_seconds = asyncio.run(_copy_baseline(admin_dsn(bench_url), ledger, args.copy_runs))
 
     movements = iteration["movements_processed"]
     print(f"file: {args.rows:,} movements, {size_mib:.1f} MiB")
@@ -174,35 +143,6 @@ def main() -> None:
     print(f"raw COPY baseline (best of {args.copy_runs}): {copy_seconds:.2f} s")
     print(f"ratio end-to-end / COPY: {elapsed / copy_seconds:.2f}x  (target <= 2.0x)")
     print(f"worker peak RSS: {worker_peak:.0f} MiB  (target <= 1024 MiB at 5M movements)")
-
-
-async def _drop_database(admin: str, name: str) -> None:
-    conn = await asyncpg.connect(admin)
-    try:
-        await conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
-        )
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-    finally:
-        await conn.close()
-
-
-def _delete_keys(redis_url: str, prefix: str) -> None:
-    client = Redis.from_url(redis_url)
-    for pattern in (f"{prefix}*", f"arq:*{prefix}*"):
-        for key in client.scan_iter(match=pattern, count=500):
-            client.delete(key)
-    client.close()
-
-
-def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
-    for process in processes:
-        process.terminate()
-    for process in processes:
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 if __name__ == "__main__":

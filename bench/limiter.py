@@ -21,19 +21,16 @@ import secrets
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
-from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.embedded import create_database, embedded_servers
-from bench.ingest import _admin_dsn, _delete_keys, _drop_database, _free_port, _stop, _wait_ready
+from bench.stack import bench_stack, delete_keys, free_port, stop, wait_ready
 
 MODES = ("on", "off", "slowapi")
 HUGE = 10_000_000  # per 60 s: never reached, so every request is counted and admitted
@@ -168,22 +165,13 @@ def main() -> None:
 
     run = secrets.token_hex(3)
     with ExitStack() as stack:
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-limiter-")))
-        database_url, redis_url = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
-        if not database_url or not redis_url:
-            urls = stack.enter_context(embedded_servers(tmp / "data", persistent=False))
-            database_url, redis_url = database_url or urls.database_url, redis_url or urls.redis_url
-        admin = _admin_dsn(database_url)
-        bench_db = f"li_bench_{run}"
-        asyncio.run(create_database(admin, bench_db))
-        stack.callback(lambda: asyncio.run(_drop_database(admin, bench_db)))
-        prefix = f"li-bench-{run}"
-        stack.callback(_delete_keys, redis_url, prefix)
-        stack.callback(_delete_keys, redis_url, f"LIMITS:LIMITER/{prefix}")  # slowapi's keys
+        bench = bench_stack(stack, "limiter", run)
+        redis_url, prefix = bench.redis_url, bench.prefix
+        stack.callback(delete_keys, redis_url, f"LIMITS:LIMITER/{prefix}")  # slowapi's keys
         key = "li_bench_" + secrets.token_urlsafe(24)
         env = {
             **os.environ,
-            "DATABASE_URL": make_url(database_url).set(database=bench_db).render_as_string(False),
+            "DATABASE_URL": bench.database_url,
             "REDIS_URL": redis_url,
             "REDIS_KEY_PREFIX": prefix,
             "BOOTSTRAP_API_KEY": key,
@@ -192,16 +180,16 @@ def main() -> None:
         }
         subprocess.run([sys.executable, "-m", "app.cli", "migrate"], env=env, check=True,
                        capture_output=True)  # fmt: skip
-        ports = {mode: _free_port() for mode in MODES}
+        ports = {mode: free_port() for mode in MODES}
         children = [
             subprocess.Popen(
                 [sys.executable, __file__, "--serve", mode, "--port", str(port)], env=env
             )
             for mode, port in ports.items()
         ]
-        stack.callback(_stop, children)
+        stack.callback(stop, children)
         for port in ports.values():
-            _wait_ready(f"http://127.0.0.1:{port}")
+            wait_ready(f"http://127.0.0.1:{port}")
         created = httpx.post(
             f"http://127.0.0.1:{ports['off']}/api/v1/clients",
             json={"name": "bench"},

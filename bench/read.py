@@ -16,29 +16,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import secrets
 import subprocess
 import sys
-import tempfile
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.embedded import create_database, embedded_servers
-from bench.ingest import (
-    RUN,
-    _admin_dsn,
-    _delete_keys,
-    _drop_database,
-    _free_port,
-    _stop,
-    _wait_ready,
-)
+from bench.stack import bench_stack, free_port, stop, wait_ready
+
+RUN = secrets.token_hex(3)
 
 
 @dataclass
@@ -144,22 +136,13 @@ def main() -> None:
     args = parser.parse_args()
 
     with ExitStack() as stack:
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-read-")))
-        database_url, redis_url = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
-        if not database_url or not redis_url:
-            urls = stack.enter_context(embedded_servers(tmp / "data", persistent=False))
-            database_url, redis_url = database_url or urls.database_url, redis_url or urls.redis_url
-        admin = _admin_dsn(database_url)
-        bench_db = f"li_bench_read_{RUN}"
-        asyncio.run(create_database(admin, bench_db))
-        stack.callback(lambda: asyncio.run(_drop_database(admin, bench_db)))
-        prefix = f"li-bench-{RUN}"
-        stack.callback(_delete_keys, redis_url, prefix)
+        bench = bench_stack(stack, "read", RUN)
+        redis_url, prefix = bench.redis_url, bench.prefix
         key = "li_bench_" + RUN + "x" * 24
-        port = _free_port()
+        port = free_port()
         env = {
             **os.environ,
-            "DATABASE_URL": make_url(database_url).set(database=bench_db).render_as_string(False),
+            "DATABASE_URL": bench.database_url,
             "REDIS_URL": redis_url,
             "REDIS_KEY_PREFIX": prefix,
             "PORT": str(port),
@@ -172,9 +155,9 @@ def main() -> None:
         subprocess.run([*cli, "migrate"], env=env, check=True, capture_output=True)
         api = subprocess.Popen([*cli, "serve"], env=env)
         worker = subprocess.Popen([*cli, "worker"], env=env)
-        stack.callback(_stop, [api, worker])
+        stack.callback(stop, [api, worker])
         base = f"http://127.0.0.1:{port}"
-        _wait_ready(base)
+        wait_ready(base)
         path = _publish(base, key, args.incidences)
         subprocess.run([*cli, "cache", "warm"], env=env, check=True)
         asyncio.run(_round(port, _request(path, key), args.connections, 1.0))  # warm-up
