@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     redis_key_prefix: str = "li"
     log_level: str = "INFO"
     # How long /ready waits for each dependency before calling it down.
-    probe_timeout_seconds: float = Field(default=0.8, gt=0, lt=1)
+    probe_timeout_seconds: float = Field(default=0.5, gt=0, lt=1)
     # Seconds between SIGTERM and closing the listening socket, while /ready answers 503.
     shutdown_drain_seconds: float = Field(default=2.0, ge=0)
     worker_max_jobs: int = Field(default=2, ge=1)
