@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import os
 import secrets
-import subprocess
 import sys
 import time
 from contextlib import ExitStack
@@ -28,7 +27,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.engine import HEADER, generate
-from bench.stack import admin_dsn, bench_stack, free_port, stop, wait_ready
+from bench.stack import admin_dsn, bench_stack, free_port, start_service
 
 RUN = secrets.token_hex(3)
 
@@ -97,12 +96,7 @@ def main() -> None:
 
     with ExitStack() as stack:
         bench = bench_stack(stack, "ingest", RUN)
-        tmp, bench_url, redis_url, prefix = (
-            bench.tmp,
-            bench.database_url,
-            bench.redis_url,
-            bench.prefix,
-        )
+        tmp, bench_url = bench.tmp, bench.database_url
 
         ledger = tmp / "ledger.csv"
         print(f"generating {args.rows:,} movements …", flush=True)
@@ -110,25 +104,16 @@ def main() -> None:
         size_mib = ledger.stat().st_size / 2**20
         key = "li_bench_" + secrets.token_urlsafe(24)
         port = free_port()
-        env = {
-            **os.environ,
-            "DATABASE_URL": bench_url,
-            "REDIS_URL": redis_url,
-            "REDIS_KEY_PREFIX": prefix,
-            "PORT": str(port),
-            "BOOTSTRAP_API_KEY": key,
-            "RATE_LIMIT_UPLOAD": "1000/60",
+        env = bench.service_env(
+            key,
+            port,
+            RATE_LIMIT_UPLOAD="1000/60",
             # A 5M-movement CSV is about 520 MB, over the 512 MiB default limit.
-            "MAX_UPLOAD_BYTES": str(max(512 * 2**20, 2 * ledger.stat().st_size)),
-            "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
-        }
-        cli = [sys.executable, "-m", "app.cli"]
-        subprocess.run([*cli, "migrate"], env=env, check=True, capture_output=True)
-        api = subprocess.Popen([*cli, "serve"], env=env)
-        worker = subprocess.Popen([*cli, "worker"], env=env)
-        stack.callback(stop, [api, worker])
+            MAX_UPLOAD_BYTES=str(max(512 * 2**20, 2 * ledger.stat().st_size)),
+            LOG_LEVEL=os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
+        )
+        worker = start_service(stack, env)
         base = f"http://127.0.0.1:{port}"
-        wait_ready(base)
 
         elapsed, iteration = _run_upload(base, key, ledger)
         worker_peak = _peak_rss_mib(worker.pid)

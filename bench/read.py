@@ -28,7 +28,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.stack import bench_stack, free_port, stop, wait_ready
+from bench.stack import CLI, bench_stack, free_port, start_service
 
 RUN = secrets.token_hex(3)
 
@@ -137,29 +137,19 @@ def main() -> None:
 
     with ExitStack() as stack:
         bench = bench_stack(stack, "read", RUN)
-        redis_url, prefix = bench.redis_url, bench.prefix
         key = "li_bench_" + RUN + "x" * 24
         port = free_port()
-        env = {
-            **os.environ,
-            "DATABASE_URL": bench.database_url,
-            "REDIS_URL": redis_url,
-            "REDIS_KEY_PREFIX": prefix,
-            "PORT": str(port),
-            "BOOTSTRAP_API_KEY": key,
+        env = bench.service_env(
+            key,
+            port,
             # The limiter runs on every request (one Redis round trip) but never refuses.
-            "RATE_LIMIT_READ": "1000000000/60",
-            "LOG_LEVEL": "WARNING",
-        }
-        cli = [sys.executable, "-m", "app.cli"]
-        subprocess.run([*cli, "migrate"], env=env, check=True, capture_output=True)
-        api = subprocess.Popen([*cli, "serve"], env=env)
-        worker = subprocess.Popen([*cli, "worker"], env=env)
-        stack.callback(stop, [api, worker])
+            RATE_LIMIT_READ="1000000000/60",
+            LOG_LEVEL="WARNING",
+        )
+        start_service(stack, env)
         base = f"http://127.0.0.1:{port}"
-        wait_ready(base)
         path = _publish(base, key, args.incidences)
-        subprocess.run([*cli, "cache", "warm"], env=env, check=True)
+        subprocess.run([*CLI, "cache", "warm"], env=env, check=True)
         asyncio.run(_round(port, _request(path, key), args.connections, 1.0))  # warm-up
 
         alive: list[Round] = []

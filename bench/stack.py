@@ -7,6 +7,7 @@ import asyncio
 import os
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from contextlib import ExitStack
@@ -29,6 +30,32 @@ class BenchStack:
     database_url: str
     redis_url: str
     prefix: str
+
+    def service_env(self, key: str, port: int, **settings: str) -> dict[str, str]:
+        """The environment of the service's processes: this stack, an admin key, a port."""
+        return {
+            **os.environ,
+            "DATABASE_URL": self.database_url,
+            "REDIS_URL": self.redis_url,
+            "REDIS_KEY_PREFIX": self.prefix,
+            "PORT": str(port),
+            "BOOTSTRAP_API_KEY": key,
+            **settings,
+        }
+
+
+CLI = [sys.executable, "-m", "app.cli"]
+
+
+def start_service(stack: ExitStack, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Migrate, start the API and one worker (stopped when `stack` closes), wait for /ready;
+    returns the worker process."""
+    subprocess.run([*CLI, "migrate"], env=env, check=True, capture_output=True)
+    api = subprocess.Popen([*CLI, "serve"], env=env)
+    worker = subprocess.Popen([*CLI, "worker"], env=env)
+    stack.callback(stop, [api, worker])
+    wait_ready(f"http://127.0.0.1:{env['PORT']}")
+    return worker
 
 
 def bench_stack(stack: ExitStack, label: str, run: str) -> BenchStack:
