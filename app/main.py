@@ -14,7 +14,7 @@ from app.api.middleware.metrics import MetricsMiddleware
 from app.api.middleware.rate_limit import install_rate_limit
 from app.api.middleware.request_id import RequestIdMiddleware
 from app.api.middleware.snapshot_reads import SnapshotReadFastPath
-from app.api.problems import install_problem_handlers
+from app.api.problems import install_problem_handlers, install_problem_openapi, problem_responses
 from app.api.routes import (
     admin,
     clients,
@@ -72,13 +72,14 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.health_cache = None
     app.state.migration_head = head_revision()
     install_problem_handlers(app)
+    install_problem_openapi(app)
     # Innermost: hot snapshot reads are answered here, still behind the rate limiter.
     app.add_middleware(SnapshotReadFastPath)
     install_rate_limit(app, settings)  # add request-id/metrics middleware after: they wrap it
 
     app.include_router(probes.router)
     app.include_router(metrics_route.router)
-    api = APIRouter(prefix=API_PREFIX)
+    api = APIRouter(prefix=API_PREFIX, responses=problem_responses(401, 429, 503))
     api.include_router(clients.router)
     api.include_router(reference_data.router)
     api.include_router(closings.router)

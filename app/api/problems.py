@@ -14,11 +14,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import Match
 
+from app.api.schemas.problems import Problem
 from app.domain import errors as domain
 
 logger = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+_PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 
 # Domain errors → (HTTP status, problem type slug). One table, so no route maps errors itself.
 _DOMAIN_STATUS: dict[type[domain.DomainError], tuple[int, str]] = {
@@ -73,7 +75,11 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
 def _extra_members(exc: domain.DomainError) -> dict[str, Any]:
     """Machine-readable members some errors carry besides their detail."""
     if isinstance(exc, domain.LedgerFormatError):
-        return {"missing_fields": exc.missing_fields, "header_found": exc.header_found}
+        return {
+            "missing_fields": exc.missing_fields,
+            "header_found": exc.header_found[: exc.MAX_SHOWN],  # the first ones only
+            "header_columns": len(exc.header_found),
+        }
     return {}
 
 
@@ -101,6 +107,10 @@ def install_problem_handlers(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"No resource at {request.url.path}"
+        cause = exc.__cause__
+        if exc.status_code == 400 and isinstance(cause, UnicodeDecodeError):
+            # FastAPI's own words are "There was an error parsing the body": say which error.
+            detail = f"The body is not UTF-8 JSON: {cause.reason} at byte {cause.start}"
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
             detail = f"{request.method} is not allowed on {request.url.path}"
@@ -129,3 +139,74 @@ def install_problem_handlers(app: FastAPI) -> None:
         # Logged with its traceback for operators; the client never sees internals.
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem(500, "The server failed to handle this request; it has been logged.")
+
+
+# --- the OpenAPI side: which problems an operation can answer ----------------------------------
+
+_WHY = {
+    400: "The body cannot be parsed: JSON that is not UTF-8, or a malformed multipart body",
+    401: "No API key, or an invalid or revoked one",
+    403: "The API key's role is too low for this operation",
+    404: "Not found (another tenant's resources are not found either)",
+    409: "The request conflicts with the resource's state",
+    413: "The body is too large",
+    415: "The body's media type is not accepted",
+    422: "The request is invalid; validation failures are listed in `errors`",
+    429: "Rate limit exceeded",
+    503: "Postgres or Redis is unavailable: retry later",
+}
+_HEADERS: dict[int, dict[str, Any]] = {
+    401: {"WWW-Authenticate": {"required": True, "schema": {"type": "string"}}},
+    429: {
+        "Retry-After": {
+            "required": True,
+            "description": "Seconds until one more request is allowed",
+            "schema": {"type": "integer"},
+        },
+        **{
+            name: {"required": True, "schema": {"type": "integer"}}
+            for name in ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
+        },
+    },
+}
+
+
+def problem_responses(*statuses: int | tuple[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for problem+json answers: a status, or (status, why) to say more."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for item in statuses:
+        status, why = item if isinstance(item, tuple) else (item, _WHY[item])
+        response: dict[str, Any] = {
+            "description": why,
+            "content": {PROBLEM_JSON: {"schema": _PROBLEM_REF}},
+        }
+        if status in _HEADERS:
+            response["headers"] = _HEADERS[status]
+        responses[status] = response
+    return responses
+
+
+def install_problem_openapi(app: FastAPI) -> None:
+    """Document problem+json in the OpenAPI document: register the Problem schema, and make
+    the 422 FastAPI adds to every operation with parameters a problem (its default describes
+    a body this API never sends)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = build()
+        schema = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+        components = document.setdefault("components", {}).setdefault("schemas", {})
+        components.update(schema.pop("$defs", {}), Problem=schema)
+        validation = problem_responses(422)[422]
+        for operations in document.get("paths", {}).values():
+            for operation in operations.values():
+                default = operation.get("responses", {}).get("422", {})
+                if "application/json" in default.get("content", {}):
+                    operation["responses"]["422"] = validation
+        for name in ("HTTPValidationError", "ValidationError"):
+            components.pop(name, None)
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]

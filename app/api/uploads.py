@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import tempfile
 from collections.abc import AsyncIterator
@@ -16,8 +17,10 @@ from starlette.types import Message, Receive
 from app.domain.errors import InvalidInput, InvalidLedgerOptions, PayloadTooLarge
 from app.domain.ledger_format import LedgerOptions
 from app.services.ledgers import ReceivedLedger
+from app.services.upload_guards import ReceivedBytes, check_upload
 
 COPY_CHUNK_BYTES = 1024 * 1024
+FORM_FIELDS = ("file", "decimal_separator", "column_map")
 
 
 def _limited(receive: Receive, max_bytes: int) -> Receive:
@@ -69,18 +72,26 @@ async def receive_ledger(request: Request, max_bytes: int) -> AsyncIterator[Rece
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise InvalidInput("The multipart body has no `file` part")
+        if "\x00" in (upload.filename or ""):  # it is stored, and Postgres text has no NUL
+            raise InvalidInput("The file name of the `file` part has a NUL character")
+        unknown = sorted(set(form.keys()) - set(FORM_FIELDS))
+        if unknown:  # like unknown JSON members: a typo must not be silently ignored
+            raise InvalidInput(
+                f"Unknown form fields {unknown}; the fields are {', '.join(FORM_FIELDS)}"
+            )
         options = parse_options(_text(form.get("decimal_separator")), _text(form.get("column_map")))
         suffix = PurePath(upload.filename or "").suffix[:10]
         with tempfile.TemporaryDirectory(prefix="ledger-upload-") as tmp:
             path = Path(tmp) / f"ledger{suffix}"
             digest = hashlib.sha256()
-            size = 0
+            seen = ReceivedBytes()
             with path.open("wb") as out:
                 while chunk := await upload.read(COPY_CHUNK_BYTES):
                     digest.update(chunk)
-                    size += len(chunk)
+                    seen.add(chunk)
                     out.write(chunk)
-            yield ReceivedLedger(path, upload.filename, size, digest.hexdigest(), options)
+            await asyncio.to_thread(check_upload, path, upload.filename, seen, max_bytes)
+            yield ReceivedLedger(path, upload.filename, seen.size, digest.hexdigest(), options)
 
 
 def _text(value: object) -> str | None:

@@ -20,10 +20,15 @@ class UnsupportedLedgerFile(DomainError):
 class LedgerFormatError(DomainError):
     """The header lacks required columns (HTTP 422)."""
 
+    # A header of thousands of columns is named by its first ones only.
+    MAX_SHOWN = 50
+
     def __init__(self, missing_fields: Sequence[str], header_found: Sequence[str]) -> None:
         self.missing_fields = list(missing_fields)
         self.header_found = list(header_found)
-        shown = ", ".join(repr(h) for h in self.header_found) or "(empty)"
+        shown = ", ".join(repr(h) for h in self.header_found[: self.MAX_SHOWN]) or "(empty)"
+        if len(self.header_found) > self.MAX_SHOWN:
+            shown += f", … ({len(self.header_found)} columns in all)"
         super().__init__(
             f"Missing required columns: {', '.join(self.missing_fields)} "
             "(account_code, date, voucher and either debit and credit or a signed amount "

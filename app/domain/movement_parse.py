@@ -57,6 +57,11 @@ _DATE_SHAPE = r"^(\d{4}-\d{1,2}-\d{1,2}|\d{1,2}/\d{1,2}/\d{4}|\d{1,2}-\d{1,2}-\d
 # Sign, optional "$", optional sign, integer digits, optional fraction (after noise removal).
 _AMOUNT_RE = r"^([+-]?)\$?([+-]?)(\d*)(?:\.(\d*))?$"
 _REASON_VALUE_CHARS = 60
+# Codes become incidence keys, stored as Postgres text (no NUL) in a btree index (rows of at
+# most ~2.7 kB): a longer code, or one with a NUL, cannot be a code and rejects its row. 100 is
+# also the longest code a client's chart or document types can hold.
+MAX_CODE_CHARS = 100
+_CODE_FIELDS = ("account_code", "voucher", "document_type")
 
 
 def parse_movements(raw: pl.DataFrame, layout: LedgerLayout) -> pl.DataFrame:
@@ -80,10 +85,11 @@ def parse_movements(raw: pl.DataFrame, layout: LedgerLayout) -> pl.DataFrame:
         ),
     )
     checks = [
-        ("account_code", pl.col("account_code").is_null()),
+        ("account_code", pl.col("account_code").is_null() | _not_a_code("account_code")),
         ("date", pl.col("date").is_null()),
-        ("voucher", pl.col("voucher").is_null()),
+        ("voucher", pl.col("voucher").is_null() | _not_a_code("voucher")),
         *((name, pl.col(f"_{name}").is_null()) for name in amount_fields),
+        ("document_type", _not_a_code("document_type")),
     ]
     # The first failed check in table order names the field.
     invalid = pl.coalesce(pl.when(failed).then(pl.lit(name)) for name, failed in checks)
@@ -105,6 +111,11 @@ def _trimmed(name: str) -> pl.Expr:
     """Trimmed text, null when empty."""
     value = pl.col(name).str.strip_chars()
     return pl.when(value != "").then(value)
+
+
+def _not_a_code(name: str) -> pl.Expr:
+    value = pl.col(name)
+    return (value.str.len_chars() > MAX_CODE_CHARS) | value.str.contains("\x00", literal=True)
 
 
 def _parse_date(value: pl.Expr) -> pl.Expr:
@@ -195,9 +206,20 @@ def _reasons(frame: pl.DataFrame, amount_fields: tuple[str, ...]) -> pl.Series:
     if bad.height == 0:
         return reasons
     field = pl.col("invalid_field")
+    empty = pl.coalesce(
+        pl.when(field == name).then(pl.col(name).is_null()) for name in _CODE_FIELDS
+    )
     reason = (
-        pl.when(field.is_in(["account_code", "voucher"]))
+        pl.when(field.is_in(_CODE_FIELDS) & empty)
         .then(pl.format("{} is empty", field))
+        .when(field.is_in(_CODE_FIELDS))
+        .then(
+            pl.format(
+                "{} is longer than {} characters or has a NUL character",
+                field,
+                pl.lit(MAX_CODE_CHARS),
+            )
+        )
         .when((field == "date") & pl.col("_date_text").is_null())
         .then(pl.lit("date is empty"))
         .when(field == "date")

@@ -86,6 +86,8 @@ async def movements_page(
     snapshot is published meanwhile.
     """
     await check_closing(conn, tenant_id, closing_id)
+    if "\x00" in key:  # no key has one, and Postgres text cannot even compare with it
+        raise NotFound(f"no incidence {key!r} in the snapshot")
     if cursor is None:
         iteration_id = (
             await conn.execute(

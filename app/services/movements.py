@@ -177,7 +177,10 @@ def _estimate_lines(path: Path, size_bytes: int) -> int:
 
 
 def _distinct(frame: pl.DataFrame, column: str) -> list[str]:
-    values = frame.get_column(column).cast(pl.String).drop_nulls().unique().sort()
+    # Not the codes rows were rejected for (over 100 characters, NUL): no reference-data change
+    # can touch them, and Postgres text cannot hold a NUL.
+    kept = frame.filter(pl.col("invalid_field").cast(pl.String).ne_missing(column))
+    values = kept.get_column(column).cast(pl.String).drop_nulls().unique().sort()
     return [value for value in values.to_list() if value]
 
 

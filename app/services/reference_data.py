@@ -86,6 +86,10 @@ def _header_key(text: str) -> str:
 
 
 def _decode(body: bytes) -> str:
+    if b"\x00" in body:
+        raise InvalidInput(
+            "The CSV body has NUL bytes: it is binary or UTF-16; send UTF-8 or Windows-1252 text"
+        )
     for encoding in ("utf-8-sig", "cp1252"):  # utf-8-sig also reads UTF-8 without a BOM
         try:
             return body.decode(encoding)
@@ -161,6 +165,8 @@ def normalise(
         for field, value in row.items():
             if field in ("code", "name") and not value:
                 problems.append(f"{entry.where}: {field} is empty")
+            elif value and "\x00" in value:  # Postgres text cannot hold it
+                problems.append(f"{entry.where}: {field} contains a NUL character")
             elif value and len(value) > (limit := _MAX_LENGTH.get(field, MAX_TEXT_LENGTH)):
                 problems.append(f"{entry.where}: {field} is longer than {limit} characters")
         if code:

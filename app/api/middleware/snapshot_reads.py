@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.api.routes.incidences import none_match, snapshot_headers
+from app.api.routes.incidences import MAX_OFFSET, none_match, snapshot_headers
 from app.services.api_keys import Role, hash_key
 from app.services.incidences import SnapshotQuery
 from app.services.snapshot_repository import view_id
@@ -46,9 +46,11 @@ def parse_query(query_string: bytes) -> SnapshotQuery | None:
     limit, offset = values.get("limit"), values.get("offset", "0")
     if severity is not None and severity not in _SEVERITIES:
         return None
-    if not offset.isdigit() or (limit is not None and not limit.isdigit()):
+    if not _digits(offset) or (limit is not None and not _digits(limit)):
         return None
     if limit is not None and not 1 <= int(limit) <= MAX_LIMIT:
+        return None
+    if int(offset) > MAX_OFFSET:
         return None
     return SnapshotQuery(
         type=values.get("type"),
@@ -56,6 +58,11 @@ def parse_query(query_string: bytes) -> SnapshotQuery | None:
         limit=int(limit) if limit is not None else None,
         offset=int(offset),
     )
+
+
+def _digits(text: str) -> bool:
+    # ASCII only: str.isdigit() is also true of "²", which int() refuses.
+    return text.isascii() and text.isdigit()
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -12,11 +12,12 @@ from typing import Any
 from fastapi import APIRouter, HTTPException
 
 from app.api.deps import Admin, SnapshotsDep
+from app.api.problems import problem_responses
 from app.api.schemas.cache import InvalidateIn, InvalidateOut
 from app.services import cache_admin
 from app.services.snapshot_repository import REDIS_FAILURES
 
-router = APIRouter(prefix="/admin/cache", tags=["admin"])
+router = APIRouter(prefix="/admin/cache", tags=["admin"], responses=problem_responses(403))
 
 
 @router.get(
@@ -34,7 +35,11 @@ async def cache_stats(principal: Admin, repository: SnapshotsDep) -> dict[str, A
     "/invalidate",
     response_model=InvalidateOut,
     summary="Drop cached snapshots of a closing, a client, or your whole tenant",
-    responses={503: {"description": "Redis is unavailable: nothing was invalidated"}},
+    responses=problem_responses(
+        400,
+        (404, "No such closing or client"),
+        (503, "Redis is unavailable: nothing was invalidated"),
+    ),
 )
 async def cache_invalidate(
     body: InvalidateIn, principal: Admin, repository: SnapshotsDep

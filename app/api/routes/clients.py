@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from app.api.deps import Analyst, ConnDep, Viewer
+from app.api.problems import problem_responses
 from app.api.schemas import Items
 from app.api.schemas.clients import ClientIn, ClientOut
 from app.services import clients
@@ -15,7 +16,13 @@ from app.services import clients
 router = APIRouter(prefix="/clients", tags=["clients"])
 
 
-@router.post("", status_code=201, response_model=ClientOut, summary="Create a client")
+@router.post(
+    "",
+    status_code=201,
+    response_model=ClientOut,
+    summary="Create a client",
+    responses=problem_responses(400, 403),
+)
 async def create_client(body: ClientIn, principal: Analyst, conn: ConnDep) -> dict[str, Any]:
     return await clients.create_client(conn, principal.tenant_id, body.name, body.tax_id)
 
@@ -25,6 +32,11 @@ async def list_clients(principal: Viewer, conn: ConnDep) -> dict[str, Any]:
     return {"items": await clients.list_clients(conn, principal.tenant_id)}
 
 
-@router.get("/{client_id}", response_model=ClientOut, summary="Get a client")
+@router.get(
+    "/{client_id}",
+    response_model=ClientOut,
+    summary="Get a client",
+    responses=problem_responses(404),
+)
 async def get_client(client_id: uuid.UUID, principal: Viewer, conn: ConnDep) -> dict[str, Any]:
     return await clients.get_client(conn, principal.tenant_id, client_id)

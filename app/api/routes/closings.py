@@ -8,12 +8,13 @@ from typing import Any
 from fastapi import APIRouter
 
 from app.api.deps import Analyst, ConnDep, Viewer
+from app.api.problems import problem_responses
 from app.api.schemas import Items
 from app.api.schemas.closings import ClosingIn, ClosingOut, ClosingPatch
 from app.services import closings
 
 # No prefix: the routes live under /clients/{id}/closings and /closings/{id}.
-router = APIRouter(tags=["closings"])
+router = APIRouter(tags=["closings"], responses=problem_responses(404))
 
 
 @router.post(
@@ -22,6 +23,7 @@ router = APIRouter(tags=["closings"])
     response_model=ClosingOut,
     summary="Open a closing",
     description="One closing per client and `period`; a second one for the same month is a 409.",
+    responses=problem_responses(400, 403, (409, "The client already has a closing of that period")),
 )
 async def create_closing(
     client_id: uuid.UUID, body: ClosingIn, principal: Analyst, conn: ConnDep
@@ -49,6 +51,7 @@ async def get_closing(closing_id: uuid.UUID, principal: Viewer, conn: ConnDep) -
     summary="Close or reopen a closing",
     description="A closed closing rejects ledger uploads and re-processing with 409 until "
     "it is reopened. Iterations already queued or running are not cancelled.",
+    responses=problem_responses(400, 403),
 )
 async def update_closing(
     closing_id: uuid.UUID, body: ClosingPatch, principal: Analyst, conn: ConnDep

@@ -9,9 +9,13 @@ from fastapi import APIRouter, Header, Query
 from starlette.responses import Response
 
 from app.api.deps import ConnDep, SnapshotsDep, Viewer
+from app.api.problems import problem_responses
 from app.services import incidences
 
 router = APIRouter(prefix="/closings/{closing_id}", tags=["incidences"])
+
+# Past any snapshot's end, and small enough to echo back in `page` (JSON integers are 64-bit).
+MAX_OFFSET = 2**31 - 1
 
 
 def snapshot_headers(etag: str, outcome: str) -> dict[str, str]:
@@ -41,7 +45,7 @@ def none_match(if_none_match: str, etag: str) -> bool:
             },
         },
         304: {"description": "Not modified"},
-        404: {"description": "No iteration has succeeded yet"},
+        **problem_responses((404, "No such closing, or no iteration of it has succeeded yet")),
     },
 )
 async def get_incidences(
@@ -53,7 +57,7 @@ async def get_incidences(
     ] = None,
     severity: Annotated[Literal["error", "warning"] | None, Query()] = None,
     limit: Annotated[int | None, Query(ge=1, le=10_000)] = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     # No Postgres on a cache hit: a hit implies ownership, since entries are keyed by tenant
@@ -70,6 +74,9 @@ async def get_incidences(
 @router.get(
     "/incidences/{key:path}/movements",
     summary="The movements behind one incidence, by line (keyset pagination)",
+    responses=problem_responses(
+        (404, "No such closing, no snapshot yet, or no such incidence in the snapshot")
+    ),
 )
 async def get_movements(
     closing_id: uuid.UUID,

@@ -5,15 +5,20 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from app.api.deps import Analyst, ConnDep, ResourcesDep, Viewer
+from app.api.problems import problem_responses
 from app.api.schemas import Items
 from app.api.schemas.iterations import IterationDetail, IterationOut, ReprocessIn
 from app.api.uploads import receive_ledger
 from app.services import closing_reads, iterations, ledgers
 
-router = APIRouter(prefix="/closings/{closing_id}", tags=["ledgers and iterations"])
+router = APIRouter(
+    prefix="/closings/{closing_id}",
+    tags=["ledgers and iterations"],
+    responses=problem_responses(404),
+)
 
 _UPLOAD_BODY = {
     "requestBody": {
@@ -23,6 +28,7 @@ _UPLOAD_BODY = {
                 "schema": {
                     "type": "object",
                     "required": ["file"],
+                    "additionalProperties": False,
                     "properties": {
                         "file": {
                             "type": "string",
@@ -37,9 +43,28 @@ _UPLOAD_BODY = {
                             "example": '{"voucher": "entry_id"}',
                         },
                     },
-                }
+                },
+                "example": {
+                    "file": "entry_id,fecha,cuenta,glosa,debe,haber\n"
+                    "A-1,2026-10-03,110105,Venta contado,1000,0\n"
+                    "A-1,2026-10-03,410101,Venta contado,0,1000\n",
+                    "column_map": '{"voucher": "entry_id"}',
+                },
             }
         },
+    }
+}
+
+
+# Iteration numbers are Postgres integers: a larger one is a 422, not a failed query.
+MAX_NUMBER = 2**31 - 1
+IterationNumber = Annotated[int, Path(ge=1, le=MAX_NUMBER)]
+
+_LOCATION = {
+    "Location": {
+        "required": True,
+        "description": "The iteration's URL",
+        "schema": {"type": "string"},
     }
 }
 
@@ -55,9 +80,19 @@ def _location(closing_id: uuid.UUID, number: int) -> str:
     summary="Upload the closing's ledger (replaces the previous one) and queue its processing",
     openapi_extra=_UPLOAD_BODY,
     responses={
-        413: {"description": "Over MAX_UPLOAD_BYTES"},
-        415: {"description": "Neither CSV nor XLSX"},
-        409: {"description": "The closing is closed"},
+        202: {"headers": _LOCATION},
+        **problem_responses(
+            (400, "A malformed multipart body"),
+            403,
+            (409, "The closing is closed"),
+            (413, "Over MAX_UPLOAD_BYTES"),
+            (415, "Neither CSV nor XLSX"),
+            (
+                422,
+                "Not multipart with a `file` part, bad options, missing required columns "
+                "(`missing_fields`, `header_found`), no movements, or an unreadable file",
+            ),
+        ),
     },
 )
 async def upload_ledger(
@@ -80,6 +115,10 @@ async def upload_ledger(
     status_code=202,
     response_model=IterationOut,
     summary="Re-run the closing's ledger against the current reference data",
+    responses={
+        202: {"headers": _LOCATION},
+        **problem_responses(400, 403, (409, "The closing is closed, or has no ledger yet")),
+    },
 )
 async def reprocess(
     closing_id: uuid.UUID,
@@ -108,19 +147,23 @@ async def list_iterations(closing_id: uuid.UUID, principal: Viewer, conn: ConnDe
     summary="One iteration, with its diff against the previous succeeded one",
 )
 async def get_iteration(
-    closing_id: uuid.UUID, number: int, principal: Viewer, conn: ConnDep
+    closing_id: uuid.UUID, number: IterationNumber, principal: Viewer, conn: ConnDep
 ) -> Any:
     await closing_reads.check_closing(conn, principal.tenant_id, closing_id)
     return await iterations.get_iteration(conn, closing_id, number)
 
 
-@router.get("/diff", summary="Diff between two succeeded iterations")
+@router.get(
+    "/diff",
+    summary="Diff between two succeeded iterations",
+    responses=problem_responses((409, "One of the iterations has not succeeded")),
+)
 async def diff(
     closing_id: uuid.UUID,
     principal: Viewer,
     conn: ConnDep,
-    from_: Annotated[int, Query(alias="from", ge=1)],
-    to: Annotated[int, Query(ge=1)],
+    from_: Annotated[int, Query(alias="from", ge=1, le=MAX_NUMBER)],
+    to: Annotated[int, Query(ge=1, le=MAX_NUMBER)],
 ) -> dict[str, Any]:
     await closing_reads.check_closing(conn, principal.tenant_id, closing_id)
     return await closing_reads.diff_between(conn, closing_id, from_, to)

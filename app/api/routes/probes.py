@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
 from app.api.deps import ResourcesDep
-from app.api.problems import problem
+from app.api.problems import problem, problem_responses
 from app.resources import Resources
 from app.services.probes import HitRateWindow, check_readiness, health_document
 
@@ -29,7 +29,7 @@ async def alive() -> dict[str, str]:
 @router.get(
     "/ready",
     summary="Readiness: Postgres and Redis answer and the schema is at the migration head",
-    responses={503: {"description": "Not ready, or shutting down"}},
+    responses=problem_responses((503, "Not ready, or shutting down")),
 )
 async def ready(request: Request, resources: ResourcesDep) -> Response:
     if request.app.state.draining:

@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 
 from app.api.deps import Analyst, ConnDep, ResourcesDep, Viewer
+from app.api.problems import problem_responses
 from app.api.schemas import Items, StrictModel
 from app.api.schemas.reference_data import (
     AccountIn,
@@ -24,7 +25,9 @@ from app.domain.errors import InvalidInput, PayloadTooLarge
 from app.services import reference_data
 from app.services.reference_data import ACCOUNTS, DOCUMENT_TYPES, MAX_ITEMS, Entry, Kind
 
-router = APIRouter(prefix="/clients", tags=["reference data"])
+router = APIRouter(
+    prefix="/clients", tags=["reference data"], responses=problem_responses((404, "No such client"))
+)
 
 # Reference data is small; a cap far below MAX_UPLOAD_BYTES keeps a whole body in memory safely.
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -33,12 +36,12 @@ _CSV_TYPES = {"text/csv", "application/csv", "text/tab-separated-values", "text/
 _ACCOUNTS_JSON = TypeAdapter(list[AccountIn])
 _DOCUMENT_TYPES_JSON = TypeAdapter(list[DocumentTypeIn])
 
-ColumnMap = Annotated[
-    str | None,
-    Query(
-        description='CSV only: JSON object `{"field": "Header in the file"}` for other headers',
-        examples=['{"classification": "type"}'],
-    ),
+_COLUMN_MAP = 'CSV only: JSON object `{"field": "Header in the file"}` for other headers'
+AccountsColumnMap = Annotated[
+    str | None, Query(description=_COLUMN_MAP, examples=['{"classification": "type"}'])
+]
+DocumentTypesColumnMap = Annotated[
+    str | None, Query(description=_COLUMN_MAP, examples=['{"name": "descripcion_larga"}'])
 ]
 
 
@@ -67,6 +70,14 @@ def _description(kind: Kind, what: str, rules: str) -> str:
         "merged into an already queued one) for the client's open closings whose ledger uses "
         "a created or changed code."
     )
+
+
+_PUT_PROBLEMS = problem_responses(
+    403,
+    (413, f"The body is larger than {MAX_BODY_BYTES // 2**20} MiB"),
+    (415, "The body is neither application/json nor text/csv"),
+    (422, "Invalid rows (each is named), or a CSV without the required columns"),
+)
 
 
 def _openapi_body(model: type[StrictModel], csv_example: str) -> dict[str, Any]:
@@ -144,6 +155,7 @@ async def _entries(
         "when only classifications of existing accounts change, `english_names_updated` when "
         "only English names do, else `accounts_updated`.",
     ),
+    responses=_PUT_PROBLEMS,
     openapi_extra=_openapi_body(
         AccountIn, "code,name,name_en,classification\n110105,Banco Estado,Bank,current_assets\n"
     ),
@@ -153,7 +165,7 @@ async def put_accounts(
     request: Request,
     principal: Analyst,
     resources: ResourcesDep,
-    column_map: ColumnMap = None,
+    column_map: AccountsColumnMap = None,
 ) -> dict[str, Any]:
     entries = await _entries(request, _ACCOUNTS_JSON, ACCOUNTS, column_map)
     return await reference_data.put_reference_data(
@@ -193,6 +205,7 @@ async def list_accounts(
         "Codes are trimmed and upper-cased, so `fac` and `FAC` are the same code. The "
         "re-processing trigger is `document_types_updated`.",
     ),
+    responses=_PUT_PROBLEMS,
     openapi_extra=_openapi_body(DocumentTypeIn, "code,name\nFAC,Factura\nBOL,Boleta\n"),
 )
 async def put_document_types(
@@ -200,7 +213,7 @@ async def put_document_types(
     request: Request,
     principal: Analyst,
     resources: ResourcesDep,
-    column_map: ColumnMap = None,
+    column_map: DocumentTypesColumnMap = None,
 ) -> dict[str, Any]:
     entries = await _entries(request, _DOCUMENT_TYPES_JSON, DOCUMENT_TYPES, column_map)
     return await reference_data.put_reference_data(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from app.api.schemas import StrictModel
 
@@ -13,9 +13,21 @@ from app.api.schemas import StrictModel
 class InvalidateIn(StrictModel):
     """Exactly one of `closing_id`, `client_id` or `all: true`."""
 
+    # The rule of _exactly_one, in the OpenAPI document too.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["closing_id"], "properties": {"closing_id": {"type": "string"}}},
+                {"required": ["client_id"], "properties": {"client_id": {"type": "string"}}},
+                {"required": ["all"], "properties": {"all": {"const": True}}},
+            ]
+        }
+    )
+
     closing_id: uuid.UUID | None = None
     client_id: uuid.UUID | None = None
-    all: bool = Field(default=False, description="every cached snapshot of your tenant")
+    # Strict: `"all": 0` or `"all": "yes"` is a mistake to point out, not a boolean to guess.
+    all: StrictBool = Field(default=False, description="every cached snapshot of your tenant")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> InvalidateIn:

@@ -7,12 +7,12 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from app.api.schemas import StrictModel
+from app.api.schemas import StrictModel, Text
 
 
 class ClientIn(StrictModel):
-    name: str = Field(min_length=1, max_length=200, examples=["Comercial Andes SpA"])
-    tax_id: str | None = Field(default=None, max_length=50, examples=["76.123.456-7"])
+    name: Text = Field(min_length=1, max_length=200, examples=["Comercial Andes SpA"])
+    tax_id: Text | None = Field(default=None, max_length=50, examples=["76.123.456-7"])
 
 
 class ClientOut(BaseModel):

@@ -11,11 +11,16 @@ from pydantic import BaseModel, Field, field_validator
 
 from app.api.schemas import StrictModel
 
-_PERIOD = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
+# ASCII digits only: `\d` would also take other scripts' digits.
+_PERIOD = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
 
 
 class ClosingIn(StrictModel):
-    period: str = Field(description="The closed month, `YYYY-MM`", examples=["2026-10"])
+    period: str = Field(
+        description="The closed month, `YYYY-MM`",
+        examples=["2026-10"],
+        json_schema_extra={"pattern": f"^{_PERIOD.pattern}$"},
+    )
 
     @field_validator("period")
     @classmethod

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from app.api.schemas import StrictModel
+from app.api.schemas import StrictModel, Text
 
 
 class IterationOut(BaseModel):
@@ -37,4 +37,4 @@ class IterationDetail(IterationOut):
 
 
 class ReprocessIn(StrictModel):
-    notes: str | None = Field(default=None, max_length=2000)
+    notes: Text | None = Field(default=None, max_length=2000)

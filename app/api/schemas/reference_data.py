@@ -6,17 +6,17 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from app.api.schemas import StrictModel
+from app.api.schemas import StrictModel, Text
 from app.api.schemas.iterations import IterationOut
 from app.services.reference_data import MAX_CODE_LENGTH, MAX_TEXT_LENGTH
 
 
 class AccountIn(StrictModel):
-    code: str = Field(min_length=1, max_length=MAX_CODE_LENGTH, examples=["110105"])
-    name: str = Field(min_length=1, max_length=MAX_TEXT_LENGTH, examples=["Banco Estado"])
+    code: Text = Field(min_length=1, max_length=MAX_CODE_LENGTH, examples=["110105"])
+    name: Text = Field(min_length=1, max_length=MAX_TEXT_LENGTH, examples=["Banco Estado"])
     # Omitted: left as stored (null for a new account). null or "": cleared.
-    name_en: str | None = Field(default=None, max_length=MAX_TEXT_LENGTH, examples=["Bank"])
-    classification: str | None = Field(
+    name_en: Text | None = Field(default=None, max_length=MAX_TEXT_LENGTH, examples=["Bank"])
+    classification: Text | None = Field(
         default=None, max_length=MAX_TEXT_LENGTH, examples=["current_assets"]
     )
 
@@ -30,8 +30,8 @@ class AccountOut(BaseModel):
 
 
 class DocumentTypeIn(StrictModel):
-    code: str = Field(min_length=1, max_length=MAX_CODE_LENGTH, examples=["FAC"])
-    name: str = Field(min_length=1, max_length=MAX_TEXT_LENGTH, examples=["Factura"])
+    code: Text = Field(min_length=1, max_length=MAX_CODE_LENGTH, examples=["FAC"])
+    name: Text = Field(min_length=1, max_length=MAX_TEXT_LENGTH, examples=["Factura"])
 
 
 class DocumentTypeOut(BaseModel):
