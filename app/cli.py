@@ -96,7 +96,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     # Polars' allocator (jemalloc) keeps freed pages for a while by default; returning them at
     # once keeps the worker's peak RSS near its live data on multi-million-movement ledgers.
     # It is read when Polars loads, so it is set before the worker's imports.
-    os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0")
+    os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:1000,muzzy_decay_ms:0")
     from workers.settings import check_worker_health, run_worker
 
     with resolved(settings) as concrete:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -91,6 +90,5 @@ def assign_first_seen(
     for old in map(as_incidence, previous or ()):
         carried[old.key] = old.first_seen_iteration
     return [
-        dataclasses.replace(i, first_seen_iteration=carried.get(i.key) or iteration)
-        for i in map(as_incidence, incidences)
+        i.with_first_seen(carried.get(i.key) or iteration) for i in map(as_incidence, incidences)
     ]

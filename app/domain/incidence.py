@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -60,6 +61,13 @@ class Incidence:
             "sample_lines": list(self.sample_lines),
             "first_seen_iteration": self.first_seen_iteration,
         }
+
+    def with_first_seen(self, iteration: int | None) -> Incidence:
+        """A copy with first_seen_iteration set (dataclasses.replace re-runs __init__ with
+        validation, several times slower on the thousands of incidences of a big ledger)."""
+        clone = copy.copy(self)
+        object.__setattr__(clone, "first_seen_iteration", iteration)
+        return clone
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Incidence:

@@ -38,13 +38,7 @@ def content_hash(
     incidences: Sequence[IncidenceLike],
 ) -> str:
     """sha256 hex of the canonical JSON of the snapshot content (see module docstring)."""
-    content = {
-        "closing_id": closing_id,
-        "iteration": iteration,
-        "statistics": _plain(statistics),
-        "incidences": [_plain(i) for i in incidences],
-    }
-    return hashlib.sha256(canonical_json(content)).hexdigest()
+    return _digest(closing_id, iteration, _plain(statistics), [_plain(i) for i in incidences])
 
 
 def build_snapshot(
@@ -56,14 +50,27 @@ def build_snapshot(
 ) -> dict[str, Any]:
     """The snapshot document {closing_id, iteration, content_hash, computed_at, statistics,
     incidences}, JSON-ready."""
+    # Each incidence is turned into its JSON shape once, for both the hash and the document.
+    plain_statistics = _plain(statistics)
+    plain_incidences = [_plain(i) for i in incidences]
     return {
         "closing_id": closing_id,
         "iteration": iteration,
-        "content_hash": content_hash(closing_id, iteration, statistics, incidences),
+        "content_hash": _digest(closing_id, iteration, plain_statistics, plain_incidences),
         "computed_at": computed_at.isoformat(),
-        "statistics": _plain(statistics),
-        "incidences": [_plain(i) for i in incidences],
+        "statistics": plain_statistics,
+        "incidences": plain_incidences,
     }
+
+
+def _digest(closing_id: Any, iteration: int, statistics: Any, incidences: list[Any]) -> str:
+    content = {
+        "closing_id": closing_id,
+        "iteration": iteration,
+        "statistics": statistics,
+        "incidences": incidences,
+    }
+    return hashlib.sha256(canonical_json(content)).hexdigest()
 
 
 def _plain(value: Any) -> Any:

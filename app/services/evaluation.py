@@ -93,6 +93,11 @@ async def evaluate_iteration(
             )
         },
     }
-    lines = {key: pack_lines(found.to_list()) for key, found in evaluation.iter_lines()}
+    # One conversion of the flat line column, then a bytes slice per incidence.
+    packed = pack_lines(evaluation.all_lines.to_list())
+    lines = {
+        key: packed[4 * offset : 4 * (offset + count)]
+        for key, (offset, count) in evaluation.spans.items()
+    }
     diff = diff_incidences(before, incidences).to_dict()
     return IterationResult(canonical_json(snapshot), snapshot["content_hash"], lines, summary, diff)

@@ -10,7 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from app.adapters.postgres.ledger_store import layout_to_json, store_file
+from app.adapters.postgres.ledger_store import FILE_COMPRESSION, layout_to_json, store_file
 from app.adapters.postgres.tables import closings, ledgers
 from app.domain.errors import Conflict
 from app.domain.ledger_format import LedgerOptions
@@ -55,6 +55,7 @@ async def accept_ledger(
                     filename=upload.filename,
                     size_bytes=upload.size_bytes,
                     sha256=upload.sha256,
+                    file_compression=FILE_COMPRESSION,
                     layout=layout_to_json(layout),
                     uploaded_by=principal.key_name,
                 )

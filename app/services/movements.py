@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import sqlalchemy as sa
@@ -63,7 +64,7 @@ async def load_movements(engine: AsyncEngine, claimed: Claim, workdir: Path) -> 
         ).one()
     layout = ledger_store.layout_from_json(ledger.layout)
     if ledger.parsed_at is None:
-        files, frame = await _parse_and_store(engine, claimed, layout, ledger.size_bytes, workdir)
+        files, frame = await _parse_and_store(engine, claimed, ledger, layout, workdir)
     else:
         files, frame = await _download(engine, claimed, workdir)
     claimed.movements_processed = frame.height
@@ -71,13 +72,13 @@ async def load_movements(engine: AsyncEngine, claimed: Claim, workdir: Path) -> 
 
 
 async def _parse_and_store(
-    engine: AsyncEngine, claimed: Claim, layout: LedgerLayout, size_bytes: int, workdir: Path
+    engine: AsyncEngine, claimed: Claim, ledger: sa.Row[Any], layout: LedgerLayout, workdir: Path
 ) -> tuple[list[Path], pl.DataFrame]:
     source = workdir / f"ledger.{layout.kind}"
     async with engine.begin() as conn:
-        await ledger_store.restore_file(conn, claimed.ledger_id, source)
+        await ledger_store.restore_file(conn, ledger.id, ledger.file_compression, source)
         await ledger_store.delete_movements(conn, claimed.ledger_id)  # a retried partial parse
-    estimated_lines = _estimate_lines(source, size_bytes)
+    estimated_lines = _estimate_lines(source, ledger.size_bytes)
     batches = iter_movement_batches(source, layout)
     files: list[Path] = []
     parts: list[pl.DataFrame] = []

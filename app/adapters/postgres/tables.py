@@ -118,6 +118,8 @@ ledgers = sa.Table(
     sa.Column("filename", sa.Text),
     sa.Column("size_bytes", sa.BigInteger, nullable=False),
     sa.Column("sha256", sa.Text, nullable=False),
+    # How the file's chunks were compressed: "zstd" (each chunk on its own), or "none".
+    sa.Column("file_compression", sa.Text, nullable=False, server_default="none"),
     # How to read the file: kind, encoding, delimiter, resolved columns, decimal separator.
     sa.Column("layout", pg.JSONB, nullable=False),
     sa.Column("uploaded_by", sa.Text),
