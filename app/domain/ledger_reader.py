@@ -12,6 +12,7 @@ from app.domain.ledger_csv import iter_csv_frames
 from app.domain.ledger_format import LedgerLayout
 from app.domain.ledger_xlsx import iter_xlsx_frames
 from app.domain.movement_parse import AMOUNT_DTYPE, MOVEMENT_SCHEMA, parse_movements
+from app.domain.prefetch import prefetched
 
 DEFAULT_BATCH_ROWS = 250_000
 
@@ -37,11 +38,12 @@ def iter_movement_batches(
     path: Path, layout: LedgerLayout, batch_rows: int = DEFAULT_BATCH_ROWS
 ) -> Iterator[pl.DataFrame]:
     """Yield MOVEMENT_SCHEMA frames of at most `batch_rows` movements, in file order."""
+    # Reading runs one batch ahead in a thread while this one types the previous batch.
     if layout.kind == "xlsx":
-        for raw in iter_xlsx_frames(path, layout, batch_rows):
+        for raw in prefetched(iter_xlsx_frames(path, layout, batch_rows)):
             yield parse_movements(raw, layout)
         return
-    for raw in iter_csv_frames(path, layout, batch_rows):
+    for raw in prefetched(iter_csv_frames(path, layout, batch_rows)):
         rows = _drop_blank_rows(raw.filter(pl.col("line") > 1), layout)
         if rows.height:
             yield parse_movements(rows, layout)

@@ -68,17 +68,19 @@ def parse_movements(raw: pl.DataFrame, layout: LedgerLayout) -> pl.DataFrame:
     """Turn a raw frame (`line` + one Utf8 column per resolved field) into MOVEMENT_SCHEMA."""
     present = set(layout.fields)
     amount_fields = _amount_fields(layout)
-    frame = raw.select(
-        pl.col("line").cast(pl.Int32),
-        *(
-            (_trimmed(name) if name in present else pl.lit(None, pl.String)).alias(name)
-            for name in _TEXT_COLUMNS
-        ),
-        _trimmed("date").alias("_date_text"),
-        *(_trimmed(name).alias(f"_{name}_text") for name in amount_fields),
+    frame = _trimmed(
+        raw.select(
+            pl.col("line").cast(pl.Int32),
+            *(
+                (pl.col(name) if name in present else pl.lit(None, pl.String)).alias(name)
+                for name in _TEXT_COLUMNS
+            ),
+            pl.col("date").alias("_date_text"),
+            *(pl.col(name).alias(f"_{name}_text") for name in amount_fields),
+        )
     )
     frame = frame.with_columns(
-        _parse_date(pl.col("_date_text")).alias("date"),
+        _parse_dates(frame["_date_text"]).alias("date"),
         *(
             parse_amounts(frame[f"_{name}_text"], layout.decimal_separator).alias(f"_{name}")
             for name in amount_fields
@@ -107,15 +109,32 @@ def parse_movements(raw: pl.DataFrame, layout: LedgerLayout) -> pl.DataFrame:
     return frame.select(MOVEMENT_SCHEMA.names()).cast(MOVEMENT_SCHEMA)
 
 
-def _trimmed(name: str) -> pl.Expr:
-    """Trimmed text, null when empty."""
-    value = pl.col(name).str.strip_chars()
-    return pl.when(value != "").then(value)
+def _trimmed(frame: pl.DataFrame) -> pl.DataFrame:
+    """Every text column trimmed, and null when empty."""
+    texts = [name for name, dtype in frame.schema.items() if dtype == pl.String]
+    frame = frame.with_columns(pl.col(texts).str.strip_chars())
+    # The CSV reader already reads empty cells as null, so "" is left only by blank-but-spaced
+    # cells: rare, and nulling them costs a copy of the column, so only columns that have one.
+    has_empty = frame.select((pl.col(texts).str.len_bytes() == 0).any()).row(0, named=True)
+    emptied = [name for name, found in has_empty.items() if found]
+    if not emptied:
+        return frame
+    return frame.with_columns(
+        pl.when(pl.col(name).str.len_bytes() > 0).then(pl.col(name)).alias(name) for name in emptied
+    )
 
 
 def _not_a_code(name: str) -> pl.Expr:
     value = pl.col(name)
     return (value.str.len_chars() > MAX_CODE_CHARS) | value.str.contains("\x00", literal=True)
+
+
+def _parse_dates(texts: pl.Series) -> pl.Series:
+    """Dates of trimmed texts (null when invalid). A ledger has a few hundred distinct dates at
+    most, so each distinct text is parsed once and mapped back."""
+    distinct = texts.drop_nulls().unique()
+    parsed = distinct.to_frame("text").select(_parse_date(pl.col("text"))).to_series()
+    return texts.replace_strict(distinct, parsed, default=None, return_dtype=pl.Date)
 
 
 def _parse_date(value: pl.Expr) -> pl.Expr:
