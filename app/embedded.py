@@ -48,6 +48,11 @@ class EmbeddedPostgres:
         import pgserver  # imported lazily: only installed with the `embedded` extra
 
         was_running = self._socket_dir() is not None
+        if not was_running:
+            # pgserver keeps one handle per data directory for the life of the process and
+            # returns it without checking that its server still runs: forget it, so that a
+            # stop() then start() in one process (the chaos tests) starts the server again.
+            pgserver.PostgresServer._instances.pop(self.pgdata, None)
         self.pgdata.mkdir(parents=True, exist_ok=True)
         # cleanup_mode=None: pgserver must not stop the server at interpreter exit; we do.
         pgserver.get_server(self.pgdata, cleanup_mode=None)
