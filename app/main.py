@@ -25,6 +25,7 @@ from app.api.routes import (
     reference_data,
 )
 from app.api.routes import metrics as metrics_route
+from app.api.unavailable import install_unavailable_handlers
 from app.migrations import head_revision
 from app.resources import Resources
 from app.services.api_keys import ensure_bootstrap_key
@@ -72,6 +73,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.health_cache = None
     app.state.migration_head = head_revision()
     install_problem_handlers(app)
+    install_unavailable_handlers(app)  # Postgres/Redis unreachable: 503, not 500
     install_problem_openapi(app)
     # Innermost: hot snapshot reads are answered here, still behind the rate limiter.
     app.add_middleware(SnapshotReadFastPath)
