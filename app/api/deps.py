@@ -43,7 +43,11 @@ async def get_conn(resources: ResourcesDep) -> AsyncIterator[AsyncConnection]:
         yield conn
 
 
-ConnDep = Annotated[AsyncConnection, Depends(get_conn)]
+# scope="function": the transaction ends when the route returns, before the response is sent.
+# With FastAPI's default ("request") it would commit only after the client had its 201: a
+# client could miss its own write, and a failed commit (Postgres gone) would lose a write the
+# client was told had succeeded.
+ConnDep = Annotated[AsyncConnection, Depends(get_conn, scope="function")]
 
 
 def _unauthorized(detail: str) -> HTTPException:
