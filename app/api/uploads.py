@@ -1,47 +1,39 @@
-"""Receiving a multipart ledger upload: size-limited, spooled to disk, hashed on the way."""
+"""Receiving a multipart ledger upload: size-limited, streamed into an UploadSpool as it arrives.
+
+The body is parsed with python-multipart's streaming parser rather than Starlette's form
+(which spools the file part to a temporary file through a thread hop per chunk, after which it
+would have to be read again): the `file` part goes straight to the spool, which hashes,
+guards, keeps a local copy and compresses it for storage in the same pass.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path, PurePath
+from typing import TYPE_CHECKING
 
 import orjson
-from starlette.datastructures import UploadFile
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.types import Message, Receive
 
 from app.domain.errors import InvalidInput, InvalidLedgerOptions, PayloadTooLarge
 from app.domain.ledger_format import LedgerOptions
 from app.services.ledgers import ReceivedLedger
-from app.services.upload_guards import ReceivedBytes, check_upload
+from app.services.upload_guards import check_upload
+from app.services.upload_spool import UploadSpool
 
-COPY_CHUNK_BYTES = 1024 * 1024
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
+
 FORM_FIELDS = ("file", "decimal_separator", "column_map")
-
-
-def _limited(receive: Receive, max_bytes: int) -> Receive:
-    """Wrap `receive` so that a body over max_bytes stops with 413 as soon as it is seen."""
-    seen = 0
-
-    async def wrapped() -> Message:
-        nonlocal seen
-        message = await receive()
-        if message["type"] == "http.request":
-            seen += len(message.get("body", b""))
-            if seen > max_bytes:
-                raise PayloadTooLarge(f"The upload is larger than MAX_UPLOAD_BYTES ({max_bytes})")
-        return message
-
-    return wrapped
-
-
-def _too_large(request: Request, max_bytes: int) -> bool:
-    declared = request.headers.get("content-length", "")
-    return declared.isdigit() and int(declared) > max_bytes
+MAX_FIELDS = 10
+MAX_FIELD_BYTES = 1024 * 1024
 
 
 def parse_options(decimal_separator: str | None, column_map: str | None) -> LedgerOptions:
@@ -61,40 +53,171 @@ def parse_options(decimal_separator: str | None, column_map: str | None) -> Ledg
 
 @asynccontextmanager
 async def receive_ledger(request: Request, max_bytes: int) -> AsyncIterator[ReceivedLedger]:
-    """Parse the multipart body into a temporary file that lives for the `async with` block."""
-    if _too_large(request, max_bytes):
-        raise PayloadTooLarge(f"The upload is larger than MAX_UPLOAD_BYTES ({max_bytes})")
-    limited = Request(request.scope, receive=_limited(request.receive, max_bytes))
-    content_type = request.headers.get("content-type", "")
-    if not content_type.startswith("multipart/form-data"):
+    """Receive the multipart body into a temporary folder that lives for the `async with`."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise _too_large(max_bytes)
+    content_type, params = parse_options_header(request.headers.get("content-type", ""))
+    if content_type != b"multipart/form-data":
         raise InvalidInput("Send the ledger as multipart/form-data with a `file` part")
-    async with limited.form(max_files=1, max_fields=10) as form:
-        upload = form.get("file")
-        if not isinstance(upload, UploadFile):
-            raise InvalidInput("The multipart body has no `file` part")
-        if "\x00" in (upload.filename or ""):  # it is stored, and Postgres text has no NUL
-            raise InvalidInput("The file name of the `file` part has a NUL character")
-        unknown = sorted(set(form.keys()) - set(FORM_FIELDS))
+    if not params.get(b"boundary"):
+        raise HTTPException(400, "The multipart body has no boundary in its Content-Type")
+    with tempfile.TemporaryDirectory(prefix="ledger-upload-") as tmp:
+        form = _Form(Path(tmp))
+        try:
+            parser = MultipartParser(params[b"boundary"], form.callbacks())
+            await _receive(request, parser, form, max_bytes)
+            spool = form.checked_file()
+            await spool.finish()
+        except BaseException:
+            await form.discard()  # its last block may still be written, into `tmp`
+            raise
+        try:
+            fields = form.fields
+            options = parse_options(fields.get("decimal_separator"), fields.get("column_map"))
+            await asyncio.to_thread(check_upload, spool.path, form.filename, spool.seen, max_bytes)
+            yield ReceivedLedger(spool, form.filename, options)
+        finally:
+            spool.close()
+
+
+async def _receive(request: Request, parser: MultipartParser, form: _Form, max_bytes: int) -> None:
+    received = 0
+    try:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > max_bytes:
+                raise _too_large(max_bytes)
+            parser.write(chunk)  # the callbacks collect the file part's data...
+            await form.flush()  # ...which goes to the spool here, where it may await
+        parser.finalize()
+    except FormParserError:
+        raise HTTPException(400, "The multipart body is malformed") from None
+    if not form.ended:
+        raise HTTPException(400, "The multipart body ends before its closing boundary")
+
+
+def _too_large(max_bytes: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"The upload is larger than MAX_UPLOAD_BYTES ({max_bytes})")
+
+
+@dataclass
+class _Part:
+    headers: dict[bytes, bytes] = field(default_factory=dict)
+    header_name: bytes = b""
+    header_value: bytes = b""
+    name: str = ""
+    data: bytearray | None = None  # a text field's value; None for the file part
+
+
+class _Form:
+    """python-multipart callbacks: the `file` part goes to a spool, other parts are text."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.fields: dict[str, str] = {}
+        self.filename: str | None = None
+        self.spool: UploadSpool | None = None
+        self.ended = False
+        self._part = _Part()
+        self._file_data: list[bytes] = []
+        self._field_count = 0
+
+    def callbacks(self) -> MultipartCallbacks:
+        return {
+            "on_part_begin": self._begin,
+            "on_header_field": self._header_field,
+            "on_header_value": self._header_value,
+            "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished,
+            "on_part_data": self._data,
+            "on_part_end": self._end,
+            "on_end": self._finished,
+        }
+
+    async def flush(self) -> None:
+        """Hand the file data collected by the last parser.write() to the spool."""
+        if self.spool is not None:
+            for data in self._file_data:
+                await self.spool.write(data)
+        self._file_data.clear()
+
+    async def discard(self) -> None:
+        """Abandon the spool, if any, once its block in flight is done."""
+        if self.spool is not None:
+            await self.spool.discard()
+
+    def checked_file(self) -> UploadSpool:
+        """The received file part; unknown form fields are refused."""
+        unknown = sorted(set(self.fields) - set(FORM_FIELDS))
         if unknown:  # like unknown JSON members: a typo must not be silently ignored
             raise InvalidInput(
                 f"Unknown form fields {unknown}; the fields are {', '.join(FORM_FIELDS)}"
             )
-        options = parse_options(_text(form.get("decimal_separator")), _text(form.get("column_map")))
-        suffix = PurePath(upload.filename or "").suffix[:10]
-        with tempfile.TemporaryDirectory(prefix="ledger-upload-") as tmp:
-            path = Path(tmp) / f"ledger{suffix}"
-            digest = hashlib.sha256()
-            seen = ReceivedBytes()
-            with path.open("wb") as out:
-                while chunk := await upload.read(COPY_CHUNK_BYTES):
-                    digest.update(chunk)
-                    seen.add(chunk)
-                    out.write(chunk)
-            await asyncio.to_thread(check_upload, path, upload.filename, seen, max_bytes)
-            yield ReceivedLedger(path, upload.filename, seen.size, digest.hexdigest(), options)
+        if self.spool is None:
+            raise InvalidInput("The multipart body has no `file` part")
+        return self.spool
+
+    def _begin(self) -> None:
+        self._part = _Part()
+
+    def _header_field(self, data: bytes, start: int, end: int) -> None:
+        self._part.header_name += data[start:end]
+
+    def _header_value(self, data: bytes, start: int, end: int) -> None:
+        self._part.header_value += data[start:end]
+        if len(self._part.header_value) > MAX_FIELD_BYTES:
+            raise HTTPException(400, "A multipart part header is too long")
+
+    def _header_end(self) -> None:
+        self._part.headers[self._part.header_name.lower()] = self._part.header_value
+        self._part.header_name = self._part.header_value = b""
+
+    def _headers_finished(self) -> None:
+        _, options = parse_options_header(self._part.headers.get(b"content-disposition", b""))
+        if b"name" not in options:
+            raise HTTPException(400, 'A multipart part has no Content-Disposition "name"')
+        self._part.name = _decode(options[b"name"])
+        if b"filename" not in options:
+            self._field_count += 1
+            if self._field_count > MAX_FIELDS:
+                raise HTTPException(400, f"Too many form fields (at most {MAX_FIELDS})")
+            self._part.data = bytearray()
+            return
+        if self._part.name != "file":
+            raise InvalidInput(
+                "decimal_separator and column_map must be plain form fields, not files"
+            )
+        if self.spool is not None:
+            raise HTTPException(400, "The multipart body has more than one `file` part")
+        filename = _decode(options[b"filename"])
+        if "\x00" in filename:  # it is stored, and Postgres text has no NUL
+            raise InvalidInput("The file name of the `file` part has a NUL character")
+        self.filename = filename
+        self.spool = UploadSpool(self.folder, PurePath(filename).suffix[:10])
+
+    def _data(self, data: bytes, start: int, end: int) -> None:
+        value = self._part.data
+        if value is None:
+            self._file_data.append(data[start:end])
+            return
+        if len(value) + end - start > MAX_FIELD_BYTES:
+            raise HTTPException(400, f"The form field {self._part.name!r} is over 1 MiB")
+        value += data[start:end]
+
+    def _end(self) -> None:
+        if self._part.data is not None:
+            if self._part.name == "file":
+                raise InvalidInput("The `file` part must be a file (a part with a filename)")
+            self.fields[self._part.name] = _decode(bytes(self._part.data))
+
+    def _finished(self) -> None:
+        self.ended = True
 
 
-def _text(value: object) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    raise InvalidInput("decimal_separator and column_map must be plain form fields, not files")
+def _decode(value: bytes) -> str:
+    """Form text as browsers send it (UTF-8), else Latin-1, which decodes any byte."""
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")

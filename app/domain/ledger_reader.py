@@ -44,7 +44,8 @@ def iter_movement_batches(
             yield parse_movements(raw, layout)
         return
     for raw in prefetched(iter_csv_frames(path, layout, batch_rows)):
-        rows = _drop_blank_rows(raw.filter(pl.col("line") > 1), layout)
+        # The header is record 1, the first row of the first frame (slicing copies nothing).
+        rows = _drop_blank_rows(raw.slice(1) if raw["line"][0] == 1 else raw, layout)
         if rows.height:
             yield parse_movements(rows, layout)
 

@@ -94,7 +94,7 @@ async def evaluate_iteration(
         },
     }
     # One conversion of the flat line column, then a bytes slice per incidence.
-    packed = pack_lines(evaluation.all_lines.to_list())
+    packed = pack_lines(evaluation.all_lines)
     lines = {
         key: packed[4 * offset : 4 * (offset + count)]
         for key, (offset, count) in evaluation.spans.items()

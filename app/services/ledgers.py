@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,17 +17,24 @@ from app.domain.ledger_inspect import inspect_ledger
 from app.resources import Resources
 from app.services import iterations
 from app.services.api_keys import Principal
+from app.services.upload_spool import UploadSpool
 
 
 @dataclass(frozen=True)
 class ReceivedLedger:
-    """An upload on local disk, with what we learnt while receiving it."""
+    """A received upload: its spool (local copy, stored form, digests) and form options."""
 
-    path: Path
+    spool: UploadSpool
     filename: str | None
-    size_bytes: int
-    sha256: str
     options: LedgerOptions
+
+
+async def check_can_upload(
+    resources: Resources, principal: Principal, closing_id: uuid.UUID
+) -> None:
+    """404 or 409 before the upload's body is received, not after."""
+    async with resources.engine.connect() as conn:
+        await iterations.check_open_closing(conn, principal.tenant_id, closing_id)
 
 
 async def accept_ledger(
@@ -42,9 +48,8 @@ async def accept_ledger(
 
     Nothing is stored when validation fails; once this returns, the upload survives restarts.
     """
-    async with resources.engine.connect() as conn:  # 404/409 before the costly checks
-        await iterations.check_open_closing(conn, principal.tenant_id, closing_id)
-    layout = await asyncio.to_thread(inspect_ledger, upload.path, upload.options)
+    spool = upload.spool
+    layout = await asyncio.to_thread(inspect_ledger, spool.path, upload.options)
     async with resources.engine.begin() as conn:
         closing = await iterations.lock_open_closing(conn, principal.tenant_id, closing_id)
         ledger_id = (
@@ -53,8 +58,8 @@ async def accept_ledger(
                 .values(
                     closing_id=closing_id,
                     filename=upload.filename,
-                    size_bytes=upload.size_bytes,
-                    sha256=upload.sha256,
+                    size_bytes=spool.size,
+                    sha256=spool.sha256,
                     file_compression=FILE_COMPRESSION,
                     layout=layout_to_json(layout),
                     uploaded_by=principal.key_name,
@@ -62,8 +67,7 @@ async def accept_ledger(
                 .returning(ledgers.c.id)
             )
         ).scalar_one()
-        with upload.path.open("rb") as source:
-            await store_file(conn, ledger_id, source)
+        await store_file(conn, ledger_id, spool.compressed_blocks())
         await conn.execute(
             sa.update(closings)
             .where(closings.c.id == closing_id)

@@ -138,6 +138,93 @@ async def test_over_max_upload_bytes(
         assert small.status_code == 202, small.text
 
 
+_B = "b0undary-of-the-test"
+_FILE_HEAD = f'--{_B}\r\nContent-Disposition: form-data; name="file"; filename="l.csv"\r\n\r\n'
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "says"),
+    [
+        pytest.param(_FILE_HEAD.encode() + GOOD, 400, "closing boundary", id="truncated"),
+        pytest.param(b"no multipart at all", 400, "malformed", id="not-multipart"),
+        pytest.param(
+            (_FILE_HEAD + "x\r\n" + _FILE_HEAD).encode() + GOOD + f"\r\n--{_B}--\r\n".encode(),
+            400,
+            "more than one `file` part",
+            id="two-files",
+        ),
+        pytest.param(
+            f'--{_B}\r\nContent-Disposition: form-data; name="file"\r\n\r\n'.encode()
+            + GOOD
+            + f"\r\n--{_B}--\r\n".encode(),
+            422,
+            "must be a file",
+            id="file-as-text",
+        ),
+        pytest.param(
+            f"--{_B}\r\nContent-Disposition: form-data\r\n\r\nx\r\n--{_B}--\r\n".encode(),
+            400,
+            "name",
+            id="part-without-name",
+        ),
+        pytest.param(
+            "".join(
+                f'--{_B}\r\nContent-Disposition: form-data; name="f{n}"\r\n\r\nx\r\n'
+                for n in range(11)
+            ).encode()
+            + f"--{_B}--\r\n".encode(),
+            400,
+            "Too many form fields",
+            id="eleven-fields",
+        ),
+        pytest.param(
+            f'--{_B}\r\nContent-Disposition: form-data; name="column_map"\r\n\r\n'.encode()
+            + b"x" * (1024 * 1024 + 1)
+            + f"\r\n--{_B}--\r\n".encode(),
+            400,
+            "over 1 MiB",
+            id="huge-field",
+        ),
+    ],
+)
+async def test_malformed_multipart(
+    app: FastAPI, client: AsyncClient, analyst: str, body: bytes, status: int, says: str
+) -> None:
+    closing = (await create_closing(client, analyst)).id
+    response = await client.post(
+        f"{API}/closings/{closing}/ledger",
+        content=body,
+        headers={**bearer(analyst), "Content-Type": f"multipart/form-data; boundary={_B}"},
+    )
+    assert says in assert_problem(response, status)["detail"]
+    await assert_nothing_stored(app, client, analyst, closing)
+
+
+async def test_a_closed_closing_refuses_before_the_body_is_read(
+    client: AsyncClient, analyst: str
+) -> None:
+    closing = (await create_closing(client, analyst)).id
+    closed = await client.patch(
+        f"{API}/closings/{closing}", json={"status": "closed"}, headers=bearer(analyst)
+    )
+    assert closed.status_code == 200, closed.text
+    read = 0
+
+    async def body() -> AsyncIterator[bytes]:
+        nonlocal read
+        for _ in range(64):
+            read += 1
+            yield b"x" * 65536
+
+    response = await client.post(
+        f"{API}/closings/{closing}/ledger",
+        content=body(),
+        headers={**bearer(analyst), "Content-Type": f"multipart/form-data; boundary={_B}"},
+    )
+    assert_problem(response, 409)
+    assert read < 64  # answered without receiving the 4 MiB body
+
+
 @pytest.mark.parametrize(
     ("content", "filename"),
     [

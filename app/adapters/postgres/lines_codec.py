@@ -5,15 +5,13 @@ from __future__ import annotations
 import sys
 from array import array
 from bisect import bisect_right
-from collections.abc import Iterable
+
+import polars as pl
 
 
-def pack_lines(lines: Iterable[int]) -> bytes:
-    """The lines as little-endian int32 bytes."""
-    packed = array("i", lines)
-    if sys.byteorder == "big":
-        packed.byteswap()
-    return packed.tobytes()
+def pack_lines(lines: pl.Series) -> bytes:
+    """The lines as little-endian int32 bytes (a copy of the column's memory, no Python ints)."""
+    return lines.cast(pl.Int32).to_numpy().astype("<i4", copy=False).tobytes()
 
 
 def unpack_lines(data: bytes) -> array[int]:

@@ -102,6 +102,7 @@ async def upload_ledger(
     principal: Analyst,
     resources: ResourcesDep,
 ) -> dict[str, Any]:
+    await ledgers.check_can_upload(resources, principal, closing_id)
     async with receive_ledger(request, resources.settings.max_upload_bytes) as upload:
         iteration = await ledgers.accept_ledger(
             resources, principal, closing_id, upload, request.state.request_id
