@@ -9,7 +9,9 @@ rows, so the n-th row of the file is always record n: `line` is exact, quoted ne
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import nullcontext
 from pathlib import Path
+from typing import BinaryIO
 
 import polars as pl
 
@@ -27,8 +29,12 @@ MAX_RECORD_BYTES = 64 * 1024 * 1024
 _GUESS_BYTES_PER_ROW = 128
 
 
-def iter_csv_frames(path: Path, layout: LedgerLayout, batch_rows: int) -> Iterator[pl.DataFrame]:
-    """Yield raw frames: `line` (Int32) + `c0..c{n-1}` Utf8, header and blank rows included."""
+def iter_csv_frames(
+    source: Path | BinaryIO, layout: LedgerLayout, batch_rows: int
+) -> Iterator[pl.DataFrame]:
+    """Yield raw frames: `line` (Int32) + `c0..c{n-1}` Utf8, header and blank rows included.
+
+    `source` is the file, or a binary stream of it (reads may return fewer bytes than asked)."""
     width = len(layout.header)
     delimiter = layout.delimiter or ","
     schema = pl.Schema({f"c{i}": pl.String() for i in range(width)})
@@ -40,7 +46,7 @@ def iter_csv_frames(path: Path, layout: LedgerLayout, batch_rows: int) -> Iterat
     pending = b""
     first = True
     bare_cr = False
-    with path.open("rb") as fh:
+    with source.open("rb") if isinstance(source, Path) else nullcontext(source) as fh:
         while True:
             data = fh.read(chunk_bytes)
             if first:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import polars as pl
 
@@ -35,15 +36,20 @@ NARROW_SCHEMA: pl.Schema = pl.Schema(
 
 
 def iter_movement_batches(
-    path: Path, layout: LedgerLayout, batch_rows: int = DEFAULT_BATCH_ROWS
+    source: Path | BinaryIO, layout: LedgerLayout, batch_rows: int = DEFAULT_BATCH_ROWS
 ) -> Iterator[pl.DataFrame]:
-    """Yield MOVEMENT_SCHEMA frames of at most `batch_rows` movements, in file order."""
+    """Yield MOVEMENT_SCHEMA frames of at most `batch_rows` movements, in file order.
+
+    `source` is the file, or for a CSV ledger also a binary stream of it (a workbook is a zip
+    archive, read from its end: it needs the file)."""
     # Reading runs one batch ahead in a thread while this one types the previous batch.
     if layout.kind == "xlsx":
-        for raw in prefetched(iter_xlsx_frames(path, layout, batch_rows)):
+        if not isinstance(source, Path):
+            raise TypeError("an XLSX ledger is read from a file, not a stream")
+        for raw in prefetched(iter_xlsx_frames(source, layout, batch_rows)):
             yield parse_movements(raw, layout)
         return
-    for raw in prefetched(iter_csv_frames(path, layout, batch_rows)):
+    for raw in prefetched(iter_csv_frames(source, layout, batch_rows)):
         # The header is record 1, the first row of the first frame (slicing copies nothing).
         rows = _drop_blank_rows(raw.slice(1) if raw["line"][0] == 1 else raw, layout)
         if rows.height:

@@ -4,12 +4,14 @@ stored Parquet batches. Either way they are mirrored in a local temp dir for the
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import polars as pl
 import sqlalchemy as sa
@@ -74,25 +76,22 @@ async def load_movements(engine: AsyncEngine, claimed: Claim, workdir: Path) -> 
 async def _parse_and_store(
     engine: AsyncEngine, claimed: Claim, ledger: sa.Row[Any], layout: LedgerLayout, workdir: Path
 ) -> tuple[list[Path], pl.DataFrame]:
-    source = workdir / f"ledger.{layout.kind}"
     async with engine.begin() as conn:
-        await ledger_store.restore_file(conn, ledger.id, ledger.file_compression, source)
         await ledger_store.delete_movements(conn, claimed.ledger_id)  # a retried partial parse
-    estimated_lines = _estimate_lines(source, ledger.size_bytes)
-    batches = iter_movement_batches(source, layout)
     files: list[Path] = []
     parts: list[pl.DataFrame] = []
     # Storing batch n (Parquet encoding, INSERT) overlaps with parsing batch n+1.
     pending: asyncio.Queue[pl.DataFrame | None] = asyncio.Queue(maxsize=2)
     storer = asyncio.create_task(_store_batches(engine, claimed.ledger_id, workdir, pending, files))
     try:
-        while (parsed := await asyncio.to_thread(_next_with_narrow, batches)) is not None:
-            batch, narrowed = parsed
-            await _hand_over(pending, batch, storer)
-            parts.append(narrowed)
-            claimed.movements_processed += batch.height
-            last_line = int(batch["line"].max())  # type: ignore[arg-type]
-            claimed.progress = PARSE_PROGRESS_SHARE * min(1.0, last_line / estimated_lines)
+        async with _ledger_source(engine, ledger, layout, workdir) as (source, parsed_share):
+            batches = iter_movement_batches(source, layout)
+            while (parsed := await asyncio.to_thread(_next_with_narrow, batches)) is not None:
+                batch, narrowed = parsed
+                await _hand_over(pending, batch, storer)
+                parts.append(narrowed)
+                claimed.movements_processed += batch.height
+                claimed.progress = PARSE_PROGRESS_SHARE * min(1.0, parsed_share(batch))
         await _hand_over(pending, None, storer)
         await storer
     finally:
@@ -114,6 +113,28 @@ async def _parse_and_store(
     return files, frame
 
 
+@asynccontextmanager
+async def _ledger_source(
+    engine: AsyncEngine, ledger: sa.Row[Any], layout: LedgerLayout, workdir: Path
+) -> AsyncIterator[tuple[Path | BinaryIO, Callable[[pl.DataFrame], float]]]:
+    """What iter_movement_batches reads, and the share of the file parsed once a batch is.
+
+    A CSV is streamed from Postgres while it is parsed; a workbook (a zip archive, read from
+    its end) is written to `workdir` first."""
+    async with engine.connect() as conn:
+        if layout.kind == "xlsx":
+            path = workdir / "ledger.xlsx"
+            await ledger_store.restore_file(conn, ledger.id, ledger.file_compression, path)
+            lines = _estimate_lines(path, ledger.size_bytes)
+            yield path, lambda batch: int(batch["line"].max()) / lines  # type: ignore[arg-type]
+            return
+        loop = asyncio.get_running_loop()
+        reader = ledger_store.StoredFileReader(conn, ledger.id, ledger.file_compression, loop)
+        with io.BufferedReader(reader) as stream:
+            # The reader runs one batch ahead of the one just parsed: a slight overestimate.
+            yield stream, lambda _: reader.delivered / max(1, ledger.size_bytes)
+
+
 async def _store_batches(
     engine: AsyncEngine,
     ledger_id: uuid.UUID,
@@ -123,8 +144,8 @@ async def _store_batches(
 ) -> None:
     """Encode each parsed batch once, keep it locally for this run, and store it durably."""
     while (batch := await pending.get()) is not None:
-        data = await asyncio.to_thread(ledger_store.batch_to_parquet, batch)
-        files.append(_write(workdir, len(files), data))
+        data, path = await asyncio.to_thread(_encode_and_keep, workdir, len(files), batch)
+        files.append(path)
         async with engine.begin() as conn:
             await ledger_store.store_batch(conn, ledger_id, batch, data)
 
@@ -166,6 +187,11 @@ def _next_with_narrow(
     """The next batch and its narrow slice (computed here, off the event loop), or None."""
     batch = next(batches, None)
     return None if batch is None else (batch, narrow(batch))
+
+
+def _encode_and_keep(workdir: Path, index: int, batch: pl.DataFrame) -> tuple[bytes, Path]:
+    data = ledger_store.batch_to_parquet(batch)
+    return data, _write(workdir, index, data)
 
 
 def _write(workdir: Path, index: int, data: bytes) -> Path:

@@ -3,8 +3,8 @@ needs later, so nothing re-reads the file before it is stored.
 
 Each 1 MiB block is hashed (sha256), scanned by the byte guards (upload_guards.ReceivedBytes),
 written to a local copy (inspection and the rare whole-file checks read it) and compressed for
-storage (ledger_store.chunk_compressor). That work runs in a thread, one block at a time, while
-the event loop receives the next block: on two cores receiving and compressing overlap.
+storage (ledger_store.chunk_compressor). That work runs in two threads (compression in one, the
+rest in the other), one block at a time, while the event loop receives the next block.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class UploadSpool:
         self._compressed = (folder / "compressed-blocks").open("w+b")
         self._block_sizes: list[int] = []
         self._buffer = bytearray()
-        self._in_flight: asyncio.Future[None] | None = None
+        self._in_flight: asyncio.Future[tuple[None, bytes]] | None = None
 
     async def write(self, data: bytes) -> None:
         """Add received bytes; full blocks go to the background thread."""
@@ -75,19 +75,21 @@ class UploadSpool:
             yield self._compressed.read(size)
 
     async def _submit(self, block: bytes) -> None:
-        # One block in flight at most: memory stays at two blocks, and order is kept.
+        # One block in flight at most (memory stays at two blocks, order is kept); its two
+        # halves of work run in parallel threads: compression alone costs as much as the rest.
         await self._settle()
-        self._in_flight = asyncio.ensure_future(asyncio.to_thread(self._absorb, block))
+        self._in_flight = asyncio.gather(
+            asyncio.to_thread(self._absorb, block), asyncio.to_thread(self._compress, block)
+        )
 
     async def _settle(self) -> None:
         if self._in_flight is not None:
             in_flight, self._in_flight = self._in_flight, None
-            await in_flight
+            _, compressed = await in_flight
+            self._compressed.write(compressed)
+            self._block_sizes.append(len(compressed))
 
     def _absorb(self, block: bytes) -> None:
         self._digest.update(block)
         self.seen.add(block)
         self._raw.write(block)
-        compressed = self._compress(block)
-        self._compressed.write(compressed)
-        self._block_sizes.append(len(compressed))
