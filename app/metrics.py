@@ -57,7 +57,15 @@ RATE_LIMIT_FAIL_OPEN = Counter(
 # their counts to one Redis hash (app/services/job_metrics.py), which /metrics reads at scrape
 # time and renders with this collector. Counts are summed over all workers, survive worker
 # restarts, and reset only if Redis loses its data (Prometheus treats that as a counter reset).
-JOB_OUTCOMES = ("succeeded", "failed", "abandoned", "deferred", "skipped", "error")
+JOB_OUTCOMES = (
+    "succeeded",
+    "failed",
+    "abandoned",
+    "interrupted",  # Postgres or Redis lost mid-run: the iteration is retried
+    "deferred",
+    "skipped",
+    "error",
+)
 PROCESSING_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 
 

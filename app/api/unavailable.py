@@ -14,37 +14,12 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.responses import Response
 
+from app.adapters.outages import unavailable
 from app.api.problems import problem
 
 logger = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 5
-
-# What asyncpg raises for a server that is shutting down, starting up or gone, or that has no
-# connection slot left (SQLAlchemy wraps most of them in a DBAPIError, as its `orig`'s cause).
-_POSTGRES_DOWN = (
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.TooManyConnectionsError,
-)
-_UNREACHABLE = (PoolTimeoutError, RedisConnectionError, RedisTimeoutError, *_POSTGRES_DOWN)
-
-
-def unavailable(exc: BaseException) -> bool:
-    """True when `exc` says a backing service could not be reached, not that the request or the
-    code is wrong."""
-    if isinstance(exc, DBAPIError):
-        cause = exc.orig.__cause__ if exc.orig is not None else None
-        return exc.connection_invalidated or isinstance(cause, _POSTGRES_DOWN)
-    if isinstance(exc, _UNREACHABLE):
-        return True
-    # asyncpg's connect raises the socket's own error: refused, reset, timed out, or (Unix socket
-    # of a stopped server) ENOENT, which carries no file name, unlike a file that is missing.
-    return isinstance(exc, (ConnectionError, TimeoutError)) or (
-        isinstance(exc, FileNotFoundError) and exc.filename is None
-    )
 
 
 def install_unavailable_handlers(app: FastAPI) -> None:

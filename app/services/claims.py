@@ -1,4 +1,5 @@
-"""Running an iteration safely: claim it, keep a lease alive, fail it, hand over to the next.
+"""Running an iteration safely: claim it, keep a lease alive, fail or release it, hand over
+to the next.
 
 arq delivers jobs at least once, and a worker can die at any instruction. The database row is
 the single source of truth: a job may only work on an iteration it claimed (status `running`,
@@ -115,8 +116,8 @@ async def claim(engine: AsyncEngine, iteration_id: uuid.UUID, lease_seconds: flo
                 "type": "/problems/iteration-abandoned",
                 "title": "Iteration abandoned",
                 "status": 500,
-                "detail": f"the worker stopped during each of {MAX_ATTEMPTS} attempts; "
-                "the previous snapshot is still served",
+                "detail": f"the worker stopped or lost Postgres during each of {MAX_ATTEMPTS} "
+                "attempts; the previous snapshot is still served",
             },
         )
         return None
@@ -156,6 +157,20 @@ async def lease(engine: AsyncEngine, claimed: Claim, lease_seconds: float) -> As
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def release(engine: AsyncEngine, claimed: Claim) -> bool:
+    """Give the claim up at once, as if its worker had died and its lease had run out: the
+    iteration stays `running` (so the closing stays busy and its queued iteration waits, as
+    uq_iterations_one_queued needs: a second queued one could not be written), and the next
+    job to `claim` it takes it over as a new attempt. False if the claim was no longer ours."""
+    async with engine.begin() as conn:
+        released = await conn.execute(
+            sa.update(iterations)
+            .where(claimed.owned())
+            .values(heartbeat_at=sa.func.to_timestamp(0))  # expired, whatever the lease
+        )
+    return released.rowcount == 1
 
 
 async def fail(engine: AsyncEngine, claimed: Claim, problem: dict[str, Any]) -> None:

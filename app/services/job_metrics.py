@@ -25,6 +25,7 @@ _OUTCOME_PREFIXES = (
     ("succeeded", "succeeded"),
     ("failed", "failed"),
     ("abandoned", "abandoned"),
+    ("interrupted", "interrupted"),
     ("waiting", "deferred"),
     ("nothing to do", "skipped"),
 )

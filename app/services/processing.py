@@ -1,7 +1,8 @@
-"""One iteration, end to end: claim → movements → rules → diff → publish (or fail)."""
+"""One iteration, end to end: claim → movements → rules → diff → publish (or fail, or retry)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import tempfile
 import time
@@ -10,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from app.adapters.outages import unavailable
 from app.domain.errors import DomainError
 from app.logging import request_id_var
 from app.resources import Resources
@@ -20,6 +22,10 @@ from app.services.iterations import enqueue_by_id
 from app.services.movements import load_movements
 
 logger = logging.getLogger(__name__)
+
+# Pauses before each try to release the claim of an iteration whose connection was lost: the
+# first at once (the pool replaces a dead connection), the last some 4 s after the loss.
+RELEASE_RETRY_DELAYS = (0.0, 0.25, 0.5, 1.0, 2.0)
 
 
 async def run_iteration(resources: Resources, iteration_id: uuid.UUID) -> str:
@@ -45,6 +51,10 @@ async def run_iteration(resources: Resources, iteration_id: uuid.UUID) -> str:
         async with claims.lease(engine, claimed, lease_seconds):
             outcome = await _process(resources, claimed)
     except Exception as exc:
+        if unavailable(exc):
+            # Not the iteration's fault: it is run again, like one whose worker died. Still
+            # running, so the closing's queued iteration (if any) waits for the retry's end.
+            return await _retry_later(resources, claimed, exc, log)
         logger.exception("iteration %s failed", iteration_id, extra=log)
         await claims.fail(engine, claimed, _problem(exc))
         outcome = "failed"
@@ -82,6 +92,49 @@ async def _process(resources: Resources, claimed: Claim) -> str:
         extra={"request_id": claimed.request_id},
     )
     return "succeeded" if published else "abandoned: the claim was taken over"
+
+
+async def _retry_later(
+    resources: Resources, claimed: Claim, exc: Exception, log: dict[str, Any]
+) -> str:
+    """Postgres or Redis was lost mid-run (restart, failover, a terminated backend): give the
+    claim up and queue a job to take it over at once, rather than let an accepted upload end
+    `failed`. The takeover is a new attempt, so MAX_ATTEMPTS still bounds an error that only
+    looks transient (a query that crashes the server each time).
+
+    Releasing needs Postgres: it is tried for a few seconds (a bounce or a failover is over by
+    then). If it stays out of reach, the claim's lease runs out, as a dead worker's does, and the
+    sweeper queues the iteration again; this job must not wait that long in a worker's slot.
+    """
+    iteration_id = claimed.iteration_id
+    # The type only: a message may carry a host, a user or a connection string.
+    logger.warning(
+        "iteration %s interrupted: Postgres or Redis unreachable (%s); it will be retried",
+        iteration_id,
+        type(exc).__name__,
+        extra=log,
+    )
+    # The lease loop has stopped (its `async with` is over): nothing renews the claim anymore.
+    for delay in RELEASE_RETRY_DELAYS:
+        await asyncio.sleep(delay)
+        try:
+            released = await claims.release(resources.engine, claimed)
+        except Exception as retry_exc:
+            if not unavailable(retry_exc):
+                raise
+            continue
+        if not released:  # its lease ran out and another job took it over, or it committed
+            return "abandoned: the claim was no longer ours"
+        # The next attempt's job id (the sweeper would choose the same): this job's id is the
+        # previous attempt's, and arq refuses a second job under an id it still holds.
+        await enqueue_by_id(resources, iteration_id, claimed.attempt)
+        return "interrupted: queued again"
+    logger.warning(
+        "iteration %s: Postgres still unreachable; the sweeper retries it once its lease expires",
+        iteration_id,
+        extra=log,
+    )
+    return "interrupted: left to the sweeper"
 
 
 def _problem(exc: Exception) -> dict[str, Any]:

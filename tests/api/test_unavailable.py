@@ -1,13 +1,17 @@
 """A request that needs an unreachable Postgres gets a 503 problem+json with Retry-After (the
-client may retry), not a 500; errors that are not about reaching a service stay 500s."""
+client may retry), not a 500; errors that are not about reaching a service stay 500s. The same
+classification lets a worker retry an iteration instead of failing it."""
 
 from __future__ import annotations
 
 import asyncpg
 import pytest
-from sqlalchemy.exc import DBAPIError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from sqlalchemy.exc import DBAPIError, InterfaceError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from app.api.unavailable import unavailable
+from app.adapters.outages import unavailable
+from app.domain.errors import Conflict
 from app.settings import Settings
 from tests.conftest import bearer
 from tests.helpers import assert_problem
@@ -36,6 +40,15 @@ def _wrapped(cause: BaseException, *, invalidated: bool = False) -> DBAPIError:
     [
         (_wrapped(asyncpg.CannotConnectNowError("the database system is starting up")), True),
         (_wrapped(asyncpg.AdminShutdownError("terminating connection")), True),
+        (_wrapped(asyncpg.ConnectionDoesNotExistError("closed in the middle of operation")), True),
+        (
+            InterfaceError(
+                "SELECT 1", None, Exception("connection is closed"), connection_invalidated=True
+            ),
+            True,
+        ),
+        (PoolTimeoutError("QueuePool limit reached"), True),
+        (RedisConnectionError("Connection refused"), True),
         (_wrapped(Exception("connection was closed"), invalidated=True), True),
         (FileNotFoundError(2, "No such file or directory"), True),  # a server's Unix socket
         (ConnectionRefusedError(111, "Connection refused"), True),
@@ -44,6 +57,8 @@ def _wrapped(cause: BaseException, *, invalidated: bool = False) -> DBAPIError:
         (FileNotFoundError(2, "No such file or directory", "/tmp/x"), False),  # a file
         (PermissionError(13, "Permission denied", "/tmp/x"), False),
         (ValueError("bug"), False),
+        (Conflict("the closing is closed"), False),  # a DomainError: the request's fault
+        (_wrapped(asyncpg.InterfaceError("another operation is in progress")), False),  # a bug
     ],
 )
 def test_what_counts_as_a_service_being_unavailable(error: Exception, expected: bool) -> None:
