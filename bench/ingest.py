@@ -91,7 +91,7 @@ def _run_upload(base: str, key: str, path: Path) -> tuple[float, dict]:
             iteration = http.get(location).raise_for_status().json()
             if iteration["status"] in ("succeeded", "failed"):
                 break
-            time.sleep(0.05)
+            time.sleep(0.02)
         elapsed = time.perf_counter() - started
     if iteration["status"] != "succeeded":
         raise SystemExit(f"iteration failed: {iteration['error']}")

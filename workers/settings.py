@@ -129,7 +129,7 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
         "on_shutdown": on_shutdown,
         "max_jobs": settings.worker_max_jobs,
         # arq polls its queue: a short delay keeps an upload's pickup latency low.
-        "poll_delay": 0.1,
+        "poll_delay": 0.05,
         "job_timeout": JOB_TIMEOUT_SECONDS,
         # On SIGTERM, let the running job finish for this long before it is cancelled and
         # re-queued by arq; our claim/lease logic makes the re-run safe.

@@ -9,6 +9,8 @@ is what the ledger says). Totals stay exact below 1e20 (see `evaluation.check_to
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import polars as pl
 
 from app.domain.ledger_format import AmountMode, LedgerLayout
@@ -86,12 +88,13 @@ def parse_movements(raw: pl.DataFrame, layout: LedgerLayout) -> pl.DataFrame:
             for name in amount_fields
         ),
     )
+    not_a_code = _not_a_code_check(frame)
     checks = [
-        ("account_code", pl.col("account_code").is_null() | _not_a_code("account_code")),
+        ("account_code", pl.col("account_code").is_null() | not_a_code("account_code")),
         ("date", pl.col("date").is_null()),
-        ("voucher", pl.col("voucher").is_null() | _not_a_code("voucher")),
+        ("voucher", pl.col("voucher").is_null() | not_a_code("voucher")),
         *((name, pl.col(f"_{name}").is_null()) for name in amount_fields),
-        ("document_type", _not_a_code("document_type")),
+        ("document_type", not_a_code("document_type")),
     ]
     # The first failed check in table order names the field.
     invalid = pl.coalesce(pl.when(failed).then(pl.lit(name)) for name, failed in checks)
@@ -124,9 +127,26 @@ def _trimmed(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _not_a_code(name: str) -> pl.Expr:
-    value = pl.col(name)
-    return (value.str.len_chars() > MAX_CODE_CHARS) | value.str.contains("\x00", literal=True)
+def _not_a_code_check(frame: pl.DataFrame) -> Callable[[str], pl.Expr]:
+    """name → "this code field's value cannot be a code" (too long, or with a NUL).
+
+    Such values are rare: one cheap scan of the code columns (byte lengths, a memchr for NUL)
+    tells which columns have any, and only those get the exact per-row check."""
+    suspect = frame.select(
+        (
+            (pl.col(name).str.len_bytes() > MAX_CODE_CHARS)
+            | pl.col(name).str.contains("\x00", literal=True)
+        ).any()
+        for name in _CODE_FIELDS
+    ).row(0, named=True)
+
+    def check(name: str) -> pl.Expr:
+        if not suspect[name]:
+            return pl.lit(False)
+        value = pl.col(name)
+        return (value.str.len_chars() > MAX_CODE_CHARS) | value.str.contains("\x00", literal=True)
+
+    return check
 
 
 def _parse_dates(texts: pl.Series) -> pl.Series:

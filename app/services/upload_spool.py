@@ -3,19 +3,26 @@ needs later, so nothing re-reads the file before it is stored.
 
 Each 1 MiB block is hashed (sha256), scanned by the byte guards (upload_guards.ReceivedBytes),
 written to a local copy (inspection and the rare whole-file checks read it) and compressed for
-storage (ledger_store.chunk_compressor). That work runs in two threads (compression in one, the
-rest in the other), one block at a time, while the event loop receives the next block.
+storage (ledger_store.chunk_compressor). That work runs in background threads while the event
+loop receives the next blocks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from app.adapters.postgres.ledger_store import FILE_CHUNK_BYTES, chunk_compressor
 from app.services.upload_guards import ReceivedBytes
+
+# Blocks processed at once. Compression costs as much as everything else together, so two
+# blocks compress in parallel while their hashing, scanning and copying run in order in a
+# thread of their own: on two cores, receiving and spooling then keep up with each other.
+PARALLEL_BLOCKS = 2
 
 
 class UploadSpool:
@@ -25,15 +32,19 @@ class UploadSpool:
         self.path = folder / f"ledger{suffix}"
         self.seen = ReceivedBytes()
         self._digest = hashlib.sha256()
-        self._compress = chunk_compressor()
+        # A compressor is not for concurrent use: block n uses compressor n % PARALLEL_BLOCKS,
+        # and blocks n and n + PARALLEL_BLOCKS are never in flight together.
+        self._compressors = [chunk_compressor() for _ in range(PARALLEL_BLOCKS)]
+        self._in_order = ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload-spool")
         self._raw = self.path.open("wb")
         self._compressed = (folder / "compressed-blocks").open("w+b")
         self._block_sizes: list[int] = []
         self._buffer = bytearray()
-        self._in_flight: asyncio.Future[tuple[None, bytes]] | None = None
+        self._in_flight: deque[asyncio.Future[tuple[None, bytes]]] = deque()
+        self._submitted = 0
 
     async def write(self, data: bytes) -> None:
-        """Add received bytes; full blocks go to the background thread."""
+        """Add received bytes; full blocks go to the background threads."""
         self._buffer += data
         while len(self._buffer) >= FILE_CHUNK_BYTES:
             block = bytes(self._buffer[:FILE_CHUNK_BYTES])
@@ -45,20 +56,21 @@ class UploadSpool:
         if self._buffer:
             await self._submit(bytes(self._buffer))
             self._buffer.clear()
-        await self._settle()
+        while self._in_flight:
+            await self._settle_oldest()
         self._raw.close()
 
     async def discard(self) -> None:
-        """Stop here (the upload failed): wait for the block in flight, release the files."""
-        try:
-            await self._settle()
-        finally:
-            self.close()
+        """Stop here (the upload failed): wait for the blocks in flight, release the files."""
+        await asyncio.gather(*self._in_flight, return_exceptions=True)
+        self._in_flight.clear()
+        self.close()
 
     def close(self) -> None:
-        """Release the files (the caller removes the folder)."""
+        """Release the files and the thread (the caller removes the folder)."""
         self._raw.close()
         self._compressed.close()
+        self._in_order.shutdown(wait=False)
 
     @property
     def size(self) -> int:
@@ -75,19 +87,17 @@ class UploadSpool:
             yield self._compressed.read(size)
 
     async def _submit(self, block: bytes) -> None:
-        # One block in flight at most (memory stays at two blocks, order is kept); its two
-        # halves of work run in parallel threads: compression alone costs as much as the rest.
-        await self._settle()
-        self._in_flight = asyncio.gather(
-            asyncio.to_thread(self._absorb, block), asyncio.to_thread(self._compress, block)
-        )
+        if len(self._in_flight) >= PARALLEL_BLOCKS:  # memory stays at a few blocks
+            await self._settle_oldest()
+        compress = self._compressors[self._submitted % PARALLEL_BLOCKS]
+        self._submitted += 1
+        absorbed = asyncio.get_running_loop().run_in_executor(self._in_order, self._absorb, block)
+        self._in_flight.append(asyncio.gather(absorbed, asyncio.to_thread(compress, block)))
 
-    async def _settle(self) -> None:
-        if self._in_flight is not None:
-            in_flight, self._in_flight = self._in_flight, None
-            _, compressed = await in_flight
-            self._compressed.write(compressed)
-            self._block_sizes.append(len(compressed))
+    async def _settle_oldest(self) -> None:
+        _, compressed = await self._in_flight.popleft()
+        self._compressed.write(compressed)
+        self._block_sizes.append(len(compressed))
 
     def _absorb(self, block: bytes) -> None:
         self._digest.update(block)

@@ -1,0 +1,45 @@
+"""The upload spool: blocks compressed in parallel come back in order, byte for byte."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from pathlib import Path
+
+import zstandard
+
+from app.adapters.postgres.ledger_store import FILE_CHUNK_BYTES
+from app.services.upload_spool import UploadSpool
+
+
+async def test_the_stored_blocks_are_the_file_in_order(tmp_path: Path) -> None:
+    rng = random.Random(5)
+    # Distinct, barely compressible blocks, so that any reordering or mixing shows.
+    data = (
+        b"".join(
+            rng.randbytes(FILE_CHUNK_BYTES // 2) + bytes([n]) * (FILE_CHUNK_BYTES // 2)
+            for n in range(9)
+        )
+        + b'tail "quoted"\n'
+    )
+    spool = UploadSpool(tmp_path, ".csv")
+    for start in range(0, len(data), 70_001):  # pieces that straddle block boundaries
+        await spool.write(data[start : start + 70_001])
+    await spool.finish()
+    blocks = list(spool.compressed_blocks())
+    spool.close()
+
+    decompress = zstandard.ZstdDecompressor().decompress
+    assert len(blocks) == 10  # nine full blocks and the tail, each decompressing alone
+    assert b"".join(decompress(block) for block in blocks) == data
+    assert spool.path.read_bytes() == data
+    assert spool.sha256 == hashlib.sha256(data).hexdigest()
+    assert spool.size == len(data)
+    assert spool.seen.quotes == data.count(b'"')
+
+
+async def test_a_discarded_spool_waits_for_its_blocks(tmp_path: Path) -> None:
+    spool = UploadSpool(tmp_path, ".csv")
+    await spool.write(bytes(3 * FILE_CHUNK_BYTES + 10))
+    await spool.discard()  # the blocks in flight finish before the files are closed
+    assert spool.path.stat().st_size <= 3 * FILE_CHUNK_BYTES
