@@ -58,6 +58,14 @@ class Busy(Exception):
     """Another iteration of the same closing is running; this one waits its turn."""
 
 
+class Abandoned(Exception):
+    """The iteration was just ended `failed`: it had used up its MAX_ATTEMPTS attempts."""
+
+    def __init__(self, closing_id: uuid.UUID) -> None:
+        super().__init__(str(closing_id))
+        self.closing_id = closing_id
+
+
 def lease_expired(lease_seconds: float) -> Any:
     """SQL condition: the running iteration's lease was not renewed in time."""
     return iterations.c.heartbeat_at < sa.func.now() - sa.func.make_interval(
@@ -67,7 +75,8 @@ def lease_expired(lease_seconds: float) -> Any:
 
 async def claim(engine: AsyncEngine, iteration_id: uuid.UUID, lease_seconds: float) -> Claim | None:
     """Take the iteration (None if finished or owned by a live job); Busy if the closing runs
-    another one. The iteration reads the closing's current ledger as it starts."""
+    another one, Abandoned if it had no attempt left (it is failed then). The iteration reads
+    the closing's current ledger as it starts."""
     claimable = sa.or_(
         iterations.c.status == "queued",
         sa.and_(iterations.c.status == "running", lease_expired(lease_seconds)),
@@ -120,7 +129,7 @@ async def claim(engine: AsyncEngine, iteration_id: uuid.UUID, lease_seconds: flo
                 "attempts; the previous snapshot is still served",
             },
         )
-        return None
+        raise Abandoned(claimed.closing_id)
     return claimed
 
 

@@ -16,7 +16,7 @@ from app.domain.errors import DomainError
 from app.logging import request_id_var
 from app.resources import Resources
 from app.services import cache_writes, claims, snapshots
-from app.services.claims import Busy, Claim
+from app.services.claims import MAX_ATTEMPTS, Abandoned, Busy, Claim
 from app.services.evaluation import evaluate_iteration
 from app.services.iterations import enqueue_by_id
 from app.services.movements import load_movements
@@ -37,6 +37,9 @@ async def run_iteration(resources: Resources, iteration_id: uuid.UUID) -> str:
     except Busy:
         # The running iteration of this closing queues this one when it ends.
         return "waiting: another iteration of the closing is running"
+    except Abandoned as abandoned:
+        await _hand_over(resources, abandoned.closing_id)
+        return f"failed: no attempt left after {MAX_ATTEMPTS}"
     if claimed is None:
         return "nothing to do: finished, or owned by a live job"
     # Every log line of this job (its own task) carries the id of the request that queued it.
@@ -59,10 +62,15 @@ async def run_iteration(resources: Resources, iteration_id: uuid.UUID) -> str:
         await claims.fail(engine, claimed, _problem(exc))
         outcome = "failed"
     logger.info("iteration %s %s", iteration_id, outcome, extra=log)
-    waiting = await claims.next_queued(engine, claimed.closing_id)
+    await _hand_over(resources, claimed.closing_id)
+    return outcome
+
+
+async def _hand_over(resources: Resources, closing_id: uuid.UUID) -> None:
+    """Queue the job of the closing's iteration that waited for the one that just ended."""
+    waiting = await claims.next_queued(resources.engine, closing_id)
     if waiting is not None:
         await enqueue_by_id(resources, *waiting)
-    return outcome
 
 
 async def _process(resources: Resources, claimed: Claim) -> str:

@@ -1,5 +1,6 @@
 """A worker that loses Postgres mid-run does not fail the iteration: it hands the claim back and
-queues a job that takes it over at once; if Postgres stays away, the lease and the sweeper do."""
+queues a job that takes it over at once; if Postgres stays away, the lease and the sweeper do.
+An iteration out of attempts is failed, and the one waiting behind it starts at once."""
 
 from __future__ import annotations
 
@@ -149,3 +150,40 @@ async def test_release_makes_the_claim_takeable_at_once_only_by_its_owner(
     await run_worker()  # the upload's job takes it over, as a third attempt
     row = await _row(app, closing_id)
     assert (row.status, row.attempts, row.published) == ("succeeded", 3, 1)
+
+
+async def test_an_iteration_out_of_attempts_fails_and_hands_over_the_one_waiting(
+    app: FastAPI, client: AsyncClient, make_key: KeyMaker, run_worker: Worker
+) -> None:
+    key = await make_key("analyst")
+    closing_id = (await create_closing(client, key)).id
+    first = await upload(client, key, closing_id, LEDGER)
+    assert first.status_code == 202, first.text
+    # Its worker died during each of its attempts (the last lease has expired), and a newer
+    # upload queued an iteration behind it.
+    async with app.state.resources.engine.begin() as conn:
+        await conn.execute(
+            sa.update(iterations)
+            .where(iterations.c.closing_id == closing_id)
+            .values(
+                status="running",
+                attempts=claims.MAX_ATTEMPTS,
+                started_at=sa.func.now(),
+                heartbeat_at=sa.func.now() - sa.text("interval '1 hour'"),
+            )
+        )
+    newer = await upload(client, key, closing_id, LEDGER)
+    assert newer.status_code == 202, newer.text
+
+    # One burst, no sweeper: the exhausted one is failed, and the waiting one runs at once.
+    await run_worker()
+    async with app.state.resources.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                sa.select(iterations.c.number, iterations.c.status, iterations.c.error)
+                .where(iterations.c.closing_id == closing_id)
+                .order_by(iterations.c.number)
+            )
+        ).all()
+    assert [(r.number, r.status) for r in rows] == [(1, "failed"), (2, "succeeded")]
+    assert rows[0].error["type"] == "/problems/iteration-abandoned"
