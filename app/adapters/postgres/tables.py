@@ -219,7 +219,8 @@ iteration_results = sa.Table(
 )
 
 # The lines behind each incidence of an iteration, for drill-down: ascending int32 values
-# packed little-endian (lines_codec), five times cheaper to write than an int4[] array.
+# packed little-endian (lines_codec), five times cheaper to write than an int4[] array, and
+# stored without TOAST compression (migration 0003: pglz cannot shrink them).
 incidence_lines = sa.Table(
     "incidence_lines",
     metadata,
