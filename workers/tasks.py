@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from typing import Any
 
+from app.memory import release_freed_memory
 from app.resources import Resources
 from app.services import job_metrics, processing, retention, sweeper
 
@@ -20,6 +22,9 @@ async def process_iteration(ctx: dict[str, Any], iteration_id: str) -> str:
     except Exception:  # arq retries it; a job cancelled by shutdown is re-queued, not counted
         await job_metrics.record_job(resources, iteration, None, time.perf_counter() - started)
         raise
+    finally:
+        # After the publish: the next ledger starts from a small heap, not this one's leftovers.
+        await asyncio.to_thread(release_freed_memory)
     await job_metrics.record_job(resources, iteration, result, time.perf_counter() - started)
     return result
 

@@ -27,7 +27,7 @@ class IterationResult:
 
     document: bytes
     content_hash: str
-    lines: dict[str, bytes]  # packed by lines_codec
+    lines: dict[str, memoryview]  # slices of one buffer packed by lines_codec
     summary: dict[str, Any]
     diff: dict[str, Any]
 
@@ -93,7 +93,7 @@ async def evaluate_iteration(
             )
         },
     }
-    # One conversion of the flat line column, then a bytes slice per incidence.
+    # One conversion of the flat line column, then a view of it per incidence.
     packed = pack_lines(evaluation.all_lines)
     lines = {
         key: packed[4 * offset : 4 * (offset + count)]

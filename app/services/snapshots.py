@@ -28,7 +28,7 @@ async def publish(
     *,
     document: bytes,
     content_hash: str,
-    lines: Mapping[str, bytes],
+    lines: Mapping[str, bytes | memoryview],
     summary: dict[str, Any],
     diff: dict[str, Any],
 ) -> bool:
