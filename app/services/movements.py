@@ -4,6 +4,7 @@ stored Parquet batches. Either way they are mirrored in a local temp dir for the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 import uuid
@@ -84,12 +85,17 @@ async def _parse_and_store(
     try:
         async with _ledger_source(engine, ledger, layout, workdir) as (source, parsed_share):
             batches = iter_movement_batches(source, layout)
-            while (parsed := await asyncio.to_thread(_next_with_narrow, batches)) is not None:
-                batch, narrowed = parsed
-                await _hand_over(pending, batch, storer)
-                parts.append(narrowed)
-                claimed.movements_processed += batch.height
-                claimed.progress = PARSE_PROGRESS_SHARE * min(1.0, parsed_share(batch))
+            try:
+                while (parsed := await asyncio.to_thread(_next_with_narrow, batches)) is not None:
+                    batch, narrowed = parsed
+                    await _hand_over(pending, batch, storer)
+                    parts.append(narrowed)
+                    claimed.movements_processed += batch.height
+                    claimed.progress = PARSE_PROGRESS_SHARE * min(1.0, parsed_share(batch))
+            finally:
+                # Closing joins the reading thread, which may be waiting for a chunk that this
+                # event loop fetches: close from another thread, or the two wait for each other.
+                await asyncio.to_thread(_close, batches)
         await _hand_over(pending, None, storer)
         await storer
     finally:
@@ -177,6 +183,15 @@ async def _download(
 
 def _read_narrow(path: Path) -> pl.DataFrame:
     return narrow(pl.read_parquet(path))
+
+
+def _close(batches: Iterator[pl.DataFrame]) -> None:
+    """Stop a batch stream early (a no-op once it is exhausted)."""
+    close = getattr(batches, "close", None)
+    # "already executing": a cancelled to_thread is still inside next(); it finishes by itself.
+    with contextlib.suppress(ValueError):
+        if close is not None:
+            close()
 
 
 def _next_with_narrow(
