@@ -21,6 +21,25 @@ Text = Annotated[
 ]
 
 
+# What str_strip_whitespace removes: Unicode White_Space (pydantic-core strips with Rust's
+# char::is_whitespace), spelt as a JSON Schema (ECMA-262) character class. Request text is
+# stripped before its length is checked, so a required text is documented as holding at least
+# one character outside this class. ECMA's \s cannot stand in: it lacks U+0085, has U+FEFF.
+_STRIPPED = (
+    "\\t\\n\\u000b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
+)
+
+# Required request text: something besides white space, and no NUL.
+NonBlankText = Annotated[
+    str,
+    AfterValidator(_without_nul),
+    Field(
+        min_length=1,
+        json_schema_extra={"pattern": f"^[^\\u0000]*[^\\u0000{_STRIPPED}][^\\u0000]*$"},
+    ),
+]
+
+
 class StrictModel(BaseModel):
     """Request bodies refuse unknown fields, so a typo is an error rather than silently ignored."""
 

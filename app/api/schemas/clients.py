@@ -7,11 +7,11 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from app.api.schemas import StrictModel, Text
+from app.api.schemas import NonBlankText, StrictModel, Text
 
 
 class ClientIn(StrictModel):
-    name: Text = Field(min_length=1, max_length=200, examples=["Comercial Andes SpA"])
+    name: NonBlankText = Field(max_length=200, examples=["Comercial Andes SpA"])
     tax_id: Text | None = Field(default=None, max_length=50, examples=["76.123.456-7"])
 
 

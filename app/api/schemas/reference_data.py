@@ -6,14 +6,14 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from app.api.schemas import StrictModel, Text
+from app.api.schemas import NonBlankText, StrictModel, Text
 from app.api.schemas.iterations import IterationOut
 from app.services.reference_data import MAX_CODE_LENGTH, MAX_TEXT_LENGTH
 
 
 class AccountIn(StrictModel):
-    code: Text = Field(min_length=1, max_length=MAX_CODE_LENGTH, examples=["110105"])
-    name: Text = Field(min_length=1, max_length=MAX_TEXT_LENGTH, examples=["Banco Estado"])
+    code: NonBlankText = Field(max_length=MAX_CODE_LENGTH, examples=["110105"])
+    name: NonBlankText = Field(max_length=MAX_TEXT_LENGTH, examples=["Banco Estado"])
     # Omitted: left as stored (null for a new account). null or "": cleared.
     name_en: Text | None = Field(default=None, max_length=MAX_TEXT_LENGTH, examples=["Bank"])
     classification: Text | None = Field(
@@ -30,8 +30,8 @@ class AccountOut(BaseModel):
 
 
 class DocumentTypeIn(StrictModel):
-    code: Text = Field(min_length=1, max_length=MAX_CODE_LENGTH, examples=["FAC"])
-    name: Text = Field(min_length=1, max_length=MAX_TEXT_LENGTH, examples=["Factura"])
+    code: NonBlankText = Field(max_length=MAX_CODE_LENGTH, examples=["FAC"])
+    name: NonBlankText = Field(max_length=MAX_TEXT_LENGTH, examples=["Factura"])
 
 
 class DocumentTypeOut(BaseModel):
