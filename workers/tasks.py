@@ -9,7 +9,7 @@ from typing import Any
 
 from app.memory import release_freed_memory
 from app.resources import Resources
-from app.services import job_metrics, processing, retention, sweeper
+from app.services import job_metrics, processing, retention, sweeper, upload_store
 
 
 async def process_iteration(ctx: dict[str, Any], iteration_id: str) -> str:
@@ -47,3 +47,9 @@ async def apply_iteration_retention(ctx: dict[str, Any]) -> int:
     return await retention.purge_old_results(
         resources.engine, resources.settings.iteration_retention
     )
+
+
+async def purge_abandoned_uploads(ctx: dict[str, Any]) -> int:
+    """Remove the stored part of uploads whose API process died while receiving them."""
+    resources: Resources = ctx["resources"]
+    return await upload_store.purge_abandoned(resources.engine)

@@ -3,14 +3,15 @@
 The body is parsed with python-multipart's streaming parser rather than Starlette's form
 (which spools the file part to a temporary file through a thread hop per chunk, after which it
 would have to be read again): the `file` part goes straight to the spool, which hashes,
-guards, keeps a local copy and compresses it for storage in the same pass.
+guards, keeps a local copy and compresses it for storage in the same pass, and on to a
+StagedFile, which writes it to Postgres while the rest arrives. A failed upload removes it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
@@ -27,6 +28,7 @@ from app.domain.ledger_format import LedgerOptions
 from app.services.ledgers import ReceivedLedger
 from app.services.upload_guards import check_upload
 from app.services.upload_spool import UploadSpool
+from app.services.upload_store import StagedFile
 
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
@@ -52,8 +54,12 @@ def parse_options(decimal_separator: str | None, column_map: str | None) -> Ledg
 
 
 @asynccontextmanager
-async def receive_ledger(request: Request, max_bytes: int) -> AsyncIterator[ReceivedLedger]:
-    """Receive the multipart body into a temporary folder that lives for the `async with`."""
+async def receive_ledger(
+    request: Request, max_bytes: int, stage: StagedFile
+) -> AsyncIterator[ReceivedLedger]:
+    """Receive the multipart body into a temporary folder that lives for the `async with`, and
+    its file into `stage`, which is discarded if anything fails before the body of the `async
+    with` ends (accepting the upload keeps it)."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise _too_large(max_bytes)
@@ -63,20 +69,25 @@ async def receive_ledger(request: Request, max_bytes: int) -> AsyncIterator[Rece
     if not params.get(b"boundary"):
         raise HTTPException(400, "The multipart body has no boundary in its Content-Type")
     with tempfile.TemporaryDirectory(prefix="ledger-upload-") as tmp:
-        form = _Form(Path(tmp))
+        form = _Form(Path(tmp), stage.add)
         try:
             parser = MultipartParser(params[b"boundary"], form.callbacks())
             await _receive(request, parser, form, max_bytes)
             spool = form.checked_file()
             await spool.finish()
+            await stage.finish()
         except BaseException:
             await form.discard()  # its last block may still be written, into `tmp`
+            await stage.discard()
             raise
         try:
             fields = form.fields
             options = parse_options(fields.get("decimal_separator"), fields.get("column_map"))
             await asyncio.to_thread(check_upload, spool.path, form.filename, spool.seen, max_bytes)
-            yield ReceivedLedger(spool, form.filename, options)
+            yield ReceivedLedger(stage.ledger_id, spool, form.filename, options)
+        except BaseException:
+            await stage.discard()
+            raise
         finally:
             spool.close()
 
@@ -113,8 +124,9 @@ class _Part:
 class _Form:
     """python-multipart callbacks: the `file` part goes to a spool, other parts are text."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, store: Callable[[bytes], Awaitable[None]]) -> None:
         self.folder = folder
+        self.store = store
         self.fields: dict[str, str] = {}
         self.filename: str | None = None
         self.spool: UploadSpool | None = None
@@ -194,7 +206,7 @@ class _Form:
         if "\x00" in filename:  # it is stored, and Postgres text has no NUL
             raise InvalidInput("The file name of the `file` part has a NUL character")
         self.filename = filename
-        self.spool = UploadSpool(self.folder, PurePath(filename).suffix[:10])
+        self.spool = UploadSpool(self.folder, PurePath(filename).suffix[:10], self.store)
 
     def _data(self, data: bytes, start: int, end: int) -> None:
         value = self._part.data

@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from app.adapters.postgres.ledger_store import FILE_COMPRESSION, layout_to_json, store_file
+from app.adapters.postgres.ledger_store import layout_to_json
 from app.adapters.postgres.tables import closings, ledgers
 from app.domain.errors import Conflict
 from app.domain.ledger_format import LedgerOptions
@@ -22,8 +22,10 @@ from app.services.upload_spool import UploadSpool
 
 @dataclass(frozen=True)
 class ReceivedLedger:
-    """A received upload: its spool (local copy, stored form, digests) and form options."""
+    """A received upload: its ledger row (still `receiving`, its file stored already), its spool
+    (local copy, digests) and form options."""
 
+    ledger_id: uuid.UUID
     spool: UploadSpool
     filename: str | None
     options: LedgerOptions
@@ -44,30 +46,30 @@ async def accept_ledger(
     upload: ReceivedLedger,
     request_id: str | None = None,
 ) -> dict[str, Any]:
-    """Validate the file, store it and its iteration in one transaction, then queue the job.
+    """Validate the file, then make its stored ledger the closing's and queue its iteration, in
+    one transaction; then queue the job.
 
-    Nothing is stored when validation fails; once this returns, the upload survives restarts.
+    When validation fails the caller (uploads.receive_ledger) removes the stored file; once this
+    returns, the upload survives restarts.
     """
     spool = upload.spool
+    ledger_id = upload.ledger_id
     layout = await asyncio.to_thread(inspect_ledger, spool.path, upload.options)
     async with resources.engine.begin() as conn:
         closing = await iterations.lock_open_closing(conn, principal.tenant_id, closing_id)
-        ledger_id = (
-            await conn.execute(
-                sa.insert(ledgers)
-                .values(
-                    closing_id=closing_id,
-                    filename=upload.filename,
-                    size_bytes=spool.size,
-                    sha256=spool.sha256,
-                    file_compression=FILE_COMPRESSION,
-                    layout=layout_to_json(layout),
-                    uploaded_by=principal.key_name,
-                )
-                .returning(ledgers.c.id)
+        await conn.execute(
+            sa.update(ledgers)
+            .where(ledgers.c.id == ledger_id, ledgers.c.receiving)
+            .values(
+                filename=upload.filename,
+                size_bytes=spool.size,
+                sha256=spool.sha256,
+                layout=layout_to_json(layout),
+                uploaded_by=principal.key_name,
+                uploaded_at=sa.func.now(),
+                receiving=False,
             )
-        ).scalar_one()
-        await store_file(conn, ledger_id, spool.compressed_blocks())
+        )
         await conn.execute(
             sa.update(closings)
             .where(closings.c.id == closing_id)

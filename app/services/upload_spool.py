@@ -3,8 +3,9 @@ needs later, so nothing re-reads the file before it is stored.
 
 Each 1 MiB block is hashed (sha256), scanned by the byte guards (upload_guards.ReceivedBytes),
 written to a local copy (inspection and the rare whole-file checks read it) and compressed for
-storage (ledger_store.chunk_compressor). That work runs in background threads while the event
-loop receives the next blocks.
+storage (ledger_store.chunk_compressor), then handed, in order, to `store` (upload_store writes
+it to Postgres). That work runs in background threads while the event loop receives the next
+blocks.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -26,9 +27,12 @@ PARALLEL_BLOCKS = 2
 
 
 class UploadSpool:
-    """A file being received into `folder`: its local copy, stored-form blocks and digests."""
+    """A file being received into `folder`: its local copy and digests; its stored-form blocks
+    go to `store` in order."""
 
-    def __init__(self, folder: Path, suffix: str) -> None:
+    def __init__(
+        self, folder: Path, suffix: str, store: Callable[[bytes], Awaitable[None]]
+    ) -> None:
         self.path = folder / f"ledger{suffix}"
         self.seen = ReceivedBytes()
         self._digest = hashlib.sha256()
@@ -37,8 +41,7 @@ class UploadSpool:
         self._compressors = [chunk_compressor() for _ in range(PARALLEL_BLOCKS)]
         self._in_order = ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload-spool")
         self._raw = self.path.open("wb")
-        self._compressed = (folder / "compressed-blocks").open("w+b")
-        self._block_sizes: list[int] = []
+        self._store = store
         self._buffer = bytearray()
         self._in_flight: deque[asyncio.Future[tuple[None, bytes]]] = deque()
         self._submitted = 0
@@ -69,7 +72,6 @@ class UploadSpool:
     def close(self) -> None:
         """Release the files and the thread (the caller removes the folder)."""
         self._raw.close()
-        self._compressed.close()
         self._in_order.shutdown(wait=False)
 
     @property
@@ -79,12 +81,6 @@ class UploadSpool:
     @property
     def sha256(self) -> str:
         return self._digest.hexdigest()
-
-    def compressed_blocks(self) -> Iterator[bytes]:
-        """The stored form of the file, block by block, in order (after finish)."""
-        self._compressed.seek(0)
-        for size in self._block_sizes:
-            yield self._compressed.read(size)
 
     async def _submit(self, block: bytes) -> None:
         if len(self._in_flight) >= PARALLEL_BLOCKS:  # memory stays at a few blocks
@@ -96,8 +92,7 @@ class UploadSpool:
 
     async def _settle_oldest(self) -> None:
         _, compressed = await self._in_flight.popleft()
-        self._compressed.write(compressed)
-        self._block_sizes.append(len(compressed))
+        await self._store(compressed)
 
     def _absorb(self, block: bytes) -> None:
         self._digest.update(block)

@@ -53,14 +53,15 @@ def chunk_compressor() -> Callable[[bytes], bytes]:
     return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress
 
 
-async def store_file(
-    conn: AsyncConnection, ledger_id: uuid.UUID, compressed_chunks: Iterable[bytes]
+async def append_file_chunks(
+    conn: AsyncConnection, ledger_id: uuid.UUID, first_seq: int, compressed_chunks: Iterable[bytes]
 ) -> None:
-    """Copy the file, as chunks made by a chunk_compressor, into ledger_file_chunks in order."""
+    """Copy consecutive chunks of the file (made by a chunk_compressor) into ledger_file_chunks,
+    numbered from first_seq."""
     raw = await conn.get_raw_connection()
     driver = raw.driver_connection
     assert driver is not None
-    records = ((ledger_id, seq, chunk) for seq, chunk in enumerate(compressed_chunks))
+    records = ((ledger_id, first_seq + n, chunk) for n, chunk in enumerate(compressed_chunks))
     await driver.copy_records_to_table(
         ledger_file_chunks.name, records=records, columns=["ledger_id", "seq", "data"]
     )

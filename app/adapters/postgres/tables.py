@@ -126,6 +126,9 @@ ledgers = sa.Table(
     sa.Column(
         "uploaded_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
+    # True while the upload is being received (its chunks are written as they arrive): no
+    # closing points at such a row yet. Accepting the upload clears it.
+    sa.Column("receiving", sa.Boolean, nullable=False, server_default=sa.false()),
     # Filled once the file has been parsed into movement batches.
     sa.Column("parsed_at", sa.DateTime(timezone=True)),
     sa.Column("movements_total", sa.Integer),

@@ -13,6 +13,7 @@ from app.api.schemas import Items
 from app.api.schemas.iterations import IterationDetail, IterationOut, ReprocessIn
 from app.api.uploads import receive_ledger
 from app.services import closing_reads, iterations, ledgers
+from app.services.upload_store import StagedFile
 
 router = APIRouter(
     prefix="/closings/{closing_id}",
@@ -103,7 +104,8 @@ async def upload_ledger(
     resources: ResourcesDep,
 ) -> dict[str, Any]:
     await ledgers.check_can_upload(resources, principal, closing_id)
-    async with receive_ledger(request, resources.settings.max_upload_bytes) as upload:
+    stage = StagedFile(resources.engine, closing_id)
+    async with receive_ledger(request, resources.settings.max_upload_bytes, stage) as upload:
         iteration = await ledgers.accept_ledger(
             resources, principal, closing_id, upload, request.state.request_id
         )

@@ -60,7 +60,7 @@ def test_tiny_chunks_match_csv_module(monkeypatch: pytest.MonkeyPatch, records: 
     # Force a cut attempt every few bytes so that boundaries land everywhere, quotes included.
     monkeypatch.setattr(ledger_csv, "MIN_CHUNK_BYTES", 7)
     monkeypatch.setattr(ledger_csv, "CHUNK_ROWS", 1)
-    monkeypatch.setattr(ledger_csv, "_GUESS_BYTES_PER_ROW", 1)
+    monkeypatch.setattr(ledger_csv, "FIRST_CHUNK_BYTES", 1)
     records = [*records, ["1", "2026-10-01", "1", "5", ""]]  # at least one movement
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "l.csv"
@@ -71,6 +71,7 @@ def test_tiny_chunks_match_csv_module(monkeypatch: pytest.MonkeyPatch, records: 
 def test_unclosed_quote_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ledger_csv, "MAX_RECORD_BYTES", 1000)
     monkeypatch.setattr(ledger_csv, "MIN_CHUNK_BYTES", 100)
+    monkeypatch.setattr(ledger_csv, "FIRST_CHUNK_BYTES", 100)
     path = tmp_path / "l.csv"
     path.write_text(
         ",".join(HEADER) + "\n1,2026-10-01,1,5,\n" + '2,"never closed\n' + "x,y\n" * 500
