@@ -15,7 +15,7 @@ def format_amount(value: Decimal | int | str) -> str:
     compare and hash equal across iterations, and no digit is ever rounded away.
     """
     # format(..., "f") is exact and context-free (normalize/quantize would round past 28 digits).
-    text = format(Decimal(value), "f")
+    text = format(value if isinstance(value, Decimal) else Decimal(value), "f")
     whole, _, fraction = text.partition(".")
     fraction = fraction.rstrip("0").ljust(2, "0")
     if whole in ("-0", "-") and fraction.strip("0") == "":
