@@ -57,7 +57,7 @@ async def accept_ledger(
     layout = await asyncio.to_thread(inspect_ledger, spool.path, upload.options)
     async with resources.engine.begin() as conn:
         closing = await iterations.lock_open_closing(conn, principal.tenant_id, closing_id)
-        await conn.execute(
+        accepted = await conn.execute(
             sa.update(ledgers)
             .where(ledgers.c.id == ledger_id, ledgers.c.receiving)
             .values(
@@ -70,6 +70,10 @@ async def accept_ledger(
                 receiving=False,
             )
         )
+        if accepted.rowcount != 1:  # removed as abandoned (upload_store.ABANDONED_AFTER)
+            raise Conflict(
+                "The upload took so long that its stored part was removed; send it again"
+            )
         await conn.execute(
             sa.update(closings)
             .where(closings.c.id == closing_id)

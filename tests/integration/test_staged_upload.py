@@ -20,11 +20,12 @@ from app.services import upload_store
 from tests.conftest import KeyMaker, bearer
 from tests.helpers import API, assert_problem, create_closing, get_json, upload
 
-ROW = b"2026-10-01,V%d,1101,%d.50,0\n"
+# Balanced vouchers of two movements: few incidences, so the worker's run stays short.
+ROWS = b"2026-10-01,V%d,1101,%d.50,0\n2026-10-01,V%d,4101,0,%d.50\n"
 # About 11 MiB: eleven full 1 MiB blocks and a tail, so several write transactions happen
 # while the body is still arriving (two blocks each, below).
 LEDGER = b"fecha,comprobante,cuenta,debe,haber\n" + b"".join(
-    ROW % (n, n) for n in range(330_000)
+    ROWS % (n, n, n, n) for n in range(165_000)
 )
 
 
@@ -149,3 +150,24 @@ async def test_the_cleanup_job_removes_only_abandoned_uploads(
             .where(ledger_file_chunks.c.ledger_id == stale)
         )
     assert orphans == 0
+
+
+async def test_an_upload_whose_stored_part_was_removed_is_refused(
+    app: FastAPI, client: AsyncClient, make_key: KeyMaker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cleanup job took the row of an upload that lasted over a day: a clear 409."""
+    finish = upload_store.StagedFile.finish
+
+    async def finish_then_lose(self: upload_store.StagedFile) -> None:
+        await finish(self)
+        async with app.state.resources.engine.begin() as conn:
+            await conn.execute(sa.delete(ledgers).where(ledgers.c.id == self.ledger_id))
+
+    monkeypatch.setattr(upload_store.StagedFile, "finish", finish_then_lose)
+    key = await make_key("analyst")
+    closing = await create_closing(client, key)
+    refused = await upload(client, key, closing.id, LEDGER[:5000])
+    assert "send it again" in assert_problem(refused, 409)["detail"]
+    assert await _ledger_rows(app, closing.id) == []
+    latest = await get_json(client, key, f"/closings/{closing.id}")
+    assert latest["latest_iteration"] is None
