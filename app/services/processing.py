@@ -14,6 +14,7 @@ from typing import Any
 from app.adapters.outages import unavailable
 from app.domain.errors import DomainError
 from app.logging import request_id_var
+from app.memory import gc_paused
 from app.resources import Resources
 from app.services import cache_writes, claims, snapshots
 from app.services.claims import MAX_ATTEMPTS, Abandoned, Busy, Claim
@@ -78,7 +79,8 @@ async def _process(resources: Resources, claimed: Claim) -> str:
     with tempfile.TemporaryDirectory(prefix="ledger-iteration-") as tmp:
         loaded = await load_movements(resources.engine, claimed, Path(tmp))
         loaded_at = time.perf_counter()
-        result = await evaluate_iteration(resources.engine, claimed, loaded)
+        with gc_paused():  # thousands of incidences and their JSON shapes are built here
+            result = await evaluate_iteration(resources.engine, claimed, loaded)
     evaluated_at = time.perf_counter()
     published = await snapshots.publish(
         resources.engine,

@@ -1,0 +1,41 @@
+"""gc_paused: collection off inside, back to what it was after, errors included."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+
+from app.memory import gc_paused
+
+
+def test_collection_is_off_inside_and_on_again_after() -> None:
+    assert gc.isenabled()
+    with gc_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+
+
+def test_an_error_inside_still_turns_it_back_on() -> None:
+    with pytest.raises(RuntimeError), gc_paused():
+        raise RuntimeError("boom")
+    assert gc.isenabled()
+
+
+def test_overlapping_pauses_leave_it_on_once_both_end() -> None:
+    first, second = gc_paused(), gc_paused()
+    first.__enter__()
+    second.__enter__()  # began while the first one had it off
+    first.__exit__(None, None, None)
+    second.__exit__(None, None, None)
+    assert gc.isenabled()
+
+
+def test_it_stays_off_when_it_was_off() -> None:
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
