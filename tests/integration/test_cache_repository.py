@@ -228,14 +228,20 @@ async def test_reconcile_drops_a_snapshot_the_publisher_could_not_replace(
     async def unreachable(*args: Any, **kwargs: Any) -> bool:
         raise ConnectionError("Redis is unreachable from the worker")
 
-    # The next publish commits in Postgres, but its Redis write fails (after its retries).
-    monkeypatch.setattr(cache_writes, "PUBLISH_RETRY_DELAYS", ())
-    monkeypatch.setattr(SnapshotCache, "store_snapshot", unreachable)
-    await published(client, key, run_worker, ledger(6, amount=13), closing=created)
-    monkeypatch.undo()
-    new_hash, _ = await _stored(app, uuid.UUID(created.id))
-    stale = await client.get(path, headers=bearer(key))
-    assert stale.headers["ETag"] == old_etag  # what reconciling is for
+    async def not_yet() -> int:
+        return 0
+
+    with pytest.MonkeyPatch.context() as paused:
+        # The app's own periodic pass (every CACHE_RECONCILE_SECONDS) must not fix it first.
+        paused.setattr(app.state.snapshots, "reconcile", not_yet)
+        # The next publish commits in Postgres, but its Redis write fails (after its retries).
+        monkeypatch.setattr(cache_writes, "PUBLISH_RETRY_DELAYS", ())
+        monkeypatch.setattr(SnapshotCache, "store_snapshot", unreachable)
+        await published(client, key, run_worker, ledger(6, amount=13), closing=created)
+        monkeypatch.undo()
+        new_hash, _ = await _stored(app, uuid.UUID(created.id))
+        stale = await client.get(path, headers=bearer(key))
+        assert stale.headers["ETag"] == old_etag  # what reconciling is for
 
     assert await app.state.snapshots.reconcile() >= 1
     fresh = await client.get(path, headers=bearer(key))
