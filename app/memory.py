@@ -43,9 +43,10 @@ def gc_paused() -> Iterator[None]:
     """Cyclic garbage collection off while a burst of long-lived objects is built (a big
     ledger's incidences, their JSON shapes, the previous snapshot's): every full collection
     walks all live objects, and such a burst triggers many. Measured on 100,000 incidences,
-    evaluation and snapshot took 10.9 s with them and 5.2 s without. Reference counting still
-    frees everything acyclic at once; cycles wait for the next collection (at the latest
-    release_freed_memory, after the job). Process-wide: overlapping uses leave it on at the end.
+    evaluation and snapshot took 10.3–10.9 s with them and 5.2–7.0 s without. Reference
+    counting still frees everything acyclic at once; cycles wait for the next collection (at
+    the latest release_freed_memory, after the job). Process-wide: overlapping uses leave it
+    on at the end.
     """
     was_enabled = gc.isenabled()
     gc.disable()

@@ -91,12 +91,17 @@ def iter_csv_frames(
                 return
 
 
+def count_quotes(data: bytes) -> int:
+    """The double quotes in `data`, whose parity tells records apart (see the module docstring).
+    numpy counts a byte about three to four times faster than bytes.count."""
+    return int(np.count_nonzero(np.frombuffer(data, dtype=np.uint8) == _QUOTE))
+
+
 def _last_record_end(buf: bytes) -> int:
     """Offset just past the last newline that is outside quotes, or -1."""
     quotes_after = 0
     end = len(buf)
-    # numpy counts a byte about four times faster than bytes.count.
-    total = int(np.count_nonzero(np.frombuffer(buf, dtype=np.uint8) == _QUOTE))
+    total = count_quotes(buf)
     while True:
         newline = buf.rfind(b"\n", 0, end)
         if newline < 0:

@@ -110,11 +110,11 @@ async def purge_abandoned(engine: AsyncEngine, older_than: timedelta = ABANDONED
     """Delete `receiving` ledgers (and their chunks) left by uploads that never finished."""
     async with engine.begin() as conn:
         deleted = await conn.execute(
-            sa.delete(ledgers)
-            .where(ledgers.c.receiving, ledgers.c.uploaded_at < sa.func.now() - older_than)
-            .returning(ledgers.c.id)
+            sa.delete(ledgers).where(
+                ledgers.c.receiving, ledgers.c.uploaded_at < sa.func.now() - older_than
+            )
         )
-        count = len(deleted.all())
+        count = deleted.rowcount
     if count:
         logger.info("removed %d abandoned upload(s)", count)
     return count
