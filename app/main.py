@@ -28,8 +28,8 @@ from app.api.routes import metrics as metrics_route
 from app.api.unavailable import install_unavailable_handlers
 from app.migrations import head_revision
 from app.resources import Resources
-from app.services.api_keys import ensure_bootstrap_key
-from app.services.snapshot_repository import SnapshotRepository
+from app.services.snapshot_cache.repository import SnapshotRepository
+from app.services.tenancy.api_keys import ensure_bootstrap_key
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ A worker processes one multi-million-movement ledger after another. Python's big
 (one per thread that allocated) instead of returning it: measured here, a worker stayed at
 ~230 MiB after a 1M-movement ledger instead of ~95 MiB, and the next 5M ledger then peaked past
 1 GiB. Trimming after each ledger returns what is free; Polars' own allocator (jemalloc) is
-told to return its pages at once by `ledger-incidences worker` (see app/cli.py).
+told to return its pages at once by `ledger-incidences worker` (see app/cli/main.py).
 """
 
 from __future__ import annotations

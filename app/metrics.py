@@ -54,7 +54,7 @@ RATE_LIMIT_FAIL_OPEN = Counter(
 )
 
 # Job metrics happen in the worker processes, while /metrics is served by the API: workers add
-# their counts to one Redis hash (app/services/job_metrics.py), which /metrics reads at scrape
+# their counts to one Redis hash (app/services/ops/job_metrics.py), which /metrics reads at scrape
 # time and renders with this collector. Counts are summed over all workers, survive worker
 # restarts, and reset only if Redis loses its data (Prometheus treats that as a counter reset).
 JOB_OUTCOMES = (

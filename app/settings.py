@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     # A running iteration whose worker has not renewed its lease for this long is taken over
     # by another worker (the worker renews it six times per lease).
     iteration_lease_seconds: float = Field(default=30, gt=0)
-    # Snapshot cache (app/services/snapshot_repository.py). TTLs per kind of Redis entry: the
+    # Snapshot cache (app/services/snapshot_cache/repository.py). TTLs per kind of Redis entry: the
     # whole snapshot (also the version floor that refuses stale sets) and filtered views.
     cache_snapshot_ttl_seconds: int = Field(default=3600, ge=60)
     cache_view_ttl_seconds: int = Field(default=600, ge=1)

@@ -20,9 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from app.domain.amounts import format_amount
 from app.domain.duplicates import FETCH_COLUMNS
 from app.domain.evaluation import evaluate
-from app.domain.ledger_format import LedgerOptions
-from app.domain.ledger_inspect import inspect_ledger
-from app.domain.ledger_reader import iter_movement_batches, ledger_row_fetcher, narrow
+from app.domain.ledger.format import LedgerOptions
+from app.domain.ledger.inspect import inspect_ledger
+from app.domain.ledger.reader import iter_movement_batches, ledger_row_fetcher, narrow
 from app.domain.reference import Account, ReferenceData
 
 HEADER = "fecha,comprobante,cuenta,nombre_cuenta,tipo_doc,folio,glosa,debe,haber,centro_costo,rut\n"

@@ -25,7 +25,7 @@ from app.embedded import EmbeddedPostgres, EmbeddedRedis, create_database
 from app.main import create_app
 from app.migrations import upgrade_to_head
 from app.resources import create_engine
-from app.services import api_keys
+from app.services.tenancy import api_keys
 from app.settings import Settings
 
 warnings.filterwarnings("ignore", module="platformdirs")

@@ -9,7 +9,10 @@ from typing import Any
 
 from app.memory import release_freed_memory
 from app.resources import Resources
-from app.services import job_metrics, processing, retention, sweeper, upload_store
+from app.services.iterations import retention, sweeper
+from app.services.iterations import run as processing
+from app.services.ops import job_metrics
+from app.services.uploads import store as upload_store
 
 
 async def process_iteration(ctx: dict[str, Any], iteration_id: str) -> str:

@@ -3,7 +3,7 @@ restarting, failing over, a proxy in between restarting, pool exhausted), which 
 cures, as opposed to a request or code that is wrong, which it does not.
 
 The API answers such errors with a 503 (app/api/unavailable.py); a worker hands its iteration
-back to be run again instead of failing it (app/services/processing.py).
+back to be run again instead of failing it (app/services/iterations/run.py).
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.resources import Resources
-from app.services.api_keys import Principal, Role, authenticate, hash_key
-from app.services.snapshot_repository import SnapshotRepository
+from app.services.snapshot_cache.repository import SnapshotRepository
+from app.services.tenancy.api_keys import Principal, Role, authenticate, hash_key
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer li_…`")
 

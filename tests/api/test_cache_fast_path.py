@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from httpx import AsyncClient, Response
 
 from app.api.middleware.snapshot_reads import SnapshotReadFastPath, parse_query
-from app.services.incidences import SnapshotQuery
+from app.services.snapshot_cache.queries import SnapshotQuery
 from tests.conftest import KeyMaker, bearer
 from tests.helpers import API
 from tests.integration.cache_support import Worker, ledger, published

@@ -13,7 +13,7 @@ from httpx import ASGITransport, AsyncClient
 
 from app.adapters.redis import keys
 from app.main import create_app
-from app.services import api_keys
+from app.services.tenancy import api_keys
 from app.settings import Settings
 from tests.conftest import KeyMaker, bearer
 from tests.helpers import API, Closing, assert_problem

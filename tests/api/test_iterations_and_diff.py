@@ -17,7 +17,7 @@ import orjson
 import pytest
 from httpx import AsyncClient
 
-from app.services import evaluation
+from app.services.iterations import evaluate as evaluation
 from tests.conftest import KeyMaker, bearer
 from tests.helpers import (
     API,

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.adapters.postgres.tables import iterations
 from app.adapters.redis import heartbeat
-from app.services import api_keys
+from app.services.tenancy import api_keys
 from app.settings import Settings
 from tests.conftest import Databases, KeyMaker, bearer
 from tests.helpers import create_closing, upload

@@ -25,7 +25,7 @@ from app.adapters.redis.rate_limit import decision_from_reply, queue_check, wind
 from app.api.middleware.rate_limit import Breaker
 from app.main import create_app
 from app.metrics import REGISTRY
-from app.services import api_keys
+from app.services.tenancy import api_keys
 from app.settings import RatePolicy, Settings
 from tests.conftest import KeyMaker, Servers, bearer
 from tests.helpers import assert_problem

@@ -19,7 +19,7 @@ from httpx import ASGITransport, AsyncClient
 from pydantic import SecretStr
 
 from app.main import create_app
-from app.services.api_keys import Role
+from app.services.tenancy.api_keys import Role
 from app.settings import Settings
 from tests.conftest import KeyMaker, bearer
 from tests.helpers import API, assert_problem, create_closing, get_json, upload
@@ -201,7 +201,7 @@ async def test_no_key_hash_or_connection_string_in_responses_or_logs(
     make_key: KeyMaker,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from app.services import api_keys
+    from app.services.tenancy import api_keys
 
     key, other = await make_key("viewer"), await make_key("viewer")
     digest = api_keys.hash_key(key)
@@ -243,8 +243,8 @@ async def test_no_key_hash_or_connection_string_in_responses_or_logs(
 async def test_cli_lists_and_revokes_keys_without_showing_secrets(
     settings: Settings, http: AsyncClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from app.cli import cmd_api_key
-    from app.services.api_keys import hash_key
+    from app.cli.main import cmd_api_key
+    from app.services.tenancy.api_keys import hash_key
 
     def cli(action: str, **args: Any) -> tuple[int, str, str]:
         status = cmd_api_key(settings, argparse.Namespace(action=action, **args))

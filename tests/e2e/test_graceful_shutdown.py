@@ -19,8 +19,8 @@ import pytest
 import sqlalchemy as sa
 
 from app.adapters.postgres.tables import iterations
-from app.services import api_keys
-from app.services.api_keys import generate_key
+from app.services.tenancy import api_keys
+from app.services.tenancy.api_keys import generate_key
 from app.settings import Settings
 from tests.conftest import Databases, bearer
 from tests.e2e.conftest import run_cli, running_server, settings_env

@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 from fastapi import FastAPI
 from httpx import AsyncClient
 
-from app.services import snapshot_loads
+from app.services.snapshot_cache import loads as snapshot_loads
 from tests.helpers import Closing, create_closing, upload
 
 Worker = Callable[[], Awaitable[None]]

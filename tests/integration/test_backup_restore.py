@@ -13,7 +13,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from httpx import AsyncClient
 
-from app.services.backup import (
+from app.services.ops.backup import (
     backup_name,
     backup_time,
     client_bindir,

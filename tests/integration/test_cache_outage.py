@@ -16,8 +16,8 @@ from pydantic import SecretStr
 
 from app.main import create_app
 from app.metrics import CACHE_ERRORS
-from app.services.incidences import SnapshotQuery
-from app.services.snapshot_repository import SnapshotRepository
+from app.services.snapshot_cache.queries import SnapshotQuery
+from app.services.snapshot_cache.repository import SnapshotRepository
 from app.settings import Settings
 from tests.conftest import KeyMaker, Servers, bearer
 from tests.integration.cache_support import (

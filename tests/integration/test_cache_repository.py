@@ -17,9 +17,10 @@ from sqlalchemy import event
 from app.adapters.postgres.tables import iteration_results, snapshots
 from app.adapters.redis import keys
 from app.adapters.redis.snapshot_cache import SnapshotCache, decode, encode
-from app.services import cache_writes, snapshot_repository
-from app.services.incidences import SnapshotQuery
-from app.services.snapshot_repository import SnapshotRepository
+from app.services.snapshot_cache import repository as snapshot_repository
+from app.services.snapshot_cache import writes as cache_writes
+from app.services.snapshot_cache.queries import SnapshotQuery
+from app.services.snapshot_cache.repository import SnapshotRepository
 from tests.conftest import KeyMaker, bearer
 from tests.integration.cache_support import Worker, ledger, owner, published
 

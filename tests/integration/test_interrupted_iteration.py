@@ -15,7 +15,9 @@ from httpx import AsyncClient
 from sqlalchemy.exc import InterfaceError
 
 from app.adapters.postgres.tables import iterations, snapshots
-from app.services import claims, job_metrics, processing, sweeper
+from app.services.iterations import claims, sweeper
+from app.services.iterations import run as processing
+from app.services.ops import job_metrics
 from tests.conftest import KeyMaker
 from tests.helpers import create_closing, upload
 

@@ -16,7 +16,8 @@ from fastapi import FastAPI
 from httpx import AsyncClient
 
 from app.adapters.postgres.tables import iterations
-from app.services import claims, processing
+from app.services.iterations import claims
+from app.services.iterations import run as processing
 from tests.conftest import KeyMaker, bearer
 from tests.helpers import API, Account, chart_json, create_closing, get_json, upload
 

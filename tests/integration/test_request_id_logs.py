@@ -19,7 +19,7 @@ from httpx import AsyncClient
 
 from app.api.middleware.request_id import WELL_FORMED
 from app.logging import JsonFormatter
-from app.services import api_keys
+from app.services.tenancy import api_keys
 from app.settings import Settings
 from tests.conftest import Databases, bearer
 from tests.e2e.conftest import run_cli, settings_env

@@ -15,7 +15,8 @@ from fastapi import FastAPI
 from httpx import AsyncClient
 
 from app.adapters.postgres.tables import incidence_lines, iteration_results, iterations, snapshots
-from app.services import api_keys, retention
+from app.services.iterations import retention
+from app.services.tenancy import api_keys
 from app.settings import Settings
 from tests.conftest import Databases, bearer
 from tests.helpers import create_closing, upload

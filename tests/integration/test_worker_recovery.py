@@ -25,7 +25,7 @@ from app.adapters.postgres.tables import (
     snapshots,
 )
 from app.main import create_app
-from app.services import sweeper
+from app.services.iterations import sweeper
 from app.settings import Settings
 from tests.conftest import KeyMaker, bearer
 from tests.ops_helpers import app_client, unique_prefix, variant

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.adapters.redis.snapshot_cache import Event, decode, encode
-from app.services.near_cache import CircuitBreaker, NearCache, NearEntry
+from app.services.snapshot_cache.near import CircuitBreaker, NearCache, NearEntry
 
 
 class Clock:

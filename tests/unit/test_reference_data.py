@@ -7,7 +7,7 @@ import csv
 import pytest
 
 from app.domain.errors import InvalidInput
-from app.services.reference_data import (
+from app.services.reference_data.upsert import (
     ACCOUNT_ALIASES,
     ACCOUNTS,
     DOCUMENT_TYPE_ALIASES,

@@ -10,7 +10,7 @@ from pathlib import Path
 import zstandard
 
 from app.adapters.postgres.ledger_store import FILE_CHUNK_BYTES
-from app.services.upload_spool import UploadSpool
+from app.services.uploads.spool import UploadSpool
 
 
 async def test_the_stored_blocks_are_the_file_in_order(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ import zstandard
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.adapters.postgres.tables import ledger_file_chunks, movement_batches
-from app.domain.ledger_format import AmountMode, ColumnRef, LedgerLayout
+from app.domain.ledger.format import AmountMode, ColumnRef, LedgerLayout
 
 FILE_CHUNK_BYTES = 1024 * 1024
 # Uploaded files are stored compressed, in chunks of FILE_CHUNK_BYTES (before compression):

@@ -19,7 +19,7 @@ from app.adapters.redis.rate_limit import CheckBatcher, Decision, window_check
 from app.api.middleware.callers import UNKNOWN, KnownKeys, bearer_token, client_ip
 from app.api.problems import problem
 from app.metrics import RATE_LIMIT_FAIL_OPEN, RATE_LIMIT_REJECTIONS
-from app.services.api_keys import authenticate, hash_key
+from app.services.tenancy.api_keys import authenticate, hash_key
 from app.settings import RatePolicy, Settings
 
 if TYPE_CHECKING:

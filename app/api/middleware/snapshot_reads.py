@@ -16,9 +16,9 @@ from urllib.parse import parse_qsl
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.routes.incidences import MAX_OFFSET, none_match, snapshot_headers
-from app.services.api_keys import Role, hash_key
-from app.services.incidences import SnapshotQuery
-from app.services.snapshot_repository import view_id
+from app.services.snapshot_cache.queries import SnapshotQuery
+from app.services.snapshot_cache.repository import view_id
+from app.services.tenancy.api_keys import Role, hash_key
 
 PATH = re.compile(r"/api/v1/closings/([0-9A-Fa-f-]{32,36})/incidences")
 _SEVERITIES = frozenset({"error", "warning"})

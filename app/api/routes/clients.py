@@ -11,7 +11,7 @@ from app.api.deps import Analyst, ConnDep, Viewer
 from app.api.problems import problem_responses
 from app.api.schemas import Items
 from app.api.schemas.clients import ClientIn, ClientOut
-from app.services import clients
+from app.services.tenancy import clients
 
 router = APIRouter(prefix="/clients", tags=["clients"])
 

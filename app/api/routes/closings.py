@@ -11,7 +11,7 @@ from app.api.deps import Analyst, ConnDep, Viewer
 from app.api.problems import problem_responses
 from app.api.schemas import Items
 from app.api.schemas.closings import ClosingIn, ClosingOut, ClosingPatch
-from app.services import closings
+from app.services.tenancy import closings
 
 # No prefix: the routes live under /clients/{id}/closings and /closings/{id}.
 router = APIRouter(tags=["closings"], responses=problem_responses(404))

@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from app.api.deps import ConnDep, SnapshotsDep, Viewer
 from app.api.problems import problem_responses
-from app.services import incidences
+from app.services.snapshot_cache import queries as incidences
 
 router = APIRouter(prefix="/closings/{closing_id}", tags=["incidences"])
 

@@ -8,12 +8,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from app.api.deps import Analyst, ConnDep, ResourcesDep, Viewer
+from app.api.multipart import receive_ledger
 from app.api.problems import problem_responses
 from app.api.schemas import Items
 from app.api.schemas.iterations import IterationDetail, IterationOut, ReprocessIn
-from app.api.uploads import receive_ledger
-from app.services import closing_reads, iterations, ledgers
-from app.services.upload_store import StagedFile
+from app.services.iterations import history as closing_reads
+from app.services.iterations import request as iterations
+from app.services.uploads import accept as ledgers
+from app.services.uploads.store import StagedFile
 
 router = APIRouter(
     prefix="/closings/{closing_id}",

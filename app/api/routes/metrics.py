@@ -15,8 +15,8 @@ from app.adapters.redis.heartbeat import live_workers
 from app.api.deps import ResourcesDep
 from app.metrics import LIVE_WORKERS, QUEUE_DEPTH, REGISTRY, SOURCE_UP, WorkerStatsCollector
 from app.resources import Resources
-from app.services import job_metrics
-from app.services.probes import queued_iterations
+from app.services.ops import job_metrics
+from app.services.ops.probes import queued_iterations
 
 router = APIRouter()
 

@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, Response
 from app.api.deps import ResourcesDep
 from app.api.problems import problem, problem_responses
 from app.resources import Resources
-from app.services.probes import HitRateWindow, check_readiness, health_document
+from app.services.ops.probes import HitRateWindow, check_readiness, health_document
 
 router = APIRouter(tags=["probes"])
 

@@ -22,8 +22,8 @@ from app.api.schemas.reference_data import (
     UpsertResult,
 )
 from app.domain.errors import InvalidInput, PayloadTooLarge
-from app.services import reference_data
-from app.services.reference_data import ACCOUNTS, DOCUMENT_TYPES, MAX_ITEMS, Entry, Kind
+from app.services.reference_data import upsert as reference_data
+from app.services.reference_data.upsert import ACCOUNTS, DOCUMENT_TYPES, MAX_ITEMS, Entry, Kind
 
 router = APIRouter(
     prefix="/clients", tags=["reference data"], responses=problem_responses((404, "No such client"))

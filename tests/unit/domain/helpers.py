@@ -9,9 +9,9 @@ import polars as pl
 
 from app.domain.evaluation import Evaluation, evaluate
 from app.domain.incidence import Incidence
-from app.domain.ledger_format import LedgerLayout, LedgerOptions
-from app.domain.ledger_inspect import inspect_ledger
-from app.domain.ledger_reader import iter_movement_batches, narrow
+from app.domain.ledger.format import LedgerLayout, LedgerOptions
+from app.domain.ledger.inspect import inspect_ledger
+from app.domain.ledger.reader import iter_movement_batches, narrow
 from app.domain.reference import Account, ReferenceData
 
 HEADER = "cuenta,fecha,comprobante,debe,haber,tipo_doc,folio,glosa,nombre_cuenta"

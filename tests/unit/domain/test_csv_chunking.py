@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.domain import ledger_csv
 from app.domain.errors import MalformedLedger
-from app.domain.ledger_inspect import inspect_ledger
+from app.domain.ledger import csv as ledger_csv
+from app.domain.ledger.inspect import inspect_ledger
 
 HEADER = ["cuenta", "fecha", "comprobante", "debe", "haber"]
 cell = st.text(alphabet=["a", "1", " ", ",", '"', "\n", "é", ";"], max_size=6)

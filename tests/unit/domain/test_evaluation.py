@@ -10,8 +10,8 @@ import pytest
 
 from app.domain.errors import AmountOverflow
 from app.domain.evaluation import evaluate
-from app.domain.ledger_inspect import inspect_ledger
-from app.domain.ledger_reader import iter_movement_batches, ledger_row_fetcher, narrow, read_narrow
+from app.domain.ledger.inspect import inspect_ledger
+from app.domain.ledger.reader import iter_movement_batches, ledger_row_fetcher, narrow, read_narrow
 from tests.unit.domain.helpers import HEADER, REFERENCE, row, run, write
 
 D = Decimal

@@ -12,9 +12,9 @@ from app.domain.errors import (
     LedgerFormatError,
     UnsupportedLedgerFile,
 )
-from app.domain.ledger_format import AmountMode, LedgerOptions
-from app.domain.ledger_inspect import inspect_ledger
-from app.domain.ledger_sniff import detect_delimiter, detect_encoding, detect_kind
+from app.domain.ledger.format import AmountMode, LedgerOptions
+from app.domain.ledger.inspect import inspect_ledger
+from app.domain.ledger.sniff import detect_delimiter, detect_encoding, detect_kind
 from tests.unit.domain.helpers import write
 from tests.unit.domain.xlsx_writer import write_xlsx
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from app.domain.ledger_format import LedgerOptions
-from app.domain.ledger_inspect import inspect_ledger
-from app.domain.ledger_reader import iter_movement_batches
-from app.domain.movement_parse import AMOUNT_DTYPE, MOVEMENT_SCHEMA
+from app.domain.ledger.format import LedgerOptions
+from app.domain.ledger.inspect import inspect_ledger
+from app.domain.ledger.parse import AMOUNT_DTYPE, MOVEMENT_SCHEMA
+from app.domain.ledger.reader import iter_movement_batches
 from tests.unit.domain.helpers import parse_text, read, write
 
 D = Decimal

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from app.domain.prefetch import prefetched
+from app.domain.ledger.prefetch import prefetched
 
 
 def test_items_come_in_order_whatever_the_depth() -> None:

@@ -12,9 +12,9 @@ import polars as pl
 from python_calamine import CalamineWorkbook
 
 from app.domain.evaluation import Evaluation, evaluate
-from app.domain.ledger_format import AmountMode, LedgerLayout, LedgerOptions
-from app.domain.ledger_inspect import inspect_ledger
-from app.domain.ledger_reader import iter_movement_batches, ledger_row_fetcher, narrow
+from app.domain.ledger.format import AmountMode, LedgerLayout, LedgerOptions
+from app.domain.ledger.inspect import inspect_ledger
+from app.domain.ledger.reader import iter_movement_batches, ledger_row_fetcher, narrow
 from app.domain.reference import Account, ReferenceData
 from tests.paths import PUBLIC_DATA
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from app.domain.errors import LedgerFormatError
-from app.domain.ledger_format import AmountMode, LedgerOptions
-from app.domain.xlsx_cells import cell_text, float_text
+from app.domain.ledger.cells import cell_text, float_text
+from app.domain.ledger.format import AmountMode, LedgerOptions
 from tests.unit.domain.helpers import read
 from tests.unit.domain.xlsx_writer import write_xlsx
 

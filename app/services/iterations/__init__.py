@@ -1,0 +1,1 @@
+"""Iterations: requested, claimed, run (parse, evaluate, publish), swept and retained."""

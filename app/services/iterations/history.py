@@ -1,0 +1,60 @@
+"""Read side of a closing's results: ownership check, diffs between stored iterations."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.adapters.postgres.tables import closings, iterations
+from app.domain.diff import diff_incidences
+from app.domain.errors import Conflict, NotFound
+from app.services.iterations.publish import result_document
+
+
+async def check_closing(conn: AsyncConnection, tenant_id: uuid.UUID, closing_id: uuid.UUID) -> None:
+    """NotFound unless the closing exists and is the tenant's."""
+    found = (
+        await conn.execute(
+            sa.select(closings.c.id).where(
+                closings.c.id == closing_id, closings.c.tenant_id == tenant_id
+            )
+        )
+    ).first()
+    if found is None:
+        raise NotFound(f"closing {closing_id} not found")
+
+
+async def succeeded_document(
+    conn: AsyncConnection, closing_id: uuid.UUID, number: int
+) -> dict[str, Any]:
+    """The stored result of iteration `number`; 404 if unknown, 409 if it has not succeeded."""
+    row = (
+        await conn.execute(
+            sa.select(iterations.c.id, iterations.c.status).where(
+                iterations.c.closing_id == closing_id, iterations.c.number == number
+            )
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"iteration {number} of closing {closing_id} not found")
+    if row.status != "succeeded":
+        raise Conflict(
+            f"iteration {number} is {row.status}: only succeeded iterations have results"
+        )
+    document = await result_document(conn, row.id)
+    if document is None:
+        raise NotFound(f"the results of iteration {number} are no longer retained")
+    return document
+
+
+async def diff_between(
+    conn: AsyncConnection, closing_id: uuid.UUID, before: int, after: int
+) -> dict[str, Any]:
+    """Diff of two succeeded iterations' incidence sets (SPEC §4)."""
+    first = await succeeded_document(conn, closing_id, before)
+    second = await succeeded_document(conn, closing_id, after)
+    diff = diff_incidences(first["incidences"], second["incidences"])
+    return {"from": before, "to": after, **diff.to_dict()}

@@ -1,0 +1,1 @@
+"""Operations: probes, job metrics, backups."""

@@ -1,0 +1,1 @@
+"""Charts of accounts and document types, and the reprocessing their changes trigger."""

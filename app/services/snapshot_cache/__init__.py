@@ -1,0 +1,1 @@
+"""Serving snapshots: near cache, Redis, Postgres behind, and their invalidation."""

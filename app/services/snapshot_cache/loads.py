@@ -1,0 +1,99 @@
+"""Postgres reads behind the snapshot cache: one closing's snapshot, and the open closings'."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.adapters.postgres.tables import closings, iteration_results, iterations, snapshots
+from app.domain.errors import NotFound
+from app.services.iterations.history import check_closing
+
+
+@dataclass(frozen=True)
+class LoadedSnapshot:
+    """The served snapshot's version (iteration number), hash, client and canonical document."""
+
+    version: int
+    content_hash: str
+    client_id: str
+    document: bytes | None  # None when the caller already holds this version
+
+
+def _snapshot_query() -> sa.Select[tuple[int, str, uuid.UUID, uuid.UUID, uuid.UUID]]:
+    return (
+        sa.select(
+            iterations.c.number,
+            snapshots.c.content_hash,
+            closings.c.client_id,
+            closings.c.tenant_id,
+            closings.c.id,
+        )
+        .select_from(snapshots)
+        .join(closings, closings.c.id == snapshots.c.closing_id)
+        .join(iterations, iterations.c.id == snapshots.c.iteration_id)
+    )
+
+
+async def load_snapshot(
+    conn: AsyncConnection, tenant: uuid.UUID, closing: uuid.UUID, known_version: int | None = None
+) -> LoadedSnapshot:
+    """The tenant's closing's snapshot in one query; its document is left out (not even read
+    from disk) when it is `known_version`. NotFound for a foreign closing or before a success."""
+    document: sa.ColumnElement[bytes | None] = (
+        iteration_results.c.document
+        if known_version is None
+        else sa.case(
+            (iterations.c.number == known_version, sa.null()),
+            else_=iteration_results.c.document,
+        )
+    )
+    row = (
+        await conn.execute(
+            _snapshot_query()
+            .add_columns(document.label("document"))
+            .join(iteration_results, iteration_results.c.iteration_id == snapshots.c.iteration_id)
+            .where(snapshots.c.closing_id == closing, closings.c.tenant_id == tenant)
+        )
+    ).first()
+    if row is None:
+        await check_closing(conn, tenant, closing)
+        raise NotFound(f"closing {closing} has no snapshot yet (no iteration has succeeded)")
+    return LoadedSnapshot(row.number, row.content_hash, str(row.client_id), row.document)
+
+
+async def owner(conn: AsyncConnection, closing: uuid.UUID) -> tuple[uuid.UUID, uuid.UUID]:
+    """(tenant, client) of a closing."""
+    row = (
+        await conn.execute(
+            sa.select(closings.c.tenant_id, closings.c.client_id).where(closings.c.id == closing)
+        )
+    ).one()
+    return row.tenant_id, row.client_id
+
+
+async def open_snapshots(conn: AsyncConnection) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """(tenant, closing) of every open closing with a snapshot, for `cache warm`."""
+    rows = await conn.execute(
+        _snapshot_query().where(closings.c.status == "open").order_by(closings.c.id)
+    )
+    return [(row.tenant_id, row.id) for row in rows]
+
+
+async def recent_snapshots(
+    conn: AsyncConnection, window_seconds: float, limit: int = 5000
+) -> list[tuple[uuid.UUID, uuid.UUID, int]]:
+    """(tenant, closing, version) of the snapshots published in the last `window_seconds`."""
+    rows = await conn.execute(
+        _snapshot_query()
+        .where(
+            snapshots.c.published_at
+            > sa.func.now() - sa.func.make_interval(0, 0, 0, 0, 0, 0, window_seconds)
+        )
+        .order_by(snapshots.c.published_at.desc())
+        .limit(limit)
+    )
+    return [(row.tenant_id, row.id, row.number) for row in rows]

@@ -1,0 +1,1 @@
+"""Tenants, API keys, clients and closings: who owns what."""

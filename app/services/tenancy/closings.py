@@ -1,0 +1,127 @@
+"""Closings: one per client and month, open or closed, always scoped to the caller's tenant."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.adapters.postgres.tables import closings, iterations, snapshots
+from app.domain.errors import Conflict, NotFound
+from app.services.tenancy.clients import get_client
+
+_latest = (
+    sa.select(iterations.c.number, iterations.c.status)
+    .where(iterations.c.closing_id == closings.c.id)
+    .order_by(iterations.c.number.desc())
+    .limit(1)
+    .lateral("latest")
+)
+_published = iterations.alias("published")
+
+# The closing with its newest iteration and served snapshot: index lookups, no scans.
+_RESOURCE = sa.select(
+    closings.c.id,
+    closings.c.client_id,
+    closings.c.period,
+    closings.c.status,
+    closings.c.created_at,
+    closings.c.updated_at,
+    _latest.c.number.label("latest_number"),
+    _latest.c.status.label("latest_status"),
+    _published.c.number.label("snapshot_iteration"),
+    snapshots.c.content_hash.label("snapshot_hash"),
+).select_from(
+    closings.outerjoin(_latest, sa.true())
+    .outerjoin(snapshots, snapshots.c.closing_id == closings.c.id)
+    .outerjoin(_published, _published.c.id == snapshots.c.iteration_id)
+)
+
+
+def _to_resource(row: Any) -> dict[str, Any]:
+    data = dict(row._mapping)
+    latest_number, latest_status = data.pop("latest_number"), data.pop("latest_status")
+    snapshot_iteration, snapshot_hash = data.pop("snapshot_iteration"), data.pop("snapshot_hash")
+    data["latest_iteration"] = (
+        {"number": latest_number, "status": latest_status} if latest_number is not None else None
+    )
+    data["snapshot"] = (
+        {"iteration": snapshot_iteration, "content_hash": snapshot_hash}
+        if snapshot_iteration is not None
+        else None
+    )
+    return data
+
+
+async def get_closing(
+    conn: AsyncConnection, tenant_id: uuid.UUID, closing_id: uuid.UUID
+) -> dict[str, Any]:
+    """One closing of the tenant; another tenant's closing is NotFound, like a missing one."""
+    row = (
+        await conn.execute(
+            _RESOURCE.where(closings.c.id == closing_id, closings.c.tenant_id == tenant_id)
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"closing {closing_id} not found")
+    return _to_resource(row)
+
+
+async def create_closing(
+    conn: AsyncConnection, tenant_id: uuid.UUID, client_id: uuid.UUID, period: str
+) -> dict[str, Any]:
+    """Open the client's closing of `period`; 409 if the client already has one."""
+    await get_client(conn, tenant_id, client_id)
+    # DO NOTHING rather than catching the unique violation: the transaction stays usable.
+    closing_id = await conn.scalar(
+        pg.insert(closings)
+        .values(tenant_id=tenant_id, client_id=client_id, period=period)
+        .on_conflict_do_nothing(index_elements=[closings.c.client_id, closings.c.period])
+        .returning(closings.c.id)
+    )
+    if closing_id is None:
+        existing = await conn.scalar(
+            sa.select(closings.c.id).where(
+                closings.c.client_id == client_id, closings.c.period == period
+            )
+        )
+        raise Conflict(f"client {client_id} already has closing {existing} for period {period}")
+    return await get_closing(conn, tenant_id, closing_id)
+
+
+async def list_closings(
+    conn: AsyncConnection, tenant_id: uuid.UUID, client_id: uuid.UUID
+) -> list[dict[str, Any]]:
+    """The client's closings, newest period first."""
+    await get_client(conn, tenant_id, client_id)
+    rows = await conn.execute(
+        _RESOURCE.where(
+            closings.c.client_id == client_id, closings.c.tenant_id == tenant_id
+        ).order_by(closings.c.period.desc())
+    )
+    return [_to_resource(row) for row in rows]
+
+
+async def set_status(
+    conn: AsyncConnection, tenant_id: uuid.UUID, closing_id: uuid.UUID, status: str
+) -> dict[str, Any]:
+    """Close or reopen a closing; setting the status it already has changes nothing."""
+    # The row lock orders this after an upload or re-processing request holding it, so a
+    # closing is never closed halfway through queueing one of its iterations.
+    current = await conn.scalar(
+        sa.select(closings.c.status)
+        .where(closings.c.id == closing_id, closings.c.tenant_id == tenant_id)
+        .with_for_update()
+    )
+    if current is None:
+        raise NotFound(f"closing {closing_id} not found")
+    if current != status:
+        await conn.execute(
+            sa.update(closings)
+            .where(closings.c.id == closing_id)
+            .values(status=status, updated_at=sa.func.now())
+        )
+    return await get_closing(conn, tenant_id, closing_id)

@@ -1,0 +1,1 @@
+"""Receiving a ledger upload: spooled, checked, stored durably, accepted."""

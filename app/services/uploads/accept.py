@@ -1,0 +1,114 @@
+"""Accepting a ledger upload: validate synchronously, store durably, queue its iteration."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from app.adapters.postgres.ledger_store import layout_to_json
+from app.adapters.postgres.tables import closings, ledgers
+from app.domain.errors import Conflict
+from app.domain.ledger.format import LedgerOptions
+from app.domain.ledger.inspect import inspect_ledger
+from app.resources import Resources
+from app.services.iterations import request as iterations
+from app.services.tenancy.api_keys import Principal
+from app.services.uploads.spool import UploadSpool
+
+
+@dataclass(frozen=True)
+class ReceivedLedger:
+    """A received upload: its ledger row (still `receiving`, its file stored already), its spool
+    (local copy, digests) and form options."""
+
+    ledger_id: uuid.UUID
+    spool: UploadSpool
+    filename: str | None
+    options: LedgerOptions
+
+
+async def check_can_upload(
+    resources: Resources, principal: Principal, closing_id: uuid.UUID
+) -> None:
+    """404 or 409 before the upload's body is received, not after."""
+    async with resources.engine.connect() as conn:
+        await iterations.check_open_closing(conn, principal.tenant_id, closing_id)
+
+
+async def accept_ledger(
+    resources: Resources,
+    principal: Principal,
+    closing_id: uuid.UUID,
+    upload: ReceivedLedger,
+    request_id: str | None = None,
+) -> dict[str, Any]:
+    """Validate the file, then make its stored ledger the closing's and queue its iteration, in
+    one transaction; then queue the job.
+
+    When validation fails the caller (uploads.receive_ledger) removes the stored file; once this
+    returns, the upload survives restarts.
+    """
+    spool = upload.spool
+    ledger_id = upload.ledger_id
+    layout = await asyncio.to_thread(inspect_ledger, spool.path, upload.options)
+    async with resources.engine.begin() as conn:
+        closing = await iterations.lock_open_closing(conn, principal.tenant_id, closing_id)
+        accepted = await conn.execute(
+            sa.update(ledgers)
+            .where(ledgers.c.id == ledger_id, ledgers.c.receiving)
+            .values(
+                filename=upload.filename,
+                size_bytes=spool.size,
+                sha256=spool.sha256,
+                layout=layout_to_json(layout),
+                uploaded_by=principal.key_name,
+                uploaded_at=sa.func.now(),
+                receiving=False,
+            )
+        )
+        if accepted.rowcount != 1:  # removed as abandoned (upload_store.ABANDONED_AFTER)
+            raise Conflict(
+                "The upload took so long that its stored part was removed; send it again"
+            )
+        await conn.execute(
+            sa.update(closings)
+            .where(closings.c.id == closing_id)
+            .values(ledger_id=ledger_id, updated_at=sa.func.now())
+        )
+        iteration = await iterations.request_iteration(
+            conn,
+            closing_id,
+            "ledger_replaced" if closing.ledger_id else "initial",
+            requested_by=principal.key_name,
+            request_id=request_id,
+        )
+    await iterations.enqueue(resources, [iteration])
+    return iteration
+
+
+async def reprocess(
+    resources: Resources,
+    principal: Principal,
+    closing_id: uuid.UUID,
+    notes: str | None,
+    request_id: str | None = None,
+) -> dict[str, Any]:
+    """Queue a `manual` iteration (or merge into the queued one) and queue its job."""
+    async with resources.engine.begin() as conn:
+        closing = await iterations.lock_open_closing(conn, principal.tenant_id, closing_id)
+        if closing.ledger_id is None:
+            raise Conflict(f"closing {closing_id} has no ledger yet: upload one first")
+        iteration = await iterations.request_iteration(
+            conn,
+            closing_id,
+            "manual",
+            requested_by=principal.key_name,
+            notes=notes,
+            request_id=request_id,
+        )
+    await iterations.enqueue(resources, [iteration])
+    return iteration
