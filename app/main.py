@@ -10,8 +10,9 @@ from fastapi import APIRouter, FastAPI
 from fastapi_offline import FastAPIOffline
 
 from app import __version__
+from app.api.middleware.callers import KnownKeys, PrincipalCache
 from app.api.middleware.metrics import MetricsMiddleware
-from app.api.middleware.rate_limit import install_rate_limit
+from app.api.middleware.rate_limit import RateLimitMiddleware
 from app.api.middleware.request_id import RequestIdMiddleware
 from app.api.middleware.snapshot_reads import SnapshotReadFastPath
 from app.api.problems import install_problem_handlers, install_problem_openapi, problem_responses
@@ -31,6 +32,7 @@ from app.resources import Resources
 from app.services.snapshot_cache.repository import SnapshotRepository
 from app.services.tenancy.api_keys import ensure_bootstrap_key
 from app.settings import Settings
+from app.state import AppState
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +45,9 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         resources = Resources.build(settings)
-        app.state.resources = resources
-        app.state.snapshots = SnapshotRepository(resources)
-        app.state.snapshots.start()
+        snapshots = SnapshotRepository(resources)
+        state.resources, state.snapshots = resources, snapshots
+        snapshots.start()
         if settings.bootstrap_api_key is not None:
             try:
                 async with resources.engine.begin() as conn:
@@ -55,9 +57,10 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
-            app.state.draining = True
-            await app.state.snapshots.aclose()
+            state.draining = True
+            await snapshots.aclose()
             await resources.aclose()
+            state.resources = state.snapshots = None
 
     # Swagger UI 5 and ReDoc are served from the package's own static files: no CDN.
     app = FastAPIOffline(
@@ -69,15 +72,20 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,  # ReDoc fetches its logo from a CDN; Swagger UI is fully local
         swagger_ui_parameters={"validatorUrl": None, "persistAuthorization": True},
     )
-    app.state.draining = False  # flipped by the server on SIGTERM: /ready answers 503 at once
-    app.state.health_cache = None
-    app.state.migration_head = head_revision()
+    state = AppState(
+        settings=settings,
+        migration_head=head_revision(),
+        principals=PrincipalCache(settings.auth_cache_ttl_seconds),
+        known_keys=KnownKeys(),
+    )
+    app.state.ledger = state
     install_problem_handlers(app)
     install_unavailable_handlers(app)  # Postgres/Redis unreachable: 503, not 500
     install_problem_openapi(app)
     # Innermost: hot snapshot reads are answered here, still behind the rate limiter.
     app.add_middleware(SnapshotReadFastPath)
-    install_rate_limit(app, settings)  # add request-id/metrics middleware after: they wrap it
+    # Add request-id/metrics middleware after: they wrap it.
+    app.add_middleware(RateLimitMiddleware, settings=settings, known_keys=state.known_keys)
 
     app.include_router(probes.router)
     app.include_router(metrics_route.router)

@@ -80,7 +80,6 @@ class Settings(BaseSettings):
     # In-process near cache, kept fresh by pub/sub; an entry is re-checked against Redis once
     # it is this old (the bound on staleness if Redis is partitioned from this process).
     cache_near_max_age_seconds: float = Field(default=5.0, ge=0)
-    cache_near_max_entries: int = Field(default=1024, ge=0)
     cache_near_max_bytes: int = Field(default=128 * 1024 * 1024, ge=0)
     # API key → principal cache: a revoked key keeps working for at most this long (0: off).
     auth_cache_ttl_seconds: float = Field(default=5.0, ge=0)

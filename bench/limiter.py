@@ -178,8 +178,9 @@ def main() -> None:
             "RATE_LIMIT_READ": f"{HUGE}/60",
             "LOG_LEVEL": "WARNING",
         }
-        subprocess.run([sys.executable, "-m", "app.cli", "migrate"], env=env, check=True,
-                       capture_output=True)  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-m", "app.cli", "migrate"], env=env, check=True, capture_output=True
+        )
         ports = {mode: free_port() for mode in MODES}
         children = [
             subprocess.Popen(
@@ -209,8 +210,10 @@ def main() -> None:
     # Medians resist one disturbed round; bests show each mode undisturbed (the machine is shared).
     median = {mode: statistics.median(values) for mode, values in rates.items()}
     best = {mode: max(values) for mode, values in rates.items()}
-    print(f"\nGET /api/v1/clients/{{id}}, {args.connections} connections, "
-          f"{args.rounds} rounds x {args.seconds:g} s")  # fmt: skip
+    print(
+        f"\nGET /api/v1/clients/{{id}}, {args.connections} connections, "
+        f"{args.rounds} rounds x {args.seconds:g} s"
+    )
     print(f"  {'':<16} {'median':>14} {'best':>15}")
     for label, mode in (
         ("limiter off", "off"),

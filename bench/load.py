@@ -126,8 +126,10 @@ async def _seed(http: httpx.AsyncClient, rng: random.Random) -> Seed:
     await _wait_succeeded(http, accepted.headers["Location"])
     snapshot = (await http.get(f"/api/v1/closings/{main}/incidences")).raise_for_status().json()
     keys = [item["key"] for item in snapshot["incidences"] if item["type"] != "ROW_INVALID"]
-    print(f"seeded: closing with {snapshot['statistics']['movements_total']} movements, "
-          f"{len(keys)} incidences; {UPLOAD_CLOSINGS} closings for uploads")  # fmt: skip
+    print(
+        f"seeded: closing with {snapshot['statistics']['movements_total']} movements, "
+        f"{len(keys)} incidences; {UPLOAD_CLOSINGS} closings for uploads"
+    )
     return Seed(client, scratch, main, uploads, keys)
 
 
@@ -274,10 +276,13 @@ def _report(
     args: argparse.Namespace,
 ) -> dict[str, object]:
     classes = ("2xx", "3xx", "4xx", "5xx", "transport")
-    print(f"\n{args.connections} connections, {elapsed:.1f} s, "
-          f"load average {os.getloadavg()[0]:.2f}")  # fmt: skip
-    print(f"{'kind':<17}{'requests':>9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}  "
-          + "".join(f"{c:>10}" for c in classes))  # fmt: skip
+    print(
+        f"\n{args.connections} connections, {elapsed:.1f} s, load average {os.getloadavg()[0]:.2f}"
+    )
+    print(
+        f"{'kind':<17}{'requests':>9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}  "
+        + "".join(f"{c:>10}" for c in classes)
+    )
     total: Counter[str] = Counter()
     for kind in [*WEIGHTS, "total"]:
         if kind == "total":
@@ -288,11 +293,15 @@ def _report(
             total.update(outcomes)
         if not latencies:
             continue
-        print(f"{kind:<17}{len(latencies):>9}{len(latencies) / elapsed:>9.1f}"
-              f"{_percentile(latencies, 0.5):>9.1f}{_percentile(latencies, 0.99):>9.1f}  "
-              + "".join(f"{outcomes[c]:>10}" for c in classes))  # fmt: skip
-    print(f"iterations of the seeded closings afterwards: {dict(iterations)}; server cache "
-          f"hit rate {cache.get('hit_rate')}")  # fmt: skip
+        print(
+            f"{kind:<17}{len(latencies):>9}{len(latencies) / elapsed:>9.1f}"
+            f"{_percentile(latencies, 0.5):>9.1f}{_percentile(latencies, 0.99):>9.1f}  "
+            + "".join(f"{outcomes[c]:>10}" for c in classes)
+        )
+    print(
+        f"iterations of the seeded closings afterwards: {dict(iterations)}; server cache "
+        f"hit rate {cache.get('hit_rate')}"
+    )
     for failure in tally.failures:
         print(f"  failure: {failure}")
     all_latencies = [lat for values in tally.latencies.values() for lat in values]

@@ -106,8 +106,10 @@ def _publish(base: str, key: str, incidences: int) -> str:
         if status != "succeeded":
             raise SystemExit("the iteration failed")
         first = h.get(f"{path}/incidences").raise_for_status()
-        print(f"snapshot: {incidences} incidences, {len(first.content):,} B; first read after "
-              f"publish: X-Cache {first.headers['X-Cache']}")  # fmt: skip
+        print(
+            f"snapshot: {incidences} incidences, {len(first.content):,} B; first read after "
+            f"publish: X-Cache {first.headers['X-Cache']}"
+        )
     return f"{path}/incidences"
 
 
@@ -122,8 +124,10 @@ def _summary(name: str, rounds: list[Round]) -> float:
         for value, count in r.x_cache.items():
             x_cache[value] = x_cache.get(value, 0) + count
     shown = f"  X-Cache {x_cache}" if x_cache else ""
-    print(f"{name:<12} {rate:9,.0f} req/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  "
-          f"errors {errors}{shown}")  # fmt: skip
+    print(
+        f"{name:<12} {rate:9,.0f} req/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  "
+        f"errors {errors}{shown}"
+    )
     return rate
 
 
@@ -157,15 +161,20 @@ def main() -> None:
         for _ in range(args.rounds):
             for rounds, request in ((alive, _request("/alive")), (reads, _request(path, key))):
                 rounds.append(asyncio.run(_round(port, request, args.connections, args.seconds)))
-        print(f"{args.connections} connections, {args.rounds} alternating rounds of "
-              f"{args.seconds:g} s per path; load average {os.getloadavg()[0]:.2f}")  # fmt: skip
+        print(
+            f"{args.connections} connections, {args.rounds} alternating rounds of "
+            f"{args.seconds:g} s per path; load average {os.getloadavg()[0]:.2f}"
+        )
         alive_rate = _summary("/alive", alive)
         read_rate = _summary("/incidences", reads)
         print(f"ratio incidences / alive: {read_rate / alive_rate:.2f}x  (target >= 0.70x)")
-        stats = httpx.get(f"{base}/api/v1/admin/cache/stats",
-                          headers={"Authorization": f"Bearer {key}"}).json()  # fmt: skip
-        print(f"server cache: hit_rate {stats['hit_rate']}, hits {stats['hits']}, "
-              f"misses {stats['misses']}, circuit {stats['circuit']['state']}")  # fmt: skip
+        stats = httpx.get(
+            f"{base}/api/v1/admin/cache/stats", headers={"Authorization": f"Bearer {key}"}
+        ).json()
+        print(
+            f"server cache: hit_rate {stats['hit_rate']}, hits {stats['hits']}, "
+            f"misses {stats['misses']}, circuit {stats['circuit']['state']}"
+        )
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from app.migrations import upgrade_to_head
 from app.resources import create_engine
 from app.services.tenancy import api_keys
 from app.settings import Settings
+from app.state import app_state
 
 warnings.filterwarnings("ignore", module="platformdirs")
 
@@ -181,7 +182,7 @@ async def make_key(app: FastAPI) -> KeyMaker:
     """Create an API key for a fresh (or named) tenant; returns the key."""
 
     async def _make(role: str = "admin", tenant: str | None = None, name: str = "test") -> str:
-        async with app.state.resources.engine.begin() as conn:
+        async with app_state(app).resources.engine.begin() as conn:
             return await api_keys.create_key(
                 conn, tenant=tenant or f"tenant-{secrets.token_hex(4)}", role=role, name=name
             )

@@ -220,8 +220,16 @@ def expected_incidences(
 
 def _dup_key(m: Movement) -> tuple[Any, ...]:
     doc_type = m.document_type.upper() if m.document_type else m.document_type
-    return (m.account_code, m.date, m.voucher, doc_type, m.document_number, m.description,
-            m.debit, m.credit)  # fmt: skip
+    return (
+        m.account_code,
+        m.date,
+        m.voucher,
+        doc_type,
+        m.document_number,
+        m.description,
+        m.debit,
+        m.credit,
+    )
 
 
 def assert_incidences(document: Mapping[str, Any], expected: Mapping[str, Expected]) -> None:

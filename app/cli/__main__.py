@@ -1,5 +1,7 @@
 """`python -m app.cli`: the same as the `ledger-incidences` command."""
 
+import sys
+
 from app.cli.main import main
 
-main()
+sys.exit(main())

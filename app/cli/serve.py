@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from app.main import create_app
 from app.settings import Settings
+from app.state import app_state
 
 
 class DrainingServer(uvicorn.Server):
@@ -29,7 +30,7 @@ class DrainingServer(uvicorn.Server):
             self._stop(sig)  # a second signal stops without waiting
             return
         self._draining = True
-        self._app.state.draining = True
+        app_state(self._app).draining = True
         timer = threading.Timer(self._drain_seconds, self._stop, args=(sig,))
         timer.daemon = True
         timer.start()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -89,3 +90,14 @@ def _encode(value: Any) -> Any:
     if isinstance(value, tuple | set | frozenset):
         return sorted(value) if isinstance(value, set | frozenset) else list(value)
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotEntry:
+    """A snapshot (or a filtered view of it) ready to send: the body, the version (iteration
+    number) and content hash it belongs to, and its client (invalidation by client needs it)."""
+
+    version: int
+    content_hash: str
+    client_id: str
+    body: bytes

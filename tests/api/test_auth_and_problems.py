@@ -15,6 +15,7 @@ from pydantic import SecretStr
 
 from app.main import create_app
 from app.settings import Settings
+from app.state import app_state
 from tests.conftest import KeyMaker, bearer
 
 CLIENTS = "/api/v1/clients"
@@ -70,7 +71,7 @@ async def test_keys_are_stored_hashed(
     app: FastAPI, client: AsyncClient, make_key: KeyMaker
 ) -> None:
     key = await make_key("viewer", name="hashed-check")
-    async with app.state.resources.engine.connect() as conn:
+    async with app_state(app).resources.engine.connect() as conn:
         rows = (await conn.execute(sa.text("SELECT * FROM api_keys"))).mappings().all()
     assert rows
     for row in rows:
@@ -94,7 +95,7 @@ async def test_bootstrap_api_key_is_an_admin_of_the_default_tenant(settings: Set
         assert (await http.get(CLIENTS, headers=bearer(key))).status_code == 200
         created = await http.post(CLIENTS, json={"name": "Boot"}, headers=bearer(key))
         assert created.status_code == 201, created.text
-        async with application.state.resources.engine.connect() as conn:
+        async with app_state(application).resources.engine.connect() as conn:
             row = (
                 (
                     await conn.execute(

@@ -121,8 +121,9 @@ def _zip(members: list[tuple[str, int, bytes, int, int]]) -> bytes:
         directory += struct.pack("<IH", 0x02014B50, 20) + struct.pack("<HHHHHIIIHH", *fields)
         directory += struct.pack("<HHHII", 0, 0, 0, 0, len(body)) + raw
         body += struct.pack("<I", 0x04034B50) + struct.pack("<HHHHHIIIHH", *fields) + raw + data
-    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(members), len(members),
-                      len(directory), len(body), 0)  # fmt: skip
+    end = struct.pack(
+        "<IHHHHIIH", 0x06054B50, 0, 0, len(members), len(members), len(directory), len(body), 0
+    )
     return body + directory + end
 
 
@@ -225,9 +226,13 @@ REFUSED = [
 
 @pytest.mark.parametrize(("make", "filename", "status", "says"), REFUSED)
 async def test_refused_upload(
-    client: AsyncClient, analyst: str, make: Callable[[], bytes], filename: str, status: int,
+    client: AsyncClient,
+    analyst: str,
+    make: Callable[[], bytes],
+    filename: str,
+    status: int,
     says: str,
-) -> None:  # fmt: skip
+) -> None:
     closing = (await create_closing(client, analyst)).id
     content = make()
     with PeakRss() as rss:
@@ -259,9 +264,10 @@ async def test_nul_in_the_file_name(client: AsyncClient, analyst: str) -> None:
         b"Content-Type: text/csv\r\n\r\n" + GOOD + b"\r\n--b0--\r\n"
     )
     response = await client.post(
-        f"{API}/closings/{closing}/ledger", content=body,
+        f"{API}/closings/{closing}/ledger",
+        content=body,
         headers={**bearer(analyst), "Content-Type": "multipart/form-data; boundary=b0"},
-    )  # fmt: skip
+    )
     assert "NUL" in assert_problem(response, 422)["detail"]
 
 
@@ -308,9 +314,12 @@ ROW_PROBLEMS = [
 
 @pytest.mark.parametrize(("content", "rejected"), ROW_PROBLEMS)
 async def test_bad_rows_are_reported(
-    client: AsyncClient, analyst: str, run_worker: Worker, content: bytes,
+    client: AsyncClient,
+    analyst: str,
+    run_worker: Worker,
+    content: bytes,
     rejected: dict[str, tuple[list[int], str]],
-) -> None:  # fmt: skip
+) -> None:
     closing = (await create_closing(client, analyst)).id
     response = await upload(client, analyst, closing, content)
     assert response.status_code == 202, response.text
@@ -438,58 +447,174 @@ async def test_a_10_mb_line_is_processed_in_bounded_memory(
 # --- JSON bodies and query values -------------------------------------------------------------
 
 JSON_CASES = [
-    pytest.param("POST", "/clients", {"json": {"name": "A", "colour": "red"}}, 422, "colour",
-                 id="unknown-member-client"),
-    pytest.param("PUT", "/clients/{client}/accounts",
-                 {"json": [{"code": "1", "name": "Caja", "nmae_en": "Cash"}]}, 422, "nmae_en",
-                 id="unknown-member-account"),
-    pytest.param("POST", "/clients/{client}/closings",
-                 {"json": {"period": "2026-11", "status": "open"}}, 422, "status",
-                 id="unknown-member-closing"),
-    pytest.param("PATCH", "/closings/{closing}", {"json": {"status": "closed", "why": "x"}},
-                 422, "why", id="unknown-member-patch"),
-    pytest.param("POST", "/closings/{closing}/reprocess", {"json": {"force": True}}, 422,
-                 "force", id="unknown-member-reprocess"),
-    pytest.param("POST", "/admin/cache/invalidate", {"json": {"all": True, "every": 1}}, 422,
-                 "every", id="unknown-member-invalidate"),
-    pytest.param("POST", "/admin/cache/invalidate", {"json": {"all": 1}}, 422, "all",
-                 id="number-for-a-boolean"),
-    pytest.param("POST", "/clients", {"content": b'{"name": 1e400}'}, 422, "name",
-                 id="huge-number-for-a-name"),
-    pytest.param("POST", "/clients", {"json": {"name": "Caja\x00"}}, 422, "NUL",
-                 id="nul-in-a-name"),
-    pytest.param("PUT", "/clients/{client}/accounts",
-                 {"content": "code,name\n1,Caja\x00\n", "headers": {"Content-Type": "text/csv"}},
-                 422, "NUL", id="nul-in-csv-reference-data"),
-    pytest.param("PUT", "/clients/{client}/accounts",
-                 {"content": "code,name\n1,Caja\n".encode("utf-16"),
-                  "headers": {"Content-Type": "text/csv"}}, 422, "UTF-16",
-                 id="utf-16-csv-reference-data"),
-    pytest.param("POST", "/clients", {"content": '{"name": "Depreciación"}'.encode("latin-1")},
-                 400, "not UTF-8", id="latin-1-json"),
-    pytest.param("POST", "/clients/{client}/closings", {"json": {"period": "٢٠٢٦-10"}}, 422,
-                 "YYYY-MM", id="non-ascii-digits-in-a-period"),
-    pytest.param("GET", "/closings/{closing}/incidences?limit=100000", {}, 422, "limit",
-                 id="oversized-limit"),
-    pytest.param("GET", "/closings/{closing}/incidences?limit=" + "9" * 40, {}, 422, "limit",
-                 id="40-digit-limit"),
-    pytest.param("GET", "/closings/{closing}/incidences?offset=-1", {}, 422, "offset",
-                 id="negative-offset"),
-    pytest.param("GET", "/closings/{closing}/incidences?offset=" + "9" * 30, {}, 422, "offset",
-                 id="30-digit-offset"),
-    pytest.param("GET", "/closings/{closing}/incidences?limit=²", {}, 422, "limit",
-                 id="superscript-digit-limit"),
-    pytest.param("GET", "/closings/{closing}/incidences/X/movements?limit=1001", {}, 422,
-                 "limit", id="oversized-movements-limit"),
-    pytest.param("GET", "/closings/{closing}/incidences/X/movements?cursor=bm90LWEtY3Vyc29y",
-                 {}, 422, "cursor", id="forged-cursor"),
-    pytest.param("GET", "/closings/{closing}/incidences/X%00Y/movements", {}, 404, "X",
-                 id="nul-in-an-incidence-key"),
-    pytest.param("GET", "/closings/{closing}/iterations/99999999999", {}, 422, "number",
-                 id="iteration-number-past-int32"),
-    pytest.param("GET", "/closings/{closing}/diff?from=1&to=99999999999", {}, 422, "to",
-                 id="diff-past-int32"),
-]  # fmt: skip
+    pytest.param(
+        "POST",
+        "/clients",
+        {"json": {"name": "A", "colour": "red"}},
+        422,
+        "colour",
+        id="unknown-member-client",
+    ),
+    pytest.param(
+        "PUT",
+        "/clients/{client}/accounts",
+        {"json": [{"code": "1", "name": "Caja", "nmae_en": "Cash"}]},
+        422,
+        "nmae_en",
+        id="unknown-member-account",
+    ),
+    pytest.param(
+        "POST",
+        "/clients/{client}/closings",
+        {"json": {"period": "2026-11", "status": "open"}},
+        422,
+        "status",
+        id="unknown-member-closing",
+    ),
+    pytest.param(
+        "PATCH",
+        "/closings/{closing}",
+        {"json": {"status": "closed", "why": "x"}},
+        422,
+        "why",
+        id="unknown-member-patch",
+    ),
+    pytest.param(
+        "POST",
+        "/closings/{closing}/reprocess",
+        {"json": {"force": True}},
+        422,
+        "force",
+        id="unknown-member-reprocess",
+    ),
+    pytest.param(
+        "POST",
+        "/admin/cache/invalidate",
+        {"json": {"all": True, "every": 1}},
+        422,
+        "every",
+        id="unknown-member-invalidate",
+    ),
+    pytest.param(
+        "POST",
+        "/admin/cache/invalidate",
+        {"json": {"all": 1}},
+        422,
+        "all",
+        id="number-for-a-boolean",
+    ),
+    pytest.param(
+        "POST",
+        "/clients",
+        {"content": b'{"name": 1e400}'},
+        422,
+        "name",
+        id="huge-number-for-a-name",
+    ),
+    pytest.param(
+        "POST", "/clients", {"json": {"name": "Caja\x00"}}, 422, "NUL", id="nul-in-a-name"
+    ),
+    pytest.param(
+        "PUT",
+        "/clients/{client}/accounts",
+        {"content": "code,name\n1,Caja\x00\n", "headers": {"Content-Type": "text/csv"}},
+        422,
+        "NUL",
+        id="nul-in-csv-reference-data",
+    ),
+    pytest.param(
+        "PUT",
+        "/clients/{client}/accounts",
+        {
+            "content": "code,name\n1,Caja\n".encode("utf-16"),
+            "headers": {"Content-Type": "text/csv"},
+        },
+        422,
+        "UTF-16",
+        id="utf-16-csv-reference-data",
+    ),
+    pytest.param(
+        "POST",
+        "/clients",
+        {"content": '{"name": "Depreciación"}'.encode("latin-1")},
+        400,
+        "not UTF-8",
+        id="latin-1-json",
+    ),
+    pytest.param(
+        "POST",
+        "/clients/{client}/closings",
+        {"json": {"period": "٢٠٢٦-10"}},
+        422,
+        "YYYY-MM",
+        id="non-ascii-digits-in-a-period",
+    ),
+    pytest.param(
+        "GET", "/closings/{closing}/incidences?limit=100000", {}, 422, "limit", id="oversized-limit"
+    ),
+    pytest.param(
+        "GET",
+        "/closings/{closing}/incidences?limit=" + "9" * 40,
+        {},
+        422,
+        "limit",
+        id="40-digit-limit",
+    ),
+    pytest.param(
+        "GET", "/closings/{closing}/incidences?offset=-1", {}, 422, "offset", id="negative-offset"
+    ),
+    pytest.param(
+        "GET",
+        "/closings/{closing}/incidences?offset=" + "9" * 30,
+        {},
+        422,
+        "offset",
+        id="30-digit-offset",
+    ),
+    pytest.param(
+        "GET",
+        "/closings/{closing}/incidences?limit=²",
+        {},
+        422,
+        "limit",
+        id="superscript-digit-limit",
+    ),
+    pytest.param(
+        "GET",
+        "/closings/{closing}/incidences/X/movements?limit=1001",
+        {},
+        422,
+        "limit",
+        id="oversized-movements-limit",
+    ),
+    pytest.param(
+        "GET",
+        "/closings/{closing}/incidences/X/movements?cursor=bm90LWEtY3Vyc29y",
+        {},
+        422,
+        "cursor",
+        id="forged-cursor",
+    ),
+    pytest.param(
+        "GET",
+        "/closings/{closing}/incidences/X%00Y/movements",
+        {},
+        404,
+        "X",
+        id="nul-in-an-incidence-key",
+    ),
+    pytest.param(
+        "GET",
+        "/closings/{closing}/iterations/99999999999",
+        {},
+        422,
+        "number",
+        id="iteration-number-past-int32",
+    ),
+    pytest.param(
+        "GET", "/closings/{closing}/diff?from=1&to=99999999999", {}, 422, "to", id="diff-past-int32"
+    ),
+]
 
 
 @pytest.fixture(scope="module")
@@ -505,15 +630,22 @@ async def processed(app: FastAPI, make_key: KeyMaker, run_worker: Worker) -> tup
 
 @pytest.mark.parametrize(("method", "path", "request_", "status", "says"), JSON_CASES)
 async def test_bad_json_or_query(
-    client: AsyncClient, processed: tuple[str, str, str], method: str, path: str,
-    request_: dict[str, Any], status: int, says: str,
-) -> None:  # fmt: skip
+    client: AsyncClient,
+    processed: tuple[str, str, str],
+    method: str,
+    path: str,
+    request_: dict[str, Any],
+    status: int,
+    says: str,
+) -> None:
     key, client_id, closing = processed
     headers = {**bearer(key), "Content-Type": "application/json", **request_.get("headers", {})}
     response: Response = await client.request(
-        method, API + path.format(client=client_id, closing=closing), headers=headers,
+        method,
+        API + path.format(client=client_id, closing=closing),
+        headers=headers,
         **{k: v for k, v in request_.items() if k != "headers"},
-    )  # fmt: skip
+    )
     body = assert_problem(response, status)
     assert says in body["detail"], body
     # The snapshot is still served as it was.

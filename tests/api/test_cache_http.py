@@ -15,6 +15,7 @@ from app.adapters.redis import keys
 from app.main import create_app
 from app.services.tenancy import api_keys
 from app.settings import Settings
+from app.state import app_state
 from tests.conftest import KeyMaker, bearer
 from tests.helpers import API, Closing, assert_problem
 from tests.integration.cache_support import Worker, ledger, owner, published
@@ -60,7 +61,7 @@ async def test_x_cache_etag_and_ttl_per_kind(
     view = await client.get(_path(closing), params={"limit": 3}, headers=bearer(key))
     assert view.headers["ETag"] not in (etag, None) and len(view.json()["incidences"]) == 3
     assert view.headers["X-Cache"] == "hit"  # computed from the cached snapshot, then stored
-    redis = app.state.resources.redis
+    redis = app_state(app).resources.redis
     prefix = settings.redis_key_prefix
     views = [
         k async for k in redis.scan_iter(match=f"{keys.snapshot_views(prefix, tenant, closing)}:*")
@@ -129,9 +130,10 @@ async def test_admin_cache_endpoints(
     before = (await client.get(f"{API}/admin/cache/stats", headers=bearer(admin))).json()
     outcomes = [await _x_cache(client, admin, c.id) for c in closings]  # hits
     dropped = await client.post(
-        f"{API}/admin/cache/invalidate", json={"client_id": closings[0].client_id},
+        f"{API}/admin/cache/invalidate",
+        json={"client_id": closings[0].client_id},
         headers=bearer(admin),
-    )  # fmt: skip
+    )
     assert dropped.json()["snapshots_dropped"] == 1
     outcomes += [await _x_cache(client, admin, c.id) for c in closings]  # miss, hit
     outcomes.append(await _x_cache(client, admin, closings[1].id, severity="error"))
@@ -173,7 +175,7 @@ async def test_revoked_key_stops_working_within_the_auth_cache_ttl(
     ):
         key = await make_key("viewer")
         assert (await client.get(f"{API}/clients", headers=bearer(key))).status_code == 200
-        async with application.state.resources.engine.begin() as conn:
+        async with app_state(application).resources.engine.begin() as conn:
             listed = [k for k in await api_keys.list_keys(conn) if not k.revoked]
             key_id = next(k.id for k in listed if key.startswith(k.key_prefix))
             assert await api_keys.revoke_key(conn, key_id)

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from httpx import AsyncClient, Response
 
 from app.adapters.postgres.tables import closings, iterations, ledgers, snapshots
+from app.state import app_state
 from tests.conftest import KeyMaker, bearer
 
 API = "/api/v1"
@@ -114,7 +115,7 @@ async def test_latest_iteration_and_snapshot(
     closing_id = uuid.UUID(closing["id"])
     content_hash = hashlib.sha256(b"snapshot document").hexdigest()
     # Runs are written directly: uploads and workers are not what this test is about.
-    async with app.state.resources.engine.begin() as conn:
+    async with app_state(app).resources.engine.begin() as conn:
         ledger_id = await conn.scalar(
             sa.insert(ledgers)
             .values(closing_id=closing_id, size_bytes=0, sha256="0" * 64, layout={})

@@ -13,6 +13,7 @@ from httpx import ASGITransport, AsyncClient
 from starlette.types import Message, Receive, Scope, Send
 
 from app.adapters.postgres.tables import clients, closings
+from app.state import app_state
 from tests.conftest import KeyMaker, bearer
 
 
@@ -20,7 +21,7 @@ async def test_created_resources_are_committed_before_the_answer_is_sent(
     app: FastAPI, make_key: KeyMaker
 ) -> None:
     key = await make_key("analyst")
-    engine = app.state.resources.engine
+    engine = app_state(app).resources.engine
     visible: dict[str, Any] = {}
 
     async def observed(scope: Scope, receive: Receive, send: Send) -> None:

@@ -23,6 +23,7 @@ from app.adapters.postgres.tables import clients, closings, iterations, ledgers,
 from app.adapters.redis import heartbeat
 from app.metrics import CACHE_LOOKUPS
 from app.settings import Settings
+from app.state import app_state
 from tests.conftest import Databases
 from tests.ops_helpers import (
     DEAD_POSTGRES,
@@ -68,7 +69,7 @@ async def healthy(
 ) -> AsyncIterator[tuple[FastAPI, AsyncClient]]:
     """An app for the settings, with one live worker heartbeat unless worker=False."""
     async with app_client(settings, **update) as (application, http):
-        redis, prefix = application.state.resources.redis, update["redis_key_prefix"]
+        redis, prefix = app_state(application).resources.redis, update["redis_key_prefix"]
         if worker:
             await heartbeat.beat(redis, prefix, "health-test-worker")
         try:
@@ -80,7 +81,7 @@ async def healthy(
 
 async def fresh(application: FastAPI, http: AsyncClient) -> Response:
     """GET /health past its one-second cache."""
-    application.state.health_cache = None
+    app_state(application).health.clear()
     return await http.get("/health")
 
 
@@ -182,7 +183,7 @@ async def test_warns_above_the_queue_depth_threshold(
 ) -> None:
     threshold = 3
     async with healthy(settings, **base, health_queue_warn_depth=threshold) as (application, http):
-        engine = application.state.resources.engine
+        engine = app_state(application).resources.engine
         tenant = await insert_queued(engine, threshold)
         try:
             at_threshold = document(await fresh(application, http), 200)
@@ -293,7 +294,7 @@ async def test_result_is_cached_about_a_second_and_probes_share_one_computation(
     settings: Settings, base: dict[str, Any]
 ) -> None:
     async with healthy(settings, **base) as (application, http):
-        application.state.health_cache = None
+        app_state(application).health.clear()
         burst = await asyncio.gather(*(http.get("/health") for _ in range(20)))
         again = await http.get("/health")
         await asyncio.sleep(1.1)

@@ -55,10 +55,21 @@ L2 = L1.replace("0,20.00", "0,30.00") + (
     "2026-09-29,V4,9999,,nuevo,8,0\n2026-09-29,V4,1101,FAC,nuevo,0,8\n"
 )
 SPEC_FIELDS = {
-    "number", "trigger", "coalesced_triggers", "status", "progress", "requested_by", "notes",
-    "queued_at", "started_at", "finished_at", "duration_ms", "movements_processed", "error",
+    "number",
+    "trigger",
+    "coalesced_triggers",
+    "status",
+    "progress",
+    "requested_by",
+    "notes",
+    "queued_at",
+    "started_at",
+    "finished_at",
+    "duration_ms",
+    "movements_processed",
+    "error",
     "summary",
-}  # fmt: skip
+}
 
 
 def expected(ledger: str, chart: dict[str, Account] = CHART) -> dict[str, Expected]:
@@ -92,8 +103,11 @@ def assert_diff(diff: dict[str, Any], before: dict[str, Expected], after: dict[s
         for side, source in (("before", before), ("after", after)):
             got = change[side]
             want = figures(source[change["key"]])
-            assert (got["movement_count"], Decimal(got["debit_total"]),
-                    Decimal(got["credit_total"])) == want  # fmt: skip
+            assert (
+                got["movement_count"],
+                Decimal(got["debit_total"]),
+                Decimal(got["credit_total"]),
+            ) == want
     assert diff["unchanged"] == len(both) - len(changed)
 
 
@@ -178,8 +192,10 @@ async def test_history_diffs_first_seen_and_failure(
     named = {**CHART, "4101": Account("Ventas", "Sales", "revenue")}
     put = await client.put(
         f"{API}/clients/{(await get_json(client, key, f'/closings/{closing}'))['client_id']}"
-        "/accounts", json=chart_json(named), headers=bearer(key),
-    )  # fmt: skip
+        "/accounts",
+        json=chart_json(named),
+        headers=bearer(key),
+    )
     assert put.status_code == 200, put.text
     assert [(i["number"], i["trigger"]) for i in put.json()["iterations"]] == [
         (6, "english_names_updated")
@@ -190,9 +206,13 @@ async def test_history_diffs_first_seen_and_failure(
     assert [i["number"] for i in history] == [6, 5, 4, 3, 2, 1]
     assert [i["status"] for i in history] == ["succeeded", "failed", *["succeeded"] * 4]
     assert [i["trigger"] for i in history] == [
-        "english_names_updated", "manual", "manual", "ledger_replaced", "ledger_replaced",
+        "english_names_updated",
+        "manual",
+        "manual",
+        "ledger_replaced",
+        "ledger_replaced",
         "initial",
-    ]  # fmt: skip
+    ]
     for item in history:
         assert item.keys() >= SPEC_FIELDS
         assert item["duration_ms"] >= 0 and item["finished_at"] >= item["started_at"]
@@ -213,8 +233,9 @@ async def test_history_diffs_first_seen_and_failure(
     for bad, status in (((4, 5), 409), ((5, 6), 409), ((1, 99), 404), ((99, 1), 404)):
         response = await client.get(
             f"{API}/closings/{closing}/diff",
-            params={"from": bad[0], "to": bad[1]}, headers=bearer(key),
-        )  # fmt: skip
+            params={"from": bad[0], "to": bad[1]},
+            headers=bearer(key),
+        )
         assert_problem(response, status)
     assert_problem(
         await client.get(f"{API}/closings/{closing}/iterations/99", headers=bearer(key)), 404
@@ -266,8 +287,9 @@ async def test_snapshot_etag_and_cache_headers(
         assert cached.status_code == 304, params
         assert cached.content == b""
         assert (cached.headers["ETag"], cached.headers["Cache-Control"]) == (
-            etag, "private, no-cache"
-        )  # fmt: skip
+            etag,
+            "private, no-cache",
+        )
     assert len(set(etags)) == len(views)  # every view has its own validator
     for weak in ("*", f"W/{etags[0]}"):  # RFC 9110 §13.1.2: `*`, and weak comparison
         matched = await client.get(path, headers={**bearer(key), "If-None-Match": weak})

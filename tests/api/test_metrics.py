@@ -21,6 +21,7 @@ from app.adapters.postgres.tables import iterations
 from app.adapters.redis import heartbeat
 from app.services.tenancy import api_keys
 from app.settings import Settings
+from app.state import app_state
 from tests.conftest import Databases, KeyMaker, bearer
 from tests.helpers import create_closing, upload
 from tests.ops_helpers import app_client, migrated_database, unique_prefix, variant
@@ -145,7 +146,7 @@ async def test_worker_job_counters_queue_depth_and_live_workers_reach_the_api(
         "redis_key_prefix": unique_prefix(settings, "metrics"),
     }
     async with app_client(settings, **update) as (application, http):
-        resources = application.state.resources
+        resources = app_state(application).resources
         async with resources.engine.begin() as conn:
             key = await api_keys.create_key(conn, tenant="metrics", role="admin", name="m")
         closings = [await create_closing(http, key, period=f"2026-{m:02d}") for m in (10, 11)]

@@ -18,6 +18,7 @@ from pydantic import SecretStr
 from app.adapters.redis import heartbeat
 from app.main import create_app
 from app.settings import Settings
+from app.state import app_state
 from tests.conftest import Databases
 
 # Nothing listens on port 1 of loopback: connections are refused at once.
@@ -121,7 +122,7 @@ async def test_ready_503_when_the_schema_is_not_at_the_head(
 async def test_ready_503_while_shutting_down(settings: Settings) -> None:
     async with app_client(settings) as (application, http):
         assert (await http.get("/ready")).status_code == 200
-        application.state.draining = True  # what the server does on SIGTERM
+        app_state(application).draining = True  # what the server does on SIGTERM
         response = await http.get("/ready")
         alive = await http.get("/alive")
     assert_problem(response, 503)
@@ -211,7 +212,7 @@ async def test_health_warns_without_a_worker_heartbeat(
 
 async def test_health_counts_live_workers(settings: Settings, health_prefix: str) -> None:
     async with app_client(settings, redis_key_prefix=health_prefix) as (application, http):
-        redis = application.state.resources.redis
+        redis = app_state(application).resources.redis
         await heartbeat.beat(redis, health_prefix, "probe-test-worker")
         try:
             response = await http.get("/health")

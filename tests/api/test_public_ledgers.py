@@ -113,9 +113,13 @@ async def process(
     client: AsyncClient, key: str, closing_id: str, path: Path, column_map: dict, worker: Worker
 ) -> dict:
     response = await upload(
-        client, key, closing_id, await asyncio.to_thread(path.read_bytes), path.name,
+        client,
+        key,
+        closing_id,
+        await asyncio.to_thread(path.read_bytes),
+        path.name,
         column_map=orjson.dumps(column_map).decode(),
-    )  # fmt: skip
+    )
     assert response.status_code == 202, response.text
     await worker()
     iteration = await get_json(client, key, response.headers["Location"].removeprefix(API))
@@ -177,9 +181,13 @@ async def test_journal_entries_csv(
     }
 
     document = await process(
-        client, key, closing.id, JOURNAL,
-        {"voucher": "entry_id", "account_code": "account"}, run_worker,
-    )  # fmt: skip
+        client,
+        key,
+        closing.id,
+        JOURNAL,
+        {"voucher": "entry_id", "account_code": "account"},
+        run_worker,
+    )
 
     movements = journal_movements(JOURNAL)
     expected = expected_incidences(movements, chart, CSV_PERIOD)

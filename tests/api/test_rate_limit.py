@@ -27,6 +27,7 @@ from app.main import create_app
 from app.metrics import REGISTRY
 from app.services.tenancy import api_keys
 from app.settings import RatePolicy, Settings
+from app.state import app_state
 from tests.conftest import KeyMaker, Servers, bearer
 from tests.helpers import assert_problem
 
@@ -205,7 +206,7 @@ async def test_a_revoked_key_counts_as_anonymous(
     update = {"rate_limit_anon": "1/60", "auth_cache_ttl_seconds": 0}  # revocation bites at once
     async with serve(limited(settings, redis_prefix, **update)) as http:
         assert (await http.get(CLIENTS, headers=bearer(key))).status_code == 200
-        async with app.state.resources.engine.begin() as conn:
+        async with app_state(app).resources.engine.begin() as conn:
             principal = await api_keys.authenticate(conn, key)
             assert principal is not None
             assert await api_keys.revoke_key(conn, principal.key_id)
@@ -251,7 +252,7 @@ async def test_probes_and_metrics_are_never_limited(settings: Settings, redis_pr
 async def test_the_check_pipelines_and_survives_a_flushed_script_cache(
     app: FastAPI, redis_prefix: str
 ) -> None:
-    redis = app.state.resources.redis
+    redis = app_state(app).resources.redis
     await redis.script_flush()
     check = window_check(f"{redis_prefix}:pipe", "read", RatePolicy(2, 60), "key:test")
     pipe = redis.pipeline(transaction=False)

@@ -14,6 +14,7 @@ from httpx import AsyncClient, Response
 from app.adapters.postgres.tables import closings, ledgers
 from app.adapters.queue import iteration_job_id
 from app.api.routes.reference_data import MAX_BODY_BYTES
+from app.state import app_state
 from tests.conftest import KeyMaker, bearer
 from tests.paths import PUBLIC_DATA
 
@@ -212,7 +213,7 @@ async def _closing_with_ledger(
         f"{API}/clients/{client_id}/closings", json={"period": period}, headers=bearer(key)
     )
     closing_id = uuid.UUID(response.json()["id"])
-    async with app.state.resources.engine.begin() as conn:
+    async with app_state(app).resources.engine.begin() as conn:
         ledger_id = await conn.scalar(
             sa.insert(ledgers)
             .values(
@@ -254,9 +255,9 @@ async def test_changes_queue_iterations_of_affected_closings(
     assert iteration["closing_id"] == uses_1000
     assert (iteration["trigger"], iteration["status"]) == ("classification_updated", "queued")
     assert iteration["requested_by"] == "chart-bot"
-    prefix = app.state.resources.settings.redis_key_prefix
+    prefix = app_state(app).resources.settings.redis_key_prefix
     job = job_key_prefix + iteration_job_id(prefix, uuid.UUID(iteration["id"]), 0)
-    assert await app.state.resources.redis.exists(job) == 1
+    assert await app_state(app).resources.redis.exists(job) == 1
 
     change = [{"code": "1000", "name": "Cash", "name_en": "Cash"}]
     (merged,) = (await client.put(url, json=change, headers=bearer(key))).json()["iterations"]

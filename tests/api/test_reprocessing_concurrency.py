@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from app.adapters.postgres.tables import iterations
 from app.main import create_app
 from app.settings import Settings
+from app.state import app_state
 from tests.conftest import KeyMaker, bearer
 from tests.helpers import (
     API,
@@ -96,16 +97,24 @@ async def test_the_database_refuses_a_second_queued_or_running_iteration(
     key = await make_key("analyst")
     closing = uuid.UUID((await create_closing(client, key, chart=chart_json(CHART))).id)
     assert (await upload(client, key, str(closing), LEDGER)).status_code == 202  # 1 is queued
-    engine = app.state.resources.engine
+    engine = app_state(app).resources.engine
     async with engine.connect() as conn:
-        ledger_id = await conn.scalar(sa.select(iterations.c.ledger_id).limit(1).where(
-            iterations.c.closing_id == closing))  # fmt: skip
+        ledger_id = await conn.scalar(
+            sa.select(iterations.c.ledger_id).limit(1).where(iterations.c.closing_id == closing)
+        )
 
     async def insert(number: int, status: str) -> None:
         async with engine.begin() as conn:
-            await conn.execute(sa.insert(iterations).values(
-                closing_id=closing, ledger_id=ledger_id, number=number, trigger="manual",
-                status=status, heartbeat_at=sa.func.now()))  # fmt: skip
+            await conn.execute(
+                sa.insert(iterations).values(
+                    closing_id=closing,
+                    ledger_id=ledger_id,
+                    number=number,
+                    trigger="manual",
+                    status=status,
+                    heartbeat_at=sa.func.now(),
+                )
+            )
 
     with pytest.raises(IntegrityError, match="uq_iterations_one_queued"):
         await insert(2, "queued")
@@ -160,7 +169,7 @@ def storm_ledger(period: str, vouchers: int = 300) -> tuple[bytes, list[Movement
 
 
 async def _unfinished(app: FastAPI, closing_ids: list[str]) -> list[tuple[uuid.UUID, str, int]]:
-    async with app.state.resources.engine.connect() as conn:
+    async with app_state(app).resources.engine.connect() as conn:
         rows = await conn.execute(
             sa.select(iterations.c.closing_id, iterations.c.status, sa.func.count())
             .where(
@@ -217,10 +226,12 @@ async def test_concurrent_updates_from_two_replicas_end_with_the_last_one(
         url = f"{API}/clients/{created.client_id}/accounts"
         try:
             async with asyncio.timeout(30):
-                responses = await asyncio.gather(*(
-                    (client, other)[i % 2].put(url, json=update(i), headers=bearer(key))
-                    for i in range(1, UPDATES + 1)
-                ))  # fmt: skip
+                responses = await asyncio.gather(
+                    *(
+                        (client, other)[i % 2].put(url, json=update(i), headers=bearer(key))
+                        for i in range(1, UPDATES + 1)
+                    )
+                )
         finally:
             done.set()
             await asyncio.wait_for(asyncio.gather(*background), 30)
@@ -235,7 +246,7 @@ async def test_concurrent_updates_from_two_replicas_end_with_the_last_one(
     for seen in observations:
         assert all(count == 1 for _, _, count in seen), seen
 
-    async with app.state.resources.engine.connect() as conn:
+    async with app_state(app).resources.engine.connect() as conn:
         mine = iterations.c.closing_id.in_([uuid.UUID(c) for c in ledgers])
         rows = (await conn.execute(sa.select(iterations).where(mine))).all()
     existing = {row.id: row for row in rows}

@@ -91,8 +91,11 @@ def assert_diff(diff: dict[str, Any], before: dict[str, Expected], after: dict[s
     for change in diff["changed"]:
         for side, source in (("before", before), ("after", after)):
             got = change[side]
-            assert (got["movement_count"], Decimal(got["debit_total"]),
-                    Decimal(got["credit_total"])) == figures(source[change["key"]])  # fmt: skip
+            assert (
+                got["movement_count"],
+                Decimal(got["debit_total"]),
+                Decimal(got["credit_total"]),
+            ) == figures(source[change["key"]])
     assert diff["unchanged"] == len(both) - len(changed)
 
 
@@ -243,10 +246,12 @@ async def test_only_open_closings_whose_ledger_uses_a_touched_code_rerun(
 
     async def numbers() -> dict[str, list[tuple[int, str]]]:
         return {
-            name: [(i["number"], i["trigger"]) for i in (await get_json(
-                client, key, f"/closings/{closing}/iterations"))["items"]]
+            name: [
+                (i["number"], i["trigger"])
+                for i in (await get_json(client, key, f"/closings/{closing}/iterations"))["items"]
+            ]
             for name, closing in ids.items()
-        }  # fmt: skip
+        }
 
     await set_c("closed")
     before = await numbers()

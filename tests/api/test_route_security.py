@@ -21,6 +21,7 @@ from pydantic import SecretStr
 from app.main import create_app
 from app.services.tenancy.api_keys import Role
 from app.settings import Settings
+from app.state import app_state
 from tests.conftest import KeyMaker, bearer
 from tests.helpers import API, assert_problem, create_closing, get_json, upload
 
@@ -222,10 +223,10 @@ async def test_no_key_hash_or_connection_string_in_responses_or_logs(
         LifespanManager(application),
         AsyncClient(transport=ASGITransport(app=application), base_url="http://test") as client,
     ):
-        assert application.state.resources.engine.sync_engine.hide_parameters
+        assert app_state(application).resources.engine.sync_engine.hide_parameters
         for headers in (bearer(key), bearer(key), bearer(key), bearer(key[:-2]), {}):
             responses.append(await client.get(f"{API}/clients", headers=headers))
-        async with application.state.resources.engine.begin() as conn:
+        async with app_state(application).resources.engine.begin() as conn:
             principal = await api_keys.authenticate(conn, other)
             assert principal is not None
             await api_keys.revoke_key(conn, principal.key_id)

@@ -25,10 +25,19 @@ from tests.helpers import create_closing, get_json
 READY_TIMEOUT = 60.0
 CLI_TIMEOUT = 120.0
 SERVICE_SETTINGS = (
-    "DATABASE_URL", "REDIS_URL", "PORT", "HOST", "DATA_DIR", "BOOTSTRAP_API_KEY",
-    "MAX_UPLOAD_BYTES", "TRUSTED_PROXIES", "REDIS_KEY_PREFIX", "SHUTDOWN_DRAIN_SECONDS",
-    "LEDGER_INCIDENCES_URL", "LEDGER_INCIDENCES_KEY",
-)  # fmt: skip
+    "DATABASE_URL",
+    "REDIS_URL",
+    "PORT",
+    "HOST",
+    "DATA_DIR",
+    "BOOTSTRAP_API_KEY",
+    "MAX_UPLOAD_BYTES",
+    "TRUSTED_PROXIES",
+    "REDIS_KEY_PREFIX",
+    "SHUTDOWN_DRAIN_SECONDS",
+    "LEDGER_INCIDENCES_URL",
+    "LEDGER_INCIDENCES_KEY",
+)
 LEDGER = (
     "Fecha;Nº Asiento;Cuenta;Debe;Haber\n"
     "2026-10-01;A1;1101;1.500,50;0\n2026-10-01;A1;4101;0;1.500,50\n"
@@ -52,8 +61,11 @@ def _started(args: list[str], env: dict[str, str], log: Path) -> Iterator[subpro
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "app.cli", *args],
-            env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         yield process
     finally:
@@ -107,9 +119,13 @@ def _cli() -> list[str]:
 
 async def run_cli(*args: str) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
-        *_cli(), *args, env=_env(), stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        *_cli(),
+        *args,
+        env=_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         out, err = await asyncio.wait_for(process.communicate(), CLI_TIMEOUT)
     except TimeoutError:
@@ -128,9 +144,19 @@ async def test_cli_upload_follows_the_iteration(
     ledger = tmp_path / "ledger.csv"
     ledger.write_text(LEDGER, encoding="cp1252")
     code, out, err = await run_cli(
-        "upload", str(ledger), "--closing", closing, "--url", service, "--key", key,
-        "--decimal-separator", ",", "--column-map", '{"voucher": "Nº Asiento"}',
-    )  # fmt: skip
+        "upload",
+        str(ledger),
+        "--closing",
+        closing,
+        "--url",
+        service,
+        "--key",
+        key,
+        "--decimal-separator",
+        ",",
+        "--column-map",
+        '{"voucher": "Nº Asiento"}',
+    )
     assert code == 0, out + err + (tmp_path / "worker.log").read_text()[-4000:]
     summary = json.loads(out)  # progress goes to stderr; stdout is the iteration as JSON
     assert (summary["number"], summary["status"], summary["trigger"]) == (1, "succeeded", "initial")

@@ -16,6 +16,7 @@ from python_calamine import CalamineWorkbook
 from app.adapters.postgres.tables import ledgers
 from app.main import create_app
 from app.settings import Settings
+from app.state import app_state
 from tests.conftest import KeyMaker, bearer
 from tests.helpers import API, assert_problem, create_closing, get_json, upload
 from tests.paths import PUBLIC_DATA
@@ -27,7 +28,7 @@ GOOD = b"fecha,comprobante,cuenta,debe,haber\n2026-10-01,V1,1101,10,0\n2026-10-0
 async def assert_nothing_stored(app: FastAPI, client: AsyncClient, key: str, closing: str) -> None:
     assert (await get_json(client, key, f"/closings/{closing}/iterations"))["items"] == []
     assert (await get_json(client, key, f"/closings/{closing}"))["latest_iteration"] is None
-    async with app.state.resources.engine.connect() as conn:
+    async with app_state(app).resources.engine.connect() as conn:
         stored = await conn.scalar(
             sa.select(sa.func.count()).select_from(ledgers).where(ledgers.c.closing_id == closing)
         )
@@ -48,9 +49,13 @@ async def analyst(make_key: KeyMaker) -> str:
     ],
 )
 async def test_missing_required_columns(
-    app: FastAPI, client: AsyncClient, analyst: str, header: list[str], delimiter: str,
+    app: FastAPI,
+    client: AsyncClient,
+    analyst: str,
+    header: list[str],
+    delimiter: str,
     missing: list[str],
-) -> None:  # fmt: skip
+) -> None:
     closing = (await create_closing(client, analyst)).id
     rows = delimiter.join(header) + "\n" + delimiter.join("1" for _ in header) + "\n"
     body = assert_problem(await upload(client, analyst, closing, rows.encode()), 422)
@@ -127,9 +132,10 @@ async def test_over_max_upload_bytes(
                 yield body[start : start + 200]
 
         chunked = await http.post(
-            f"{API}/closings/{closing}/ledger", content=chunks(),
+            f"{API}/closings/{closing}/ledger",
+            content=chunks(),
             headers={**bearer(analyst), "Content-Type": content_type},
-        )  # fmt: skip
+        )
         assert "content-length" not in chunked.request.headers
         assert_problem(chunked, 413)
         await assert_nothing_stored(app, client, analyst, closing)

@@ -140,8 +140,10 @@ async def test_uploads_through_a_postgres_restart(chaos_stack: ChaosStack) -> No
 
     by_phase = Counter((u.phase, u.status) for u in run.uploads)
     print(f"\nuploads by (phase, status): {dict(by_phase)}")
-    print(f"accepted {len(accepted)}, refused {len(refused)}, "
-          f"succeeded {sum(i['status'] == 'succeeded' for i in finished)}")  # fmt: skip
+    print(
+        f"accepted {len(accepted)}, refused {len(refused)}, "
+        f"succeeded {sum(i['status'] == 'succeeded' for i in finished)}"
+    )
     # Refusals are clean: 503 problem+json, never a 500.
     assert {u.status for u in refused} <= {503}, [u for u in refused if u.status != 503][:3]
     for u in refused:

@@ -163,8 +163,9 @@ async def test_reads_survive_a_redis_restart(chaos_stack: ChaosStack) -> None:
             path = f"/closings/{closing_id}/incidences"
             first = await http.get(path)
             etag, digest = first.headers["etag"], hashlib.sha256(first.content).hexdigest()
-            fail_open_before = metric((await probes.get("/metrics")).text,
-                                      "ledger_rate_limit_fail_open_total")  # fmt: skip
+            fail_open_before = metric(
+                (await probes.get("/metrics")).text, "ledger_rate_limit_fail_open_total"
+            )
             opened_before = (await http.get("/admin/cache/stats")).json()["circuit"]["opened"]
 
             seen = Observed()
@@ -190,9 +191,11 @@ async def test_reads_survive_a_redis_restart(chaos_stack: ChaosStack) -> None:
     ready = Counter(seen.ready)
     states = Counter((phase, state) for phase, state, *_ in seen.circuit)
     opened = seen.circuit[-1][2] - opened_before
-    print(f"\nreads by (phase, X-Cache): {dict(by_phase)}\n/ready by (phase, status): "
-          f"{dict(ready)}\ncircuit by (phase, state): {dict(states)}; opened {opened} "
-          f"time(s)\nrate limiter fail-opens: {fail_open:.0f}")  # fmt: skip
+    print(
+        f"\nreads by (phase, X-Cache): {dict(by_phase)}\n/ready by (phase, status): "
+        f"{dict(ready)}\ncircuit by (phase, state): {dict(states)}; opened {opened} "
+        f"time(s)\nrate limiter fail-opens: {fail_open:.0f}"
+    )
 
     assert seen.claimed == READS and len(seen.reads) > READS
     failed = [read for read in seen.reads if read.status != 200]

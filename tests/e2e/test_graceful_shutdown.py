@@ -22,6 +22,7 @@ from app.adapters.postgres.tables import iterations
 from app.services.tenancy import api_keys
 from app.services.tenancy.api_keys import generate_key
 from app.settings import Settings
+from app.state import app_state
 from tests.conftest import Databases, bearer
 from tests.e2e.conftest import run_cli, running_server, settings_env
 from tests.helpers import create_closing
@@ -186,7 +187,7 @@ async def test_sigterm_lets_the_worker_finish_its_job_and_take_no_new_one(
         "redis_key_prefix": own_settings.redis_key_prefix,
     }
     async with app_client(own_settings, **update) as (application, http):
-        async with application.state.resources.engine.begin() as conn:
+        async with app_state(application).resources.engine.begin() as conn:
             key = await api_keys.create_key(conn, tenant="drain", role="analyst", name="w")
         first = await create_closing(http, key, period="2026-10")
         second = await create_closing(http, key, period="2026-11")
@@ -220,7 +221,7 @@ async def test_sigterm_lets_the_worker_finish_its_job_and_take_no_new_one(
             returncode = await asyncio.to_thread(worker.process.wait, 60)
             output = worker.output()
         left = await state(waiting)
-        async with application.state.resources.engine.connect() as conn:
+        async with app_state(application).resources.engine.connect() as conn:
             attempts = await conn.scalar(
                 sa.select(iterations.c.attempts).where(iterations.c.id == current["id"])
             )

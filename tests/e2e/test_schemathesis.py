@@ -174,8 +174,14 @@ def test_every_operation_conforms_to_the_openapi_document(seeded: Seeded, tmp_pa
         text_refusals=json.dumps([*ACCEPTED, "422"]),
     )
     (tmp_path / "schemathesis.toml").write_text(config)
-    command = [sys.executable, "-m", "schemathesis.cli", "run", "--no-color",
-               f"{seeded.base_url}/openapi.json"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
+        "run",
+        "--no-color",
+        f"{seeded.base_url}/openapi.json",
+    ]
     run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     output = run.stdout + run.stderr
     (tmp_path / "schemathesis.out").write_text(output)

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from httpx import AsyncClient
 
 from app.services.snapshot_cache import loads as snapshot_loads
+from app.state import app_state
 from tests.helpers import Closing, create_closing, upload
 
 Worker = Callable[[], Awaitable[None]]
@@ -32,7 +33,7 @@ def ledger(accounts: int, *, period: str = "2026-10", amount: int = 10) -> str:
 
 async def owner(app: FastAPI, closing: Closing) -> tuple[uuid.UUID, uuid.UUID]:
     """(tenant, closing id) as the repository takes them."""
-    async with app.state.resources.engine.connect() as conn:
+    async with app_state(app).resources.engine.connect() as conn:
         tenant, _ = await snapshot_loads.owner(conn, uuid.UUID(closing.id))
     return tenant, uuid.UUID(closing.id)
 

@@ -14,11 +14,12 @@ from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from pydantic import SecretStr
 
+from app.domain.view import SnapshotQuery
 from app.main import create_app
 from app.metrics import CACHE_ERRORS
-from app.services.snapshot_cache.queries import SnapshotQuery
 from app.services.snapshot_cache.repository import SnapshotRepository
 from app.settings import Settings
+from app.state import app_state
 from tests.conftest import KeyMaker, Servers, bearer
 from tests.integration.cache_support import (
     RedisProxy,
@@ -76,7 +77,7 @@ async def test_reads_survive_redis_going_down_and_coming_back(
     _, closing_id = await owner(app, closing)
     path = f"/api/v1/closings/{closing_id}/incidences"
     async with redis_proxy(servers.redis_url) as proxy, behind_proxy(settings, proxy) as api:
-        repository: SnapshotRepository = api.state.snapshots
+        repository: SnapshotRepository = app_state(api).snapshots
         assert await _until(lambda: repository.subscribed, 5)
         errors_before = _errors()
         seen: list[tuple[str, str, str]] = []  # (phase, X-Cache, breaker state)
@@ -120,8 +121,8 @@ async def test_an_open_circuit_stops_paying_the_redis_timeout(
     analyst = await make_key("analyst")
     tenant, closing = await owner(app, await published(client, analyst, run_worker, ledger(40)))
     async with redis_proxy(servers.redis_url) as proxy, behind_proxy(settings, proxy) as api:
-        repository: SnapshotRepository = api.state.snapshots
-        timeout = api.state.resources.settings.cache_redis_timeout_seconds
+        repository: SnapshotRepository = app_state(api).snapshots
+        timeout = app_state(api).resources.settings.cache_redis_timeout_seconds
         assert (await repository.get(tenant, closing, SnapshotQuery())).outcome == "hit"
         proxy.set_mode("hang")  # connections accepted, never answered: each call times out
         await asyncio.sleep(0.1)  # the listener saw its connection drop: near entries go

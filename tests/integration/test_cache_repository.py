@@ -16,20 +16,21 @@ from sqlalchemy import event
 
 from app.adapters.postgres.tables import iteration_results, snapshots
 from app.adapters.redis import keys
-from app.adapters.redis.snapshot_cache import SnapshotCache, decode, encode
+from app.adapters.redis.snapshot_cache import CachePolicy, SnapshotCache, decode, encode
+from app.domain.snapshot import SnapshotEntry
+from app.domain.view import WHOLE
+from app.services.snapshot_cache import local
 from app.services.snapshot_cache import repository as snapshot_repository
 from app.services.snapshot_cache import writes as cache_writes
-from app.services.snapshot_cache.queries import SnapshotQuery
 from app.services.snapshot_cache.repository import SnapshotRepository
+from app.state import app_state
 from tests.conftest import KeyMaker, bearer
 from tests.integration.cache_support import Worker, ledger, owner, published
-
-WHOLE = SnapshotQuery()
 
 
 async def _stored(app: FastAPI, closing: uuid.UUID) -> tuple[str, bytes]:
     """(content hash, canonical document) of the closing's snapshot, straight from Postgres."""
-    async with app.state.resources.engine.connect() as conn:
+    async with app_state(app).resources.engine.connect() as conn:
         row = (
             await conn.execute(
                 sa.select(snapshots.c.content_hash, iteration_results.c.document)
@@ -43,8 +44,8 @@ async def _stored(app: FastAPI, closing: uuid.UUID) -> tuple[str, bytes]:
 
 
 async def _redis_entry(app: FastAPI, tenant: uuid.UUID, closing: uuid.UUID) -> dict[bytes, bytes]:
-    prefix = app.state.resources.settings.redis_key_prefix
-    entry: dict[bytes, bytes] = await app.state.resources.redis.hgetall(
+    prefix = app_state(app).resources.settings.redis_key_prefix
+    entry: dict[bytes, bytes] = await app_state(app).resources.redis.hgetall(
         keys.snapshot(prefix, tenant, closing)
     )
     return entry
@@ -60,7 +61,7 @@ async def test_publish_writes_redis_so_the_first_read_is_a_hit(
     assert (int(entry[b"v"]), entry[b"h"].decode()) == (1, content_hash)
     assert decode(entry[b"d"]) == document
 
-    repository: SnapshotRepository = app.state.snapshots
+    repository: SnapshotRepository = app_state(app).snapshots
     loads = repository.postgres_loads
     response = await client.get(f"/api/v1/closings/{closing}/incidences", headers=bearer(key))
     assert response.status_code == 200
@@ -81,7 +82,7 @@ async def test_a_slow_reader_cannot_put_back_a_superseded_snapshot(
     tenant, closing = await owner(app, created)
     old_hash, _ = await _stored(app, closing)
     # A second process, whose read misses (the entry was invalidated) and reloads iteration 1.
-    reader = SnapshotRepository(app.state.resources)
+    reader = SnapshotRepository(app_state(app).resources)
     await reader.cache.invalidate(tenant, closings=[closing])
     loaded, resume = asyncio.Event(), asyncio.Event()
     real_load = snapshot_repository.load_snapshot
@@ -101,7 +102,10 @@ async def test_a_slow_reader_cannot_put_back_a_superseded_snapshot(
     assert new_hash != old_hash
     resume.set()
     stale = await asyncio.wait_for(slow, 10)
-    assert (stale.version, stale.content_hash) == (1, old_hash)  # what it read, then current
+    assert (stale.entry.version, stale.entry.content_hash) == (
+        1,
+        old_hash,
+    )  # what it read, then current
 
     entry = await _redis_entry(app, tenant, closing)  # the late write of iteration 1 was refused
     assert (int(entry[b"v"]), entry[b"h"].decode()) == (2, new_hash)
@@ -112,22 +116,25 @@ async def test_a_slow_reader_cannot_put_back_a_superseded_snapshot(
 
 
 async def test_version_floor_survives_invalidation(app: FastAPI) -> None:
-    cache = SnapshotCache(app.state.resources.redis, app.state.resources.settings.redis_key_prefix)
-    tenant, closing, client = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    store = {"ttl": 60, "compress_min_bytes": 1 << 20}
-    assert await cache.store_snapshot(tenant, closing, client, 2, "h2", b"{2}", **store)
-    assert not await cache.store_snapshot(tenant, closing, client, 1, "h1", b"{1}", **store)
+    resources = app_state(app).require_resources()
+    policy = CachePolicy(snapshot_ttl=60, view_ttl=60, compress_min_bytes=1 << 20)
+    cache = SnapshotCache(resources.redis, resources.settings.redis_key_prefix, policy)
+    tenant, closing, client = uuid.uuid4(), uuid.uuid4(), str(uuid.uuid4())
+
+    def entry(version: int) -> SnapshotEntry:
+        return SnapshotEntry(version, f"h{version}", client, b"{%d}" % version)
+
+    assert await cache.store_snapshot(tenant, closing, entry(2))
+    assert not await cache.store_snapshot(tenant, closing, entry(1))
     assert await cache.invalidate(tenant, closings=[closing]) == 1
     # The payload is gone, the floor is not: a slow reader still cannot write iteration 1.
-    assert not await cache.store_snapshot(tenant, closing, client, 1, "h1", b"{1}", **store)
-    found = await cache.read(tenant, closing, "", None)
-    assert found is not None and (found.version, found.payload) == (2, None)
-    assert await cache.store_snapshot(tenant, closing, client, 2, "h2", b"{2}", **store)
-    assert await cache.store_snapshot(tenant, closing, client, 3, "h3", b"{3}", **store)
-    found = await cache.read(tenant, closing, "", (2, "h2"))
-    assert found is not None and (found.version, found.same, found.payload) == (3, False, b"{3}")
-    unchanged = await cache.read(tenant, closing, "", (3, "h3"))
-    assert unchanged is not None and (unchanged.same, unchanged.payload) == (True, None)
+    assert not await cache.store_snapshot(tenant, closing, entry(1))
+    assert await cache.read(tenant, closing, "") is None  # a miss: nothing to serve
+    assert await cache.store_snapshot(tenant, closing, entry(2))
+    assert await cache.store_snapshot(tenant, closing, entry(3))
+    assert await cache.read(tenant, closing, "", entry(2)) == entry(3)
+    known = entry(3)
+    assert await cache.read(tenant, closing, "", known) is known  # current: no payload sent
 
 
 async def test_one_hundred_cold_reads_cost_at_most_two_postgres_reads(
@@ -137,7 +144,7 @@ async def test_one_hundred_cold_reads_cost_at_most_two_postgres_reads(
     tenant, closing = await owner(app, await published(client, key, run_worker, ledger(400)))
     content_hash, document = await _stored(app, closing)
     # Two processes' repositories (their own near caches, single flights and breakers).
-    first, second = (SnapshotRepository(app.state.resources) for _ in range(2))
+    first, second = (SnapshotRepository(app_state(app).resources) for _ in range(2))
     await first.cache.invalidate(tenant, closings=[closing])
     document_reads = 0
 
@@ -145,7 +152,7 @@ async def test_one_hundred_cold_reads_cost_at_most_two_postgres_reads(
         nonlocal document_reads
         document_reads += "iteration_results" in statement
 
-    engine = app.state.resources.engine.sync_engine
+    engine = app_state(app).resources.engine.sync_engine
     event.listen(engine, "before_cursor_execute", count)
     try:
         served = await asyncio.gather(
@@ -153,7 +160,7 @@ async def test_one_hundred_cold_reads_cost_at_most_two_postgres_reads(
         )
     finally:
         event.remove(engine, "before_cursor_execute", count)
-    assert {(s.content_hash, s.body) for s in served} == {(content_hash, document)}
+    assert {(s.entry.content_hash, s.entry.body) for s in served} == {(content_hash, document)}
     assert 1 <= document_reads <= 2
     assert first.postgres_loads + second.postgres_loads == document_reads
     await first.aclose()
@@ -177,7 +184,7 @@ async def test_large_snapshots_are_compressed(
     )
     assert stored[:1] == b"z" and decode(stored) == document
     assert saving > 0.7
-    threshold = app.state.resources.settings.cache_compress_min_bytes
+    threshold = app_state(app).resources.settings.cache_compress_min_bytes
     assert encode(b"x" * (threshold - 1), threshold)[:1] == b"r"  # below the threshold: raw
 
 
@@ -188,10 +195,12 @@ async def test_other_processes_drop_their_near_entry_when_a_snapshot_is_publishe
     created = await published(client, key, run_worker, ledger(6, amount=10))
     tenant, closing = await owner(app, created)
     # Another process: reached only through pub/sub, and trusting near entries for a minute.
-    settings = app.state.resources.settings.model_copy(update={"cache_near_max_age_seconds": 60})
-    remote = SnapshotRepository(app.state.resources)
+    settings = app_state(app).resources.settings.model_copy(
+        update={"cache_near_max_age_seconds": 60}
+    )
+    remote = SnapshotRepository(app_state(app).resources)
     remote.settings = settings
-    snapshot_repository._LOCAL.discard(remote)
+    local.unregister(remote.near)
     remote.start()
     for _ in range(500):  # the listener subscribes in the background
         if remote.subscribed:
@@ -209,7 +218,7 @@ async def test_other_processes_drop_their_near_entry_when_a_snapshot_is_publishe
         assert time.monotonic() < deadline, "the publish was not announced"
         await asyncio.sleep(0.005)
     served = await remote.get(tenant, closing, WHOLE)
-    assert (served.version, served.content_hash) == (old.version + 1, new_hash)
+    assert (served.entry.version, served.entry.content_hash) == (old.entry.version + 1, new_hash)
     assert served.outcome == "hit"  # written to Redis by the publisher
     await remote.aclose()
 
@@ -234,9 +243,9 @@ async def test_reconcile_drops_a_snapshot_the_publisher_could_not_replace(
 
     with pytest.MonkeyPatch.context() as paused:
         # The app's own periodic pass (every CACHE_RECONCILE_SECONDS) must not fix it first.
-        paused.setattr(app.state.snapshots, "reconcile", not_yet)
+        paused.setattr(app_state(app).snapshots, "reconcile", not_yet)
         # The next publish commits in Postgres, but its Redis write fails (after its retries).
-        monkeypatch.setattr(cache_writes, "PUBLISH_RETRY_DELAYS", ())
+        monkeypatch.setattr(cache_writes, "PUBLISH_RETRY_DELAYS", (0.0,))
         monkeypatch.setattr(SnapshotCache, "store_snapshot", unreachable)
         await published(client, key, run_worker, ledger(6, amount=13), closing=created)
         monkeypatch.undo()
@@ -244,7 +253,7 @@ async def test_reconcile_drops_a_snapshot_the_publisher_could_not_replace(
         stale = await client.get(path, headers=bearer(key))
         assert stale.headers["ETag"] == old_etag  # what reconciling is for
 
-    assert await app.state.snapshots.reconcile() >= 1
+    assert await app_state(app).snapshots.reconcile() >= 1
     fresh = await client.get(path, headers=bearer(key))
     assert (fresh.headers["ETag"], fresh.headers["X-Cache"]) == (f'"{new_hash}"', "miss")
     again = await client.get(path, headers=bearer(key))

@@ -11,6 +11,7 @@ from httpx import AsyncClient
 
 from app.adapters.redis import keys
 from app.settings import Settings
+from app.state import app_state
 from tests.conftest import KeyMaker, bearer
 from tests.integration.cache_support import Worker, ledger, owner, published
 
@@ -28,9 +29,11 @@ async def test_cache_warm_loads_open_closings(
         "/api/v1/admin/cache/invalidate", json={"all": True}, headers=bearer(key)
     )
     assert dropped.json()["snapshots_dropped"] == 2
-    redis = app.state.resources.redis
-    entries = [keys.snapshot(settings.redis_key_prefix, *await owner(app, c))
-               for c in (open_one, closed_one)]  # fmt: skip
+    redis = app_state(app).resources.redis
+    entries = [
+        keys.snapshot(settings.redis_key_prefix, *await owner(app, c))
+        for c in (open_one, closed_one)
+    ]
 
     assert settings.database_url is not None and settings.redis_url is not None
     env = {
@@ -40,9 +43,15 @@ async def test_cache_warm_loads_open_closings(
         "REDIS_KEY_PREFIX": settings.redis_key_prefix,
     }
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "app.cli", "cache", "warm", env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "app.cli",
+        "cache",
+        "warm",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 0, err.decode()
     assert "cache warm:" in out.decode().splitlines()[-1]

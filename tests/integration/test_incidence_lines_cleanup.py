@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from httpx import AsyncClient
 
 from app.adapters.postgres.tables import closings, incidence_lines, iterations
+from app.state import app_state
 from tests.conftest import KeyMaker
 from tests.helpers import create_closing, upload
 
@@ -18,7 +19,7 @@ LEDGER = b"fecha,comprobante,cuenta,debe,haber\n2026-10-01,V1,9999,10,0\n2026-10
 
 
 async def _lines_of(app: FastAPI, closing_id: str) -> int:
-    async with app.state.resources.engine.connect() as conn:
+    async with app_state(app).resources.engine.connect() as conn:
         return int(
             await conn.scalar(
                 sa.select(sa.func.count())
@@ -45,7 +46,7 @@ async def test_deleting_a_closing_deletes_the_lines_of_its_iterations_only(
     assert await _lines_of(app, doomed.id) > 0
     kept_lines = await _lines_of(app, kept.id)
     assert kept_lines > 0
-    engine = app.state.resources.engine
+    engine = app_state(app).resources.engine
     async with engine.connect() as conn:
         doomed_iterations = (
             (

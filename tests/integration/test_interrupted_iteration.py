@@ -18,6 +18,7 @@ from app.adapters.postgres.tables import iterations, snapshots
 from app.services.iterations import claims, sweeper
 from app.services.iterations import run as processing
 from app.services.ops import job_metrics
+from app.state import app_state
 from tests.conftest import KeyMaker
 from tests.helpers import create_closing, upload
 
@@ -61,7 +62,7 @@ async def closing_id(client: AsyncClient, make_key: KeyMaker) -> str:
 
 
 async def _row(app: FastAPI, closing_id: str) -> Any:
-    async with app.state.resources.engine.connect() as conn:
+    async with app_state(app).resources.engine.connect() as conn:
         return (
             await conn.execute(
                 sa.select(
@@ -79,7 +80,7 @@ async def _row(app: FastAPI, closing_id: str) -> Any:
 
 
 async def _interrupted_jobs(app: FastAPI) -> float:
-    resources = app.state.resources
+    resources = app_state(app).resources
     stats = await job_metrics.read(resources.redis, resources.settings.redis_key_prefix)
     return stats.get("jobs:interrupted", 0)
 
@@ -118,13 +119,13 @@ async def test_with_postgres_still_away_the_lease_expires_and_the_sweeper_retrie
     assert row.heartbeat_at is not None and row.heartbeat_at.year > 1970
 
     # Once the lease has expired (made so here), the sweeper queues it and it completes.
-    async with app.state.resources.engine.begin() as conn:
+    async with app_state(app).resources.engine.begin() as conn:
         await conn.execute(
             sa.update(iterations)
             .where(iterations.c.closing_id == closing_id)
             .values(heartbeat_at=sa.func.now() - sa.text("interval '1 hour'"))
         )
-    assert await sweeper.sweep(app.state.resources) >= 1
+    assert await sweeper.sweep(app_state(app).resources) >= 1
     await run_worker()
     row = await _row(app, closing_id)
     assert (row.status, row.attempts, row.published) == ("succeeded", 2, 1)
@@ -133,12 +134,12 @@ async def test_with_postgres_still_away_the_lease_expires_and_the_sweeper_retrie
 async def test_release_makes_the_claim_takeable_at_once_only_by_its_owner(
     app: FastAPI, closing_id: str, run_worker: Worker
 ) -> None:
-    engine = app.state.resources.engine
+    engine = app_state(app).resources.engine
     async with engine.connect() as conn:
         iteration_id = await conn.scalar(
             sa.select(iterations.c.id).where(iterations.c.closing_id == closing_id)
         )
-    lease = app.state.resources.settings.iteration_lease_seconds
+    lease = app_state(app).resources.settings.iteration_lease_seconds
     first = await claims.claim(engine, iteration_id, lease)
     assert first is not None and await claims.claim(engine, iteration_id, lease) is None  # live
 
@@ -163,7 +164,7 @@ async def test_an_iteration_out_of_attempts_fails_and_hands_over_the_one_waiting
     assert first.status_code == 202, first.text
     # Its worker died during each of its attempts (the last lease has expired), and a newer
     # upload queued an iteration behind it.
-    async with app.state.resources.engine.begin() as conn:
+    async with app_state(app).resources.engine.begin() as conn:
         await conn.execute(
             sa.update(iterations)
             .where(iterations.c.closing_id == closing_id)
@@ -179,7 +180,7 @@ async def test_an_iteration_out_of_attempts_fails_and_hands_over_the_one_waiting
 
     # One burst, no sweeper: the exhausted one is failed, and the waiting one runs at once.
     await run_worker()
-    async with app.state.resources.engine.connect() as conn:
+    async with app_state(app).resources.engine.connect() as conn:
         rows = (
             await conn.execute(
                 sa.select(iterations.c.number, iterations.c.status, iterations.c.error)

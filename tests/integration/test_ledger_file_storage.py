@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from httpx import AsyncClient
 
 from app.adapters.postgres.tables import ledger_file_chunks, ledgers, movement_batches
+from app.state import app_state
 from tests.conftest import KeyMaker, bearer
 from tests.helpers import API, create_closing, upload
 
@@ -23,7 +24,7 @@ LEDGER = b"fecha,comprobante,cuenta,debe,haber\n" + b"".join(
 
 
 async def _stored(app: FastAPI, closing_id: str) -> sa.Row:
-    async with app.state.resources.engine.connect() as conn:
+    async with app_state(app).resources.engine.connect() as conn:
         return (
             await conn.execute(
                 sa.select(
@@ -58,7 +59,7 @@ async def test_uploads_are_stored_compressed_and_uncompressed_ones_still_parse(
     first = await client.get(f"{API}/closings/{closing.id}/incidences", headers=bearer(key))
 
     # A ledger as stored before compression: raw chunks, marked 'none', not parsed yet.
-    async with app.state.resources.engine.begin() as conn:
+    async with app_state(app).resources.engine.begin() as conn:
         await conn.execute(
             sa.delete(ledger_file_chunks).where(ledger_file_chunks.c.ledger_id == stored.id)
         )

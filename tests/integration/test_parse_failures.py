@@ -15,6 +15,7 @@ from httpx import AsyncClient
 
 from app.adapters.postgres import ledger_store
 from app.adapters.postgres.tables import iterations, ledgers, snapshots
+from app.state import app_state
 from tests.conftest import KeyMaker
 from tests.helpers import create_closing, upload
 
@@ -59,7 +60,7 @@ async def test_a_storage_failure_mid_parse_fails_the_iteration_without_hanging(
 
     await asyncio.wait_for(run_worker(), timeout=60)
 
-    async with app.state.resources.engine.connect() as conn:
+    async with app_state(app).resources.engine.connect() as conn:
         row = (
             await conn.execute(
                 sa.select(iterations.c.status, iterations.c.error, ledgers.c.parsed_at)

@@ -18,6 +18,7 @@ from httpx import AsyncClient
 from app.adapters.postgres.tables import iterations
 from app.services.iterations import claims
 from app.services.iterations import run as processing
+from app.state import app_state
 from tests.conftest import KeyMaker, bearer
 from tests.helpers import API, Account, chart_json, create_closing, get_json, upload
 
@@ -37,7 +38,7 @@ async def _wait_for(check: Callable[[], Awaitable[bool]], what: str) -> None:
 
 
 async def _status(app: FastAPI, closing_id: str, number: int) -> str | None:
-    async with app.state.resources.engine.connect() as conn:
+    async with app_state(app).resources.engine.connect() as conn:
         return await conn.scalar(
             sa.select(iterations.c.status).where(
                 iterations.c.closing_id == uuid.UUID(closing_id), iterations.c.number == number

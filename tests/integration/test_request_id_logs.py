@@ -21,6 +21,7 @@ from app.api.middleware.request_id import WELL_FORMED
 from app.logging import JsonFormatter
 from app.services.tenancy import api_keys
 from app.settings import Settings
+from app.state import app_state
 from tests.conftest import Databases, bearer
 from tests.e2e.conftest import run_cli, settings_env
 from tests.helpers import create_closing, upload
@@ -68,7 +69,7 @@ async def test_the_request_id_is_in_the_api_line_and_the_workers_lines(
     }
     request_id = f"trace-{secrets.token_hex(8)}"
     async with app_client(settings, **update) as (application, http):
-        async with application.state.resources.engine.begin() as conn:
+        async with app_state(application).resources.engine.begin() as conn:
             key = await api_keys.create_key(conn, tenant="reqid", role="analyst", name="r")
         closing = await create_closing(http, key)
         http.headers["X-Request-ID"] = request_id

@@ -18,6 +18,7 @@ from app.adapters.postgres.tables import incidence_lines, iteration_results, ite
 from app.services.iterations import retention
 from app.services.tenancy import api_keys
 from app.settings import Settings
+from app.state import app_state
 from tests.conftest import Databases, bearer
 from tests.helpers import create_closing, upload
 from tests.ops_helpers import app_client, migrated_database, unique_prefix, variant
@@ -56,7 +57,7 @@ async def deployment(settings: Settings, databases: Databases) -> AsyncIterator[
         redis_key_prefix=unique_prefix(settings, "retention"),
     )
     async with app_client(own) as (application, http):
-        async with application.state.resources.engine.begin() as conn:
+        async with app_state(application).resources.engine.begin() as conn:
             key = await api_keys.create_key(conn, tenant="retention", role="analyst", name="r")
         yield Deployment(application, http, own, key)
 
@@ -79,7 +80,7 @@ async def closing_with_iterations(
 
 async def stored(app: FastAPI, closing_id: str) -> dict[int, tuple[bool, int]]:
     """Per iteration number: (has a result document, how many drill-down line rows)."""
-    async with app.state.resources.engine.connect() as conn:
+    async with app_state(app).resources.engine.connect() as conn:
         rows = await conn.execute(
             sa.select(
                 iterations.c.number,
@@ -94,7 +95,7 @@ async def stored(app: FastAPI, closing_id: str) -> dict[int, tuple[bool, int]]:
 
 
 async def snapshot_number(app: FastAPI, closing_id: str) -> int:
-    async with app.state.resources.engine.connect() as conn:
+    async with app_state(app).resources.engine.connect() as conn:
         number = await conn.scalar(
             sa.select(iterations.c.number)
             .join(snapshots, snapshots.c.iteration_id == iterations.c.id)
@@ -120,7 +121,9 @@ async def test_keeps_the_newest_sets_per_closing_and_always_the_snapshot(
 
     # The cron job, with ITERATION_RETENTION=2.
     retained = deployment.settings.model_copy(update={"iteration_retention": 2})
-    ctx: dict[str, Any] = {"resources": dataclasses.replace(app.state.resources, settings=retained)}
+    ctx: dict[str, Any] = {
+        "resources": dataclasses.replace(app_state(app).resources, settings=retained)
+    }
     assert await tasks.apply_iteration_retention(ctx) == 2  # iterations 1 and 2 of `busy`
 
     after = await stored(app, busy)
@@ -141,7 +144,7 @@ async def test_keeps_the_newest_sets_per_closing_and_always_the_snapshot(
 
     # A snapshot serving an older set (e.g. published in between) keeps that set whatever its
     # rank: point it at iteration 3, keep 1, and 3 must stay along with 4.
-    async with app.state.resources.engine.begin() as conn:
+    async with app_state(app).resources.engine.begin() as conn:
         third = await conn.scalar(
             sa.select(iterations.c.id).where(
                 iterations.c.closing_id == busy, iterations.c.number == 3
@@ -150,7 +153,7 @@ async def test_keeps_the_newest_sets_per_closing_and_always_the_snapshot(
         await conn.execute(
             sa.update(snapshots).where(snapshots.c.closing_id == busy).values(iteration_id=third)
         )
-    engine = app.state.resources.engine
+    engine = app_state(app).resources.engine
     try:
         assert await retention.purge_old_results(engine, keep=1) == 0
         kept = {n for n, (has, _) in (await stored(app, busy)).items() if has}
@@ -173,14 +176,14 @@ async def test_keeps_the_newest_sets_per_closing_and_always_the_snapshot(
 
 
 async def test_purges_only_this_deployments_job_results(app: FastAPI, settings: Settings) -> None:
-    redis = app.state.resources.redis
+    redis = app_state(app).resources.redis
     prefix = settings.redis_key_prefix
     ours = [f"arq:result:{prefix}:iteration:{secrets.token_hex(4)}:1" for _ in range(3)]
     theirs = f"arq:result:other-{secrets.token_hex(4)}:iteration:x:1"
     for key in [*ours, theirs]:
         await redis.set(key, b"stale")
     try:
-        removed = await tasks.purge_job_results({"resources": app.state.resources})
+        removed = await tasks.purge_job_results({"resources": app_state(app).resources})
         assert removed == len(ours)
         assert await redis.exists(*ours) == 0
         assert await redis.exists(theirs) == 1

@@ -17,6 +17,7 @@ from httpx import AsyncClient
 from app.adapters.postgres.ledger_store import FILE_CHUNK_BYTES
 from app.adapters.postgres.tables import ledger_file_chunks, ledgers
 from app.services.uploads import store as upload_store
+from app.state import app_state
 from tests.conftest import KeyMaker, bearer
 from tests.helpers import API, assert_problem, create_closing, get_json, upload
 
@@ -35,7 +36,7 @@ def small_write_batches(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def _ledger_rows(app: FastAPI, closing_id: str) -> list[sa.Row]:
-    async with app.state.resources.engine.connect() as conn:
+    async with app_state(app).resources.engine.connect() as conn:
         return list(
             await conn.execute(
                 sa.select(ledgers.c.id, ledgers.c.receiving, ledgers.c.sha256).where(
@@ -61,7 +62,7 @@ async def test_an_accepted_upload_is_stored_whole_and_in_order(
     [row] = await _ledger_rows(app, closing.id)
     assert row.receiving is False
     assert row.sha256 == hashlib.sha256(LEDGER).hexdigest()
-    async with app.state.resources.engine.connect() as conn:
+    async with app_state(app).resources.engine.connect() as conn:
         chunks = (
             await conn.execute(
                 sa.select(ledger_file_chunks.c.seq, ledger_file_chunks.c.data)
@@ -114,7 +115,7 @@ async def test_the_cleanup_job_removes_only_abandoned_uploads(
     assert (await upload(client, key, closing.id, LEDGER[:5000])).status_code == 202
     await run_worker()  # its job done: no queued job is left to the tests that follow
     [accepted] = await _ledger_rows(app, closing.id)
-    engine = app.state.resources.engine
+    engine = app_state(app).resources.engine
     # A receiving row of an API process that died a day ago, and one of an upload under way.
     stale, live = uuid.uuid4(), uuid.uuid4()
     async with engine.begin() as conn:
@@ -160,7 +161,7 @@ async def test_an_upload_whose_stored_part_was_removed_is_refused(
 
     async def finish_then_lose(self: upload_store.StagedFile) -> None:
         await finish(self)
-        async with app.state.resources.engine.begin() as conn:
+        async with app_state(app).resources.engine.begin() as conn:
             await conn.execute(sa.delete(ledgers).where(ledgers.c.id == self.ledger_id))
 
     monkeypatch.setattr(upload_store.StagedFile, "finish", finish_then_lose)

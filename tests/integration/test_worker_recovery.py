@@ -27,6 +27,7 @@ from app.adapters.postgres.tables import (
 from app.main import create_app
 from app.services.iterations import sweeper
 from app.settings import Settings
+from app.state import app_state
 from tests.conftest import KeyMaker, bearer
 from tests.ops_helpers import app_client, unique_prefix, variant
 
@@ -88,7 +89,7 @@ async def test_upload_accepted_while_redis_is_down_is_processed_once_redis_retur
     location = accepted.headers["Location"]
     assert (await _iteration(client, key, location))["status"] == "queued"
 
-    assert await sweeper.sweep(app.state.resources, queued_grace_seconds=0) >= 1
+    assert await sweeper.sweep(app_state(app).resources, queued_grace_seconds=0) >= 1
     await run_worker()
     assert (await _iteration(client, key, location))["status"] == "succeeded"
 
@@ -173,7 +174,7 @@ async def _killed_mid_run(
     done = await _iteration(client, key, location)
     assert done["status"] == "succeeded", (done, log.read_text()[-3000:])
     assert done["movements_processed"] == movements
-    engine = app.state.resources.engine
+    engine = app_state(app).resources.engine
     async with engine.connect() as conn:
         published = await conn.scalar(
             sa.select(sa.func.count())

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from app.adapters.redis.snapshot_cache import Event, decode, encode
-from app.services.snapshot_cache.near import CircuitBreaker, NearCache, NearEntry
+from app.domain.snapshot import SnapshotEntry
+from app.services.snapshot_cache.breaker import CircuitBreaker
+from app.services.snapshot_cache.near import ENTRY_OVERHEAD_BYTES, NearCache
 
 
 class Clock:
@@ -39,36 +41,37 @@ def test_breaker_opens_after_repeated_failures_probes_once_and_recovers() -> Non
     assert breaker.closed and breaker.allow()
 
 
-def _entry(version: int, client: str = "c", size: int = 10) -> NearEntry:
-    return NearEntry(version, f"h{version}", client, b"x" * size, 0.0)
+def _entry(version: int, client: str = "c", size: int = 10) -> SnapshotEntry:
+    return SnapshotEntry(version, f"h{version}", client, b"x" * size)
 
 
 def test_near_cache_refuses_fills_that_raced_an_invalidation_and_older_versions() -> None:
-    near = NearCache(max_entries=10, max_bytes=1000)
+    near = NearCache(max_bytes=10_000)
     started = near.generation
     near.apply(Event("publish", "t", "a"))  # announced while a fill was in flight
     near.put(("t", "a", ""), _entry(1), started)
     assert near.get(("t", "a", "")) is None
     near.put(("t", "a", ""), _entry(2), near.generation)
     near.put(("t", "a", ""), _entry(1), near.generation)  # a slower, older fill
-    entry = near.get(("t", "a", ""))
-    assert entry is not None and entry.version == 2
+    held = near.get(("t", "a", ""))
+    assert held is not None and held[0].version == 2
 
 
 def test_near_cache_drops_by_closing_client_and_tenant_and_stays_bounded() -> None:
-    near = NearCache(max_entries=3, max_bytes=25)
+    entry_size = 10 + ENTRY_OVERHEAD_BYTES
+    near = NearCache(max_bytes=2 * entry_size + 5)
     generation = near.generation
     near.put(("t", "a", ""), _entry(1, "c1"), generation)
     near.put(("t", "a", "view"), _entry(1, "c1"), generation)
     near.put(("t", "b", ""), _entry(1, "c2"), generation)
-    near.put(("u", "a", ""), _entry(1, "c1"), generation)  # over 25 bytes: the oldest goes
-    assert near.get(("t", "a", "")) is None and len(near) == 2 and near.size == 20
+    near.put(("u", "a", ""), _entry(1, "c1"), generation)  # over the bound: the oldest go
+    assert near.get(("t", "a", "")) is None and len(near) == 2 and near.size == 2 * entry_size
     near.apply(Event("client", "t", "c2"))
     assert near.get(("t", "b", "")) is None and near.get(("u", "a", "")) is not None
     near.put(("t", "c", ""), _entry(1, "c3"), near.generation)
     near.apply(Event("tenant", "u"))
     assert near.get(("u", "a", "")) is None and near.get(("t", "c", "")) is not None
-    near.put(("t", "big", ""), _entry(1, size=26), near.generation)  # larger than the bound
+    near.put(("t", "big", ""), _entry(1, size=3 * entry_size), near.generation)  # too large
     assert near.get(("t", "big", "")) is None
     near.apply(Event.parse(b"garbage"))
     assert len(near) == 0 and near.size == 0

@@ -13,6 +13,8 @@ from typing import Any
 from redis.asyncio import Redis
 
 from app.adapters.redis import keys
+from app.domain.snapshot import SnapshotEntry
+from app.settings import Settings
 
 _SCRIPTS = dict(
     re.findall(
@@ -44,17 +46,6 @@ def decode(stored: bytes) -> bytes:
 
 
 @dataclass(frozen=True)
-class Cached:
-    """What Redis holds for a closing: its current version and, unless `same`, the payload."""
-
-    version: int
-    content_hash: str
-    client_id: str
-    same: bool  # the caller's known version is current and still cached
-    payload: bytes | None  # decoded; None when `same`, or when this entry is not cached
-
-
-@dataclass(frozen=True)
 class Event:
     """An announcement on the cache channel: `scope` is closing, client, tenant or publish."""
 
@@ -76,63 +67,99 @@ class Event:
         return cls(*parts)
 
 
+@dataclass(frozen=True)
+class CachePolicy:
+    """How entries are kept: the TTL of a whole snapshot (also of its version floor) and of a
+    view, and the size from which payloads are stored compressed."""
+
+    snapshot_ttl: int
+    view_ttl: int
+    compress_min_bytes: int
+
+
 class SnapshotCache:
     """The snapshot cache's Redis operations (every one a single round trip, except SCANs)."""
 
-    def __init__(self, redis: Redis, prefix: str) -> None:
+    @classmethod
+    def for_settings(cls, redis: Redis, settings: Settings) -> SnapshotCache:
+        """The deployment's cache: its key prefix, TTLs and compression threshold."""
+        policy = CachePolicy(
+            snapshot_ttl=settings.cache_snapshot_ttl_seconds,
+            view_ttl=settings.cache_view_ttl_seconds,
+            compress_min_bytes=settings.cache_compress_min_bytes,
+        )
+        return cls(redis, settings.redis_key_prefix, policy)
+
+    def __init__(self, redis: Redis, prefix: str, policy: CachePolicy) -> None:
         self.redis = redis
         self.prefix = prefix
+        self.policy = policy
         self.channel = keys.cache_events(prefix)
         self._scripts = {name: redis.register_script(text) for name, text in _SCRIPTS.items()}
 
     async def read(
-        self, tenant: object, closing: object, view: str, known: tuple[int, str] | None
-    ) -> Cached | None:
-        """The current entry (None: nothing known); no payload travels if `known` is current."""
-        v, h = known if known is not None else (0, "")
+        self, tenant: object, closing: object, view: str, known: SnapshotEntry | None = None
+    ) -> SnapshotEntry | None:
+        """The cached entry, or None on a miss. When `known` is still the current entry, it is
+        returned itself and its payload does not travel."""
         reply = await self._scripts["read"](
-            keys=[keys.snapshot(self.prefix, tenant, closing),
-                  keys.snapshot_views(self.prefix, tenant, closing)],
-            args=[v, h, view],
-        )  # fmt: skip
+            keys=[
+                keys.snapshot(self.prefix, tenant, closing),
+                keys.snapshot_views(self.prefix, tenant, closing),
+            ],
+            args=[known.version, known.content_hash, view] if known else [0, "", view],
+        )
         if reply is None:
             return None
+        if reply[3]:
+            return known
         stored = reply[4] if len(reply) > 4 else None
-        return Cached(
-            version=int(reply[0]),
-            content_hash=reply[1].decode(),
-            client_id=reply[2].decode() if reply[2] else "",
-            same=bool(reply[3]),
-            payload=decode(stored) if stored else None,
-        )
+        if not stored:
+            return None
+        client = reply[2].decode() if reply[2] else ""
+        return SnapshotEntry(int(reply[0]), reply[1].decode(), client, decode(stored))
 
-    async def store_snapshot(
-        self, tenant: object, closing: object, client: object, version: int, content_hash: str,
-        document: bytes, *, ttl: int, compress_min_bytes: int,
-    ) -> bool:  # fmt: skip
+    async def store_snapshot(self, tenant: object, closing: object, entry: SnapshotEntry) -> bool:
         """Version-checked set of the whole snapshot; False when a newer one is already there."""
         event = Event("publish", str(tenant), str(closing))
         stored = await self._scripts["set_snapshot"](
-            keys=[keys.snapshot(self.prefix, tenant, closing),
-                  keys.snapshot_members(self.prefix, tenant, closing),
-                  keys.snapshot_tag(self.prefix, tenant, client)],
-            args=[version, content_hash, str(client), encode(document, compress_min_bytes), ttl,
-                  str(closing), self.channel, event.encode()],
-        )  # fmt: skip
+            keys=[
+                keys.snapshot(self.prefix, tenant, closing),
+                keys.snapshot_members(self.prefix, tenant, closing),
+                keys.snapshot_tag(self.prefix, tenant, entry.client_id),
+            ],
+            args=[
+                entry.version,
+                entry.content_hash,
+                entry.client_id,
+                encode(entry.body, self.policy.compress_min_bytes),
+                self.policy.snapshot_ttl,
+                str(closing),
+                self.channel,
+                event.encode(),
+            ],
+        )
         return bool(stored)
 
     async def store_view(
-        self, tenant: object, closing: object, version: int, content_hash: str, view: str,
-        body: bytes, *, ttl: int, members_ttl: int, compress_min_bytes: int,
-    ) -> bool:  # fmt: skip
-        """Store a filtered view, only while (version, hash) is the current snapshot."""
+        self, tenant: object, closing: object, view: str, entry: SnapshotEntry
+    ) -> bool:
+        """Store a filtered view, only while its (version, hash) is the current snapshot."""
         views = keys.snapshot_views(self.prefix, tenant, closing)
         stored = await self._scripts["set_view"](
-            keys=[keys.snapshot(self.prefix, tenant, closing),
-                  f"{views}:{version}:{content_hash}:{view}",
-                  keys.snapshot_members(self.prefix, tenant, closing)],
-            args=[version, content_hash, encode(body, compress_min_bytes), ttl, members_ttl],
-        )  # fmt: skip
+            keys=[
+                keys.snapshot(self.prefix, tenant, closing),
+                f"{views}:{entry.version}:{entry.content_hash}:{view}",
+                keys.snapshot_members(self.prefix, tenant, closing),
+            ],
+            args=[
+                entry.version,
+                entry.content_hash,
+                encode(entry.body, self.policy.compress_min_bytes),
+                self.policy.view_ttl,
+                self.policy.snapshot_ttl,
+            ],
+        )
         return bool(stored)
 
     async def invalidate(
@@ -156,9 +183,14 @@ class SnapshotCache:
             )
         dropped = await self._scripts["invalidate"](
             keys=[keys.snapshot_tag(self.prefix, tenant, client) if client is not None else ""],
-            args=[keys.snapshot_prefix(self.prefix, tenant),
-                  keys.snapshot_members(self.prefix, tenant), self.channel, event.encode(), *ids],
-        )  # fmt: skip
+            args=[
+                keys.snapshot_prefix(self.prefix, tenant),
+                keys.snapshot_members(self.prefix, tenant),
+                self.channel,
+                event.encode(),
+                *ids,
+            ],
+        )
         return int(dropped)
 
     async def invalidate_tenant(self, tenant: object, batch: int = 200) -> int:
@@ -192,9 +224,11 @@ class SnapshotCache:
         """Take the reload lease of a closing; its token, or None when another process holds it."""
         token = secrets.token_hex(8)
         taken = await self.redis.set(
-            keys.snapshot_lock(self.prefix, tenant, closing), token, nx=True,
+            keys.snapshot_lock(self.prefix, tenant, closing),
+            token,
+            nx=True,
             px=max(1, int(seconds * 1000)),
-        )  # fmt: skip
+        )
         return token if taken else None
 
     async def release(self, tenant: object, closing: object, token: str) -> None:

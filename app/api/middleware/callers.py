@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import enum
 import ipaddress
-import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 
+from cachetools import TLRUCache, TTLCache
 from starlette.types import Scope
+
+from app.services.tenancy.api_keys import Principal
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -36,6 +37,27 @@ def bearer_token(scope: Scope) -> str | None:
     return None
 
 
+class PrincipalCache:
+    """Key hash → principal for `ttl` seconds, so a hot read path does no Postgres query.
+
+    Only valid keys are cached (made-up keys cannot fill it), and an entry is dropped after
+    `ttl`: a key revoked in Postgres stops working within AUTH_CACHE_TTL_SECONDS (default 5).
+    """
+
+    def __init__(self, ttl: float, max_entries: int = 10_000) -> None:
+        self.ttl = ttl
+        self._entries: TTLCache[bytes, Principal] = TTLCache(max_entries, ttl=max(ttl, 1e-9))
+
+    def get(self, digest: bytes) -> Principal | None:
+        """The cached principal of a key hash, unless expired."""
+        return self._entries.get(digest)
+
+    def put(self, digest: bytes, principal: Principal) -> None:
+        """Remember a key just authenticated against Postgres."""
+        if self.ttl > 0:
+            self._entries[digest] = principal
+
+
 class KnownKeys:
     """Recently checked API keys by sha256: the key's id if live, None if invalid.
 
@@ -53,29 +75,21 @@ class KnownKeys:
         max_lookups: int = 8,
         lookup_timeout: float = 1.0,
     ) -> None:
-        self._ttl = {True: valid_ttl, False: invalid_ttl}
-        self._max_entries = max_entries
+        ttl = {True: valid_ttl, False: invalid_ttl}
         self._max_lookups = max_lookups
         self._lookup_timeout = lookup_timeout
-        self._entries: OrderedDict[bytes, tuple[float, uuid.UUID | None]] = OrderedDict()
+        self._entries: TLRUCache[bytes, uuid.UUID | None] = TLRUCache(
+            max_entries, ttu=lambda _, key_id, now: now + ttl[key_id is not None]
+        )
         self._pending: dict[bytes, asyncio.Task[uuid.UUID | None]] = {}
 
     def get(self, digest: bytes) -> KeyState:
         """The cached state of a key, or UNKNOWN."""
-        entry = self._entries.get(digest)
-        if entry is None:
-            return UNKNOWN
-        if entry[0] <= time.monotonic():
-            del self._entries[digest]
-            return UNKNOWN
-        return entry[1]
+        return self._entries.get(digest, UNKNOWN)
 
     def remember(self, digest: bytes, key_id: uuid.UUID | None) -> None:
         """Record the outcome of an authentication (None: the key is invalid or revoked)."""
-        self._entries[digest] = (time.monotonic() + self._ttl[key_id is not None], key_id)
-        self._entries.move_to_end(digest)
-        while len(self._entries) > self._max_entries:
-            self._entries.popitem(last=False)
+        self._entries[digest] = key_id
 
     async def resolve(
         self, digest: bytes, check: Callable[[], Awaitable[uuid.UUID | None]]

@@ -10,17 +10,17 @@ import uuid
 import weakref
 from typing import TYPE_CHECKING
 
-from fastapi import FastAPI
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.adapters.redis import REDIS_FAILURES
 from app.adapters.redis.rate_limit import CheckBatcher, Decision, window_check
 from app.api.middleware.callers import UNKNOWN, KnownKeys, bearer_token, client_ip
 from app.api.problems import problem
 from app.metrics import RATE_LIMIT_FAIL_OPEN, RATE_LIMIT_REJECTIONS
 from app.services.tenancy.api_keys import authenticate, hash_key
 from app.settings import RatePolicy, Settings
+from app.state import app_state
 
 if TYPE_CHECKING:
     from app.resources import Resources
@@ -29,7 +29,6 @@ logger = logging.getLogger(__name__)
 
 EXEMPT_PATHS = frozenset({"/alive", "/ready", "/health", "/metrics"})
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-REDIS_ERRORS = (RedisError, OSError, TimeoutError)
 
 
 def policy_name(method: str, path: str) -> str:
@@ -124,7 +123,7 @@ class RateLimitMiddleware:
         if scope["type"] != "http" or scope["path"] in EXEMPT_PATHS:
             await self.app(scope, receive, send)
             return
-        resources: Resources | None = getattr(scope["app"].state, "resources", None)
+        resources = app_state(scope["app"]).resources
         if resources is None:  # outside the lifespan: nothing to count with
             await self.app(scope, receive, send)
             return
@@ -149,7 +148,7 @@ class RateLimitMiddleware:
             if batcher is None:
                 batcher = self._batchers[resources.redis] = CheckBatcher(resources.redis)
             decision = await batcher.check(check)
-        except REDIS_ERRORS as exc:
+        except REDIS_FAILURES as exc:
             self.breaker.failure()
             # The exception's type only: its text may name the server.
             self.fail_open.record(f"Redis unreachable: {type(exc).__name__}")
@@ -199,10 +198,3 @@ def _with_headers(send: Send, headers: list[tuple[bytes, bytes]]) -> Send:
         await send(message)
 
     return wrapped
-
-
-def install_rate_limit(app: FastAPI, settings: Settings) -> None:
-    """Add the limiter to the app; the auth dependency shares its cache of known keys."""
-    known_keys = KnownKeys()
-    app.state.known_keys = known_keys
-    app.add_middleware(RateLimitMiddleware, settings=settings, known_keys=known_keys)

@@ -11,11 +11,11 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException
 
+from app.adapters.redis import REDIS_FAILURES
 from app.api.deps import Admin, SnapshotsDep
 from app.api.problems import problem_responses
 from app.api.schemas.cache import InvalidateIn, InvalidateOut
 from app.services.snapshot_cache import admin as cache_admin
-from app.services.snapshot_cache.repository import REDIS_FAILURES
 
 router = APIRouter(prefix="/admin/cache", tags=["admin"], responses=problem_responses(403))
 

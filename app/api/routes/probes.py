@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from typing import Any
-
 import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
 from app.api.deps import ResourcesDep
 from app.api.problems import problem, problem_responses
-from app.resources import Resources
-from app.services.ops.probes import HitRateWindow, check_readiness, health_document
+from app.services.ops.probes import check_readiness, health_document
+from app.state import app_state
 
 router = APIRouter(tags=["probes"])
 
 HEALTH_JSON = "application/health+json"
-HEALTH_CACHE_SECONDS = 1.0
 
 
 @router.get("/alive", summary="Liveness: the process can serve (touches no dependency)")
@@ -32,14 +27,15 @@ async def alive() -> dict[str, str]:
     responses=problem_responses((503, "Not ready, or shutting down")),
 )
 async def ready(request: Request, resources: ResourcesDep) -> Response:
-    if request.app.state.draining:
+    state = app_state(request.app)
+    if state.draining:
         return problem(
             503,
             "The service is shutting down",
             type_slug="not-ready",
             checks={"shutdown": "in_progress"},
         )
-    readiness = await check_readiness(resources, request.app.state.migration_head)
+    readiness = await check_readiness(resources, state.migration_head)
     checks = {"postgres": readiness.postgres, "redis": readiness.redis}
     if not readiness.ready:
         failing = ", ".join(f"{name} is {state}" for name, state in checks.items() if state != "ok")
@@ -53,7 +49,8 @@ async def ready(request: Request, resources: ResourcesDep) -> Response:
     responses={200: {"content": {HEALTH_JSON: {}}}, 503: {"content": {HEALTH_JSON: {}}}},
 )
 async def health(request: Request, resources: ResourcesDep) -> Response:
-    document = await _cached_health(request.app.state, resources)
+    state = app_state(request.app)
+    document = await state.health.get(lambda: health_document(resources, state.cache_hit_rate))
     status = 503 if document["status"] == "fail" else 200
     return Response(
         orjson.dumps(document),
@@ -61,19 +58,3 @@ async def health(request: Request, resources: ResourcesDep) -> Response:
         media_type=HEALTH_JSON,
         headers={"Cache-Control": "no-store"},
     )
-
-
-async def _cached_health(state: Any, resources: Resources) -> dict[str, Any]:
-    """The health document, computed at most once per HEALTH_CACHE_SECONDS (probes share it)."""
-    if getattr(state, "health_lock", None) is None:
-        state.health_lock = asyncio.Lock()
-        state.cache_hit_rate = HitRateWindow()
-    cached: tuple[float, dict[str, Any]] | None = state.health_cache
-    if cached is None or time.monotonic() - cached[0] > HEALTH_CACHE_SECONDS:
-        async with state.health_lock:
-            cached = state.health_cache
-            if cached is None or time.monotonic() - cached[0] > HEALTH_CACHE_SECONDS:
-                document = await health_document(resources, state.cache_hit_rate)
-                cached = (time.monotonic(), document)
-                state.health_cache = cached
-    return cached[1]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import tempfile
 import time
@@ -10,6 +9,8 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_chain, wait_fixed
 
 from app.adapters.outages import unavailable
 from app.domain.errors import DomainError
@@ -127,26 +128,30 @@ async def _retry_later(
         extra=log,
     )
     # The lease loop has stopped (its `async with` is over): nothing renews the claim anymore.
-    for delay in RELEASE_RETRY_DELAYS:
-        await asyncio.sleep(delay)
-        try:
-            released = await claims.release(resources.engine, claimed)
-        except Exception as retry_exc:
-            if not unavailable(retry_exc):
-                raise
-            continue
-        if not released:  # its lease ran out and another job took it over, or it committed
-            return "abandoned: the claim was no longer ours"
-        # The next attempt's job id (the sweeper would choose the same): this job's id is the
-        # previous attempt's, and arq refuses a second job under an id it still holds.
-        await enqueue_by_id(resources, iteration_id, claimed.attempt)
-        return "interrupted: queued again"
-    logger.warning(
-        "iteration %s: Postgres still unreachable; the sweeper retries it once its lease expires",
-        iteration_id,
-        extra=log,
+    retrying = AsyncRetrying(
+        retry=retry_if_exception(unavailable),
+        wait=wait_chain(*(wait_fixed(delay) for delay in RELEASE_RETRY_DELAYS[1:])),
+        stop=stop_after_attempt(len(RELEASE_RETRY_DELAYS)),
+        reraise=True,
     )
-    return "interrupted: left to the sweeper"
+    try:
+        released: bool = await retrying(claims.release, resources.engine, claimed)
+    except Exception as retry_exc:
+        if not unavailable(retry_exc):
+            raise
+        logger.warning(
+            "iteration %s: Postgres still unreachable; the sweeper retries it once its lease "
+            "expires",
+            iteration_id,
+            extra=log,
+        )
+        return "interrupted: left to the sweeper"
+    if not released:  # its lease ran out and another job took it over, or it committed
+        return "abandoned: the claim was no longer ours"
+    # The next attempt's job id (the sweeper would choose the same): this job's id is the
+    # previous attempt's, and arq refuses a second job under an id it still holds.
+    await enqueue_by_id(resources, iteration_id, claimed.attempt)
+    return "interrupted: queued again"
 
 
 def _problem(exc: Exception) -> dict[str, Any]:

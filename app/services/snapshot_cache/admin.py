@@ -8,10 +8,12 @@ from typing import Any
 
 from prometheus_client import Counter
 
+from app.adapters.redis import REDIS_FAILURES
 from app.adapters.redis.snapshot_cache import KINDS, Event
 from app.metrics import CACHE_ERRORS, CACHE_INVALIDATIONS, CACHE_LOOKUPS
 from app.services.iterations.history import check_closing
-from app.services.snapshot_cache.repository import REDIS_FAILURES, SnapshotRepository, notify_local
+from app.services.snapshot_cache.local import notify_local
+from app.services.snapshot_cache.repository import SnapshotRepository
 from app.services.tenancy.clients import get_client
 
 
@@ -110,5 +112,8 @@ async def invalidate(
         dropped = await cache.invalidate_tenant(tenant)
     notify_local(Event(scope, str(tenant), target))
     CACHE_INVALIDATIONS.labels("all" if scope == "tenant" else scope).inc()
-    return {"scope": "all" if scope == "tenant" else scope, "target": target or None,
-            "snapshots_dropped": dropped}  # fmt: skip
+    return {
+        "scope": "all" if scope == "tenant" else scope,
+        "target": target or None,
+        "snapshots_dropped": dropped,
+    }

@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.adapters.postgres.tables import closings, iteration_results, iterations, snapshots
 from app.domain.errors import NotFound
+from app.domain.snapshot import SnapshotEntry
 from app.services.iterations.history import check_closing
-
-
-@dataclass(frozen=True)
-class LoadedSnapshot:
-    """The served snapshot's version (iteration number), hash, client and canonical document."""
-
-    version: int
-    content_hash: str
-    client_id: str
-    document: bytes | None  # None when the caller already holds this version
 
 
 def _snapshot_query() -> sa.Select[tuple[int, str, uuid.UUID, uuid.UUID, uuid.UUID]]:
@@ -40,9 +30,10 @@ def _snapshot_query() -> sa.Select[tuple[int, str, uuid.UUID, uuid.UUID, uuid.UU
 
 async def load_snapshot(
     conn: AsyncConnection, tenant: uuid.UUID, closing: uuid.UUID, known_version: int | None = None
-) -> LoadedSnapshot:
-    """The tenant's closing's snapshot in one query; its document is left out (not even read
-    from disk) when it is `known_version`. NotFound for a foreign closing or before a success."""
+) -> SnapshotEntry | None:
+    """The tenant's closing's snapshot in one query; None when it is still `known_version` (its
+    document is then not even read from disk). NotFound for a foreign closing or before a
+    success."""
     document: sa.ColumnElement[bytes | None] = (
         iteration_results.c.document
         if known_version is None
@@ -62,7 +53,9 @@ async def load_snapshot(
     if row is None:
         await check_closing(conn, tenant, closing)
         raise NotFound(f"closing {closing} has no snapshot yet (no iteration has succeeded)")
-    return LoadedSnapshot(row.number, row.content_hash, str(row.client_id), row.document)
+    if row.document is None:
+        return None
+    return SnapshotEntry(row.number, row.content_hash, str(row.client_id), row.document)
 
 
 async def owner(conn: AsyncConnection, closing: uuid.UUID) -> tuple[uuid.UUID, uuid.UUID]:

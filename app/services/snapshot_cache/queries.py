@@ -1,11 +1,9 @@
-"""Serving a snapshot: filtered/paged incidences, and the movements behind one incidence."""
+"""The movements behind one incidence of a snapshot (drill-down), by keyset pages."""
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -19,44 +17,6 @@ from app.adapters.postgres.tables import incidence_lines, iterations, snapshots
 from app.domain.amounts import format_amount
 from app.domain.errors import InvalidInput, NotFound
 from app.services.iterations.history import check_closing
-
-
-@dataclass(frozen=True)
-class SnapshotQuery:
-    """Filters and paging of GET /incidences."""
-
-    type: str | None = None
-    severity: str | None = None
-    limit: int | None = None
-    offset: int = 0
-
-    def is_whole(self) -> bool:
-        """True when the query asks for the snapshot as it is."""
-        return self == SnapshotQuery()
-
-    def etag(self, content_hash: str) -> str:
-        """The snapshot hash, varied by the query so each view has its own validator."""
-        if self.is_whole():
-            return f'"{content_hash}"'
-        view = hashlib.sha256(repr(self).encode()).hexdigest()[:16]
-        return f'"{content_hash}.{view}"'
-
-
-def snapshot_view(document: bytes, query: SnapshotQuery) -> bytes:
-    """The snapshot document with its incidences filtered and paged (bytes in, bytes out)."""
-    if query.is_whole():
-        return document
-    snapshot = orjson.loads(document)
-    selected = [
-        incidence
-        for incidence in snapshot["incidences"]
-        if (query.type is None or incidence["type"] == query.type)
-        and (query.severity is None or incidence["severity"] == query.severity)
-    ]
-    end = None if query.limit is None else query.offset + query.limit
-    snapshot["incidences"] = selected[query.offset : end]
-    snapshot["page"] = {"total": len(selected), "offset": query.offset, "limit": query.limit}
-    return orjson.dumps(snapshot)
 
 
 def _encode_cursor(iteration_id: uuid.UUID, after_line: int) -> str:
@@ -136,10 +96,21 @@ def _movement_json(rows: pl.DataFrame) -> list[dict[str, Any]]:
     if rows.is_empty():
         return []
     shown = rows.select(
-        "line", "account_code", "date", "voucher", "document_type", "document_number",
-        "description", "account_name", "cost_center", "third_party", "debit", "credit",
-        "invalid_field", "invalid_reason",
-    )  # fmt: skip
+        "line",
+        "account_code",
+        "date",
+        "voucher",
+        "document_type",
+        "document_number",
+        "description",
+        "account_name",
+        "cost_center",
+        "third_party",
+        "debit",
+        "credit",
+        "invalid_field",
+        "invalid_reason",
+    )
     movements = shown.to_dicts()
     for movement in movements:
         for side in ("debit", "credit"):

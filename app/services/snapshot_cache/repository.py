@@ -12,63 +12,45 @@ to Postgres and a circuit breaker stops paying a Redis timeout on every request.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 import uuid
-import weakref
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from redis.exceptions import RedisError
-
+from app.adapters.redis import REDIS_FAILURES
 from app.adapters.redis.snapshot_cache import Event, SnapshotCache
+from app.domain.snapshot import SnapshotEntry
+from app.domain.view import WHOLE, SnapshotQuery, snapshot_view
 from app.metrics import CACHE_ERRORS, CACHE_LOOKUPS
 from app.resources import Resources
+from app.services.snapshot_cache import local
+from app.services.snapshot_cache.breaker import CircuitBreaker
 from app.services.snapshot_cache.listener import CacheListener, reconcile
 from app.services.snapshot_cache.loads import load_snapshot
-from app.services.snapshot_cache.near import CircuitBreaker, NearCache, NearEntry
-from app.services.snapshot_cache.queries import SnapshotQuery, snapshot_view
+from app.services.snapshot_cache.near import NearCache, NearKey
 
 logger = logging.getLogger(__name__)
 
-REDIS_FAILURES = (RedisError, OSError, TimeoutError)
-_LOCAL: weakref.WeakSet[SnapshotRepository] = weakref.WeakSet()
 _OUTCOMES = {
     (kind, outcome): CACHE_LOOKUPS.labels(kind, outcome)
     for kind in ("snapshot", "view")
     for outcome in ("hit", "miss", "bypass")
 }
+# The listener notices its stop flag within one ping period (1 s).
+SHUTDOWN_WAIT_SECONDS = 3.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Served:
-    """A body to send, its snapshot's content hash, and where it came from (X-Cache)."""
+    """An entry to send, and where it came from (X-Cache): hit, no Postgres read; miss, read
+    from Postgres; bypass, Redis skipped."""
 
-    body: bytes
-    version: int
-    content_hash: str
-    client_id: str
-    outcome: str  # hit: no Postgres read; miss: read from Postgres; bypass: Redis skipped
+    entry: SnapshotEntry
+    outcome: str
 
 
 _Loader = Callable[[], Awaitable[Served]]
-_WHOLE = SnapshotQuery()
-
-
-def view_id(query: SnapshotQuery) -> str:
-    """Cache name of a filtered view ("" for the whole snapshot)."""
-    return "" if query.is_whole() else hashlib.sha256(repr(query).encode()).hexdigest()[:16]
-
-
-def notify_local(event: Event) -> None:
-    """Apply an event to this process's near caches at once (pub/sub brings it to the others)."""
-    for repository in list(_LOCAL):
-        repository.near.apply(event)
-
-
-# The listener notices its stop flag within one ping period (1 s).
-SHUTDOWN_WAIT_SECONDS = 3.0
 
 
 class SnapshotRepository:
@@ -78,16 +60,17 @@ class SnapshotRepository:
         settings = resources.settings
         self.settings = settings
         self.engine = resources.engine
-        self.cache = SnapshotCache(resources.redis, settings.redis_key_prefix)
-        self.near = NearCache(settings.cache_near_max_entries, settings.cache_near_max_bytes)
+        self.cache = SnapshotCache.for_settings(resources.redis, settings)
+        self.near = NearCache(settings.cache_near_max_bytes)
         self.breaker = CircuitBreaker(
             settings.cache_breaker_failures, settings.cache_breaker_open_seconds
         )
         self.listener = CacheListener(self.cache, self.near)
         self.postgres_loads = 0  # whole-document reads from Postgres (the stampede bound)
+        self._timeout = settings.cache_redis_timeout_seconds
         self._flights: dict[tuple[str, ...], asyncio.Future[Served]] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        _LOCAL.add(self)
+        local.register(self.near)
 
     @property
     def subscribed(self) -> bool:
@@ -103,7 +86,7 @@ class SnapshotRepository:
 
     async def aclose(self) -> None:
         """Stop the background tasks (bounded: shutdown must never hang on Redis)."""
-        _LOCAL.discard(self)
+        local.unregister(self.near)
         self.listener.stop()
         for task in self._tasks:
             task.cancel()
@@ -114,11 +97,11 @@ class SnapshotRepository:
             logger.warning("snapshot cache: %d background task(s) did not stop", len(pending))
 
     async def reconcile(self) -> int:
-        """Drop cached snapshots older than Postgres's recent publishes (see cache_background)."""
+        """Drop cached snapshots older than Postgres's recent publishes (see listener)."""
         window = self.settings.cache_snapshot_ttl_seconds
         dropped = await reconcile(self.engine, self.cache, window)
         for tenant, closing in dropped:  # at once here; other processes hear it by pub/sub
-            notify_local(Event("closing", str(tenant), str(closing)))
+            local.notify_local(Event("closing", str(tenant), str(closing)))
         return len(dropped)
 
     async def _reconcile_forever(self) -> None:
@@ -135,52 +118,47 @@ class SnapshotRepository:
     def fresh(self, tenant: object, closing: object, view: str) -> Served | None:
         """The near entry if it may be served without asking Redis (no I/O): the invalidation
         channel is subscribed, the circuit is closed and the entry is young enough."""
-        entry = self.near.get((str(tenant), str(closing), view))
+        held = self.near.get((str(tenant), str(closing), view))
         if (
-            entry is None
+            held is None
             or not self.subscribed
             or not self.breaker.closed
-            or time.monotonic() - entry.stored_at >= self.settings.cache_near_max_age_seconds
+            or time.monotonic() - held[1] >= self.settings.cache_near_max_age_seconds
         ):
             return None
         _OUTCOMES["view" if view else "snapshot", "hit"].inc()
-        return _served(entry, "hit")
+        return Served(held[0], "hit")
 
     async def get(self, tenant: uuid.UUID, closing: uuid.UUID, query: SnapshotQuery) -> Served:
-        """The snapshot (or view) body for the tenant's closing; NotFound as Postgres says."""
-        view = view_id(query)
+        """The snapshot (or view) for the tenant's closing; NotFound as Postgres says."""
+        view = query.view_id()
         kind = "view" if view else "snapshot"
         served = self.fresh(tenant, closing, view)
         if served is not None:
             return served
         key = (str(tenant), str(closing), view)
-        entry = self.near.get(key)
+        held = self.near.get(key)
+        known = held[0] if held is not None else None
         if not self.breaker.allow():
-            return await self._bypass(key, query, entry)
+            return await self._bypass(key, query, known)
         generation = self.near.generation
-        known = (entry.version, entry.content_hash) if entry is not None else None
         try:
-            async with asyncio.timeout(self.settings.cache_redis_timeout_seconds):
+            async with asyncio.timeout(self._timeout):
                 cached = await self.cache.read(tenant, closing, view, known)
         except REDIS_FAILURES as exc:
             self.redis_failed(kind, exc)
-            return await self._bypass(key, query, entry)
+            return await self._bypass(key, query, known)
         self.breaker.success()
-        if cached is not None and (cached.same or cached.payload is not None):
-            body = entry.body if cached.same and entry is not None else cached.payload
-            assert body is not None
-            fresh = NearEntry(
-                cached.version, cached.content_hash, cached.client_id, body, time.monotonic()
-            )
-            self.near.put(key, fresh, generation)
+        if cached is not None:
+            self.near.put(key, cached, generation)
             _OUTCOMES[kind, "hit"].inc()
-            return _served(fresh, "hit")
+            return Served(cached, "hit")
         _OUTCOMES[kind, "miss"].inc()
         if not view:
             served = await self._single_flight(key[:2], lambda: self._fill(tenant, closing))
         else:
-            served = await self._view_from(key, query, await self.get(tenant, closing, _WHOLE))
-        self.near.put(key, _entry(served), generation)
+            served = await self._view_from(key, query, await self.get(tenant, closing, WHOLE))
+        self.near.put(key, served.entry, generation)
         return served
 
     def redis_failed(self, kind: str, exc: BaseException) -> None:
@@ -189,24 +167,17 @@ class SnapshotRepository:
         self.breaker.failure()
         logger.debug("snapshot cache: Redis failed (%s)", type(exc).__name__)
 
-    async def _view_from(
-        self, key: tuple[str, str, str], query: SnapshotQuery, doc: Served
-    ) -> Served:
+    async def _view_from(self, key: NearKey, query: SnapshotQuery, whole: Served) -> Served:
         """Filter and page the whole snapshot, and store the view for the next readers."""
-        body = snapshot_view(doc.body, query)
-        if doc.outcome != "bypass" and self.breaker.allow():
+        entry = replace(whole.entry, body=snapshot_view(whole.entry.body, query))
+        if whole.outcome != "bypass" and self.breaker.allow():
             try:
-                async with asyncio.timeout(self.settings.cache_redis_timeout_seconds):
-                    await self.cache.store_view(
-                        key[0], key[1], doc.version, doc.content_hash, key[2], body,
-                        ttl=self.settings.cache_view_ttl_seconds,
-                        members_ttl=self.settings.cache_snapshot_ttl_seconds,
-                        compress_min_bytes=self.settings.cache_compress_min_bytes,
-                    )  # fmt: skip
+                async with asyncio.timeout(self._timeout):
+                    await self.cache.store_view(key[0], key[1], key[2], entry)
                 self.breaker.success()
             except REDIS_FAILURES as exc:
                 self.redis_failed("view", exc)
-        return Served(body, doc.version, doc.content_hash, doc.client_id, doc.outcome)
+        return Served(entry, whole.outcome)
 
     async def _single_flight(self, flight_key: tuple[str, ...], load: _Loader) -> Served:
         """Run `load` once for all concurrent callers with the same key."""
@@ -220,10 +191,9 @@ class SnapshotRepository:
     async def _fill(self, tenant: uuid.UUID, closing: uuid.UUID) -> Served:
         """Reload a missing snapshot under a cross-process lease, and write it back."""
         try:
-            async with asyncio.timeout(self.settings.cache_redis_timeout_seconds):
-                token = await self.cache.acquire(
-                    tenant, closing, self.settings.cache_fill_lease_seconds
-                )
+            async with asyncio.timeout(self._timeout):
+                lease = self.settings.cache_fill_lease_seconds
+                token = await self.cache.acquire(tenant, closing, lease)
         except REDIS_FAILURES as exc:
             self.redis_failed("snapshot", exc)
             return await self._load(tenant, closing, None, "bypass")
@@ -234,12 +204,8 @@ class SnapshotRepository:
         try:
             served = await self._load(tenant, closing, None, "miss")
             try:
-                async with asyncio.timeout(self.settings.cache_redis_timeout_seconds):
-                    await self.cache.store_snapshot(
-                        tenant, closing, served.client_id, served.version, served.content_hash,
-                        served.body, ttl=self.settings.cache_snapshot_ttl_seconds,
-                        compress_min_bytes=self.settings.cache_compress_min_bytes,
-                    )  # fmt: skip
+                async with asyncio.timeout(self._timeout):
+                    await self.cache.store_snapshot(tenant, closing, served.entry)
             except REDIS_FAILURES as exc:
                 self.redis_failed("snapshot", exc)
             return served
@@ -258,54 +224,42 @@ class SnapshotRepository:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.05)
             try:
-                cached = await self.cache.read(tenant, closing, "", None)
+                cached = await self.cache.read(tenant, closing, "")
             except REDIS_FAILURES as exc:
                 self.redis_failed("snapshot", exc)
                 return None
-            if cached is not None and cached.payload is not None:
-                return Served(
-                    cached.payload, cached.version, cached.content_hash, cached.client_id, "hit"
-                )
+            if cached is not None:
+                return Served(cached, "hit")
         return None
 
     async def _load(
-        self, tenant: uuid.UUID, closing: uuid.UUID, near: NearEntry | None, outcome: str
+        self, tenant: uuid.UUID, closing: uuid.UUID, known: SnapshotEntry | None, outcome: str
     ) -> Served:
-        """Read the snapshot from Postgres (its document only when `near` is not current)."""
-        known = near.version if near is not None else None
+        """Read the snapshot from Postgres (its document only when `known` is not current)."""
         async with self.engine.connect() as conn:
-            row = await load_snapshot(conn, tenant, closing, known)
-        if row.document is None:
-            assert near is not None
-            return _served(near, outcome)
+            loaded = await load_snapshot(conn, tenant, closing, known.version if known else None)
+        if loaded is None:
+            assert known is not None
+            return Served(known, outcome)
         self.postgres_loads += 1
-        return Served(row.document, row.version, row.content_hash, row.client_id, outcome)
+        return Served(loaded, outcome)
 
     async def _bypass(
-        self, key: tuple[str, str, str], query: SnapshotQuery, entry: NearEntry | None
+        self, key: NearKey, query: SnapshotQuery, held: SnapshotEntry | None
     ) -> Served:
-        """Redis is skipped or failing: answer from Postgres, reusing a near entry it confirms."""
+        """Redis is skipped or failing: answer from Postgres, reusing a near entry it confirms.
+        Postgres sends the whole document only when no near entry is current."""
         _OUTCOMES["view" if key[2] else "snapshot", "bypass"].inc()
         tenant, closing = uuid.UUID(key[0]), uuid.UUID(key[1])
-        doc_entry = self.near.get((key[0], key[1], "")) if key[2] else entry
-        known = doc_entry or entry  # Postgres sends the document only if this is not current
+        whole = self.near.get((key[0], key[1], "")) if key[2] else None
+        known = whole[0] if whole is not None else held
+        flight = ("bypass", key[0], key[1], "" if whole is not None else key[2])
         served = await self._single_flight(
-            ("bypass", key[0], key[1], key[2] if known is entry else ""),
-            lambda: self._load(tenant, closing, known, "bypass"),
+            flight, lambda: self._load(tenant, closing, known, "bypass")
         )
-        if not key[2] or (known is entry and entry is not None and served.body is entry.body):
+        if not key[2]:
             return served
-        if entry is not None and entry.version == served.version:  # `served` is the document
-            return _served(entry, "bypass")
-        return Served(snapshot_view(served.body, query), served.version, served.content_hash,
-                      served.client_id, "bypass")  # fmt: skip
-
-
-def _served(entry: NearEntry, outcome: str) -> Served:
-    return Served(entry.body, entry.version, entry.content_hash, entry.client_id, outcome)
-
-
-def _entry(served: Served) -> NearEntry:
-    return NearEntry(
-        served.version, served.content_hash, served.client_id, served.body, time.monotonic()
-    )
+        if held is not None and held.version == served.entry.version:  # the view is current
+            return Served(held, "bypass")
+        body = snapshot_view(served.entry.body, query)
+        return Served(replace(served.entry, body=body), "bypass")

@@ -7,13 +7,24 @@ import asyncio
 import logging
 import uuid
 
+from tenacity import (
+    AsyncRetrying,
+    RetryError,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_chain,
+    wait_fixed,
+)
+
+from app.adapters.redis import REDIS_FAILURES
 from app.adapters.redis.snapshot_cache import Event, SnapshotCache
 from app.domain.errors import NotFound
+from app.domain.snapshot import SnapshotEntry
 from app.metrics import CACHE_ERRORS, CACHE_INVALIDATIONS
 from app.resources import Resources
 from app.services.iterations.claims import Claim
-from app.services.snapshot_cache import loads as snapshot_loads
-from app.services.snapshot_cache.repository import REDIS_FAILURES, notify_local
+from app.services.snapshot_cache import loads
+from app.services.snapshot_cache.local import notify_local
 
 logger = logging.getLogger(__name__)
 
@@ -22,8 +33,8 @@ logger = logging.getLogger(__name__)
 PUBLISH_RETRY_DELAYS = (0.1, 0.3, 1.0, 2.0)
 
 
-def _cache(resources: Resources) -> SnapshotCache:
-    return SnapshotCache(resources.redis, resources.settings.redis_key_prefix)
+def _count_failure(_: object) -> None:
+    CACHE_ERRORS.labels("snapshot").inc()
 
 
 async def cache_published(
@@ -33,45 +44,43 @@ async def cache_published(
     Never raises: the iteration is published whatever happens here."""
     try:
         async with resources.engine.connect() as conn:
-            tenant, client = await snapshot_loads.owner(conn, claimed.closing_id)
-        await _store_published(resources, claimed, tenant, client, document, content_hash)
+            tenant, client = await loads.owner(conn, claimed.closing_id)
+        entry = SnapshotEntry(claimed.number, content_hash, str(client), document)
+        await _store_published(resources, tenant, claimed.closing_id, entry)
         notify_local(Event("publish", str(tenant), str(claimed.closing_id)))
     except Exception:
         logger.exception("could not cache the snapshot of closing %s", claimed.closing_id)
 
 
 async def _store_published(
-    resources: Resources, claimed: Claim, tenant: uuid.UUID, client: uuid.UUID,
-    document: bytes, content_hash: str,
-) -> None:  # fmt: skip
-    settings = resources.settings
-    for delay in (*PUBLISH_RETRY_DELAYS, None):
-        try:
-            await _cache(resources).store_snapshot(
-                tenant, claimed.closing_id, client, claimed.number, content_hash, document,
-                ttl=settings.cache_snapshot_ttl_seconds,
-                compress_min_bytes=settings.cache_compress_min_bytes,
-            )  # fmt: skip
-            CACHE_INVALIDATIONS.labels("publish").inc()
-            return
-        except REDIS_FAILURES as exc:
-            CACHE_ERRORS.labels("snapshot").inc()
-            if delay is None:
-                logger.warning(
-                    "snapshot of closing %s not cached (%s): readers reload it once the old "
-                    "entry expires or is invalidated",
-                    claimed.closing_id,
-                    type(exc).__name__,
-                )
-                return
-            await asyncio.sleep(delay)
+    resources: Resources, tenant: uuid.UUID, closing: uuid.UUID, entry: SnapshotEntry
+) -> None:
+    cache = SnapshotCache.for_settings(resources.redis, resources.settings)
+    retrying = AsyncRetrying(
+        retry=retry_if_exception_type(REDIS_FAILURES),
+        wait=wait_chain(*(wait_fixed(delay) for delay in PUBLISH_RETRY_DELAYS)),
+        stop=stop_after_attempt(len(PUBLISH_RETRY_DELAYS) + 1),
+        after=_count_failure,
+    )
+    try:
+        await retrying(cache.store_snapshot, tenant, closing, entry)
+    except RetryError as exc:
+        logger.warning(
+            "snapshot of closing %s not cached (%s): readers reload it once the old entry "
+            "expires or is invalidated",
+            closing,
+            type(exc.last_attempt.exception()).__name__,
+        )
+        return
+    CACHE_INVALIDATIONS.labels("publish").inc()
 
 
 async def invalidate_client(resources: Resources, tenant: uuid.UUID, client: uuid.UUID) -> None:
     """Drop every cached snapshot of a client (its reference data changed)."""
+    cache = SnapshotCache.for_settings(resources.redis, resources.settings)
     try:
         async with asyncio.timeout(4 * resources.settings.cache_redis_timeout_seconds):
-            await _cache(resources).invalidate(tenant, client=client)
+            await cache.invalidate(tenant, client=client)
         CACHE_INVALIDATIONS.labels("client").inc()
     except REDIS_FAILURES as exc:
         CACHE_ERRORS.labels("snapshot").inc()
@@ -81,26 +90,22 @@ async def invalidate_client(resources: Resources, tenant: uuid.UUID, client: uui
 
 async def warm(resources: Resources) -> tuple[int, int]:
     """Load the snapshot of every open closing into Redis; (written, already current)."""
-    settings = resources.settings
-    cache = _cache(resources)
+    cache = SnapshotCache.for_settings(resources.redis, resources.settings)
     async with resources.engine.connect() as conn:
-        targets = await snapshot_loads.open_snapshots(conn)
+        targets = await loads.open_snapshots(conn)
     written = current = 0
     for tenant, closing in targets:
-        cached = await cache.read(tenant, closing, "", None)
-        known = cached.version if cached is not None and cached.payload else None
+        cached = await cache.read(tenant, closing, "")
         try:
             async with resources.engine.connect() as conn:
-                loaded = await snapshot_loads.load_snapshot(conn, tenant, closing, known)
+                loaded = await loads.load_snapshot(
+                    conn, tenant, closing, cached.version if cached else None
+                )
         except NotFound:  # deleted since it was listed
             continue
-        if loaded.document is None:
+        if loaded is None:
             current += 1
             continue
-        await cache.store_snapshot(
-            tenant, closing, loaded.client_id, loaded.version, loaded.content_hash,
-            loaded.document, ttl=settings.cache_snapshot_ttl_seconds,
-            compress_min_bytes=settings.cache_compress_min_bytes,
-        )  # fmt: skip
+        await cache.store_snapshot(tenant, closing, loaded)
         written += 1
     return written, current

@@ -116,15 +116,28 @@ class TestAmounts:
             "+4",
         ]
         assert amounts(tmp_path, cells) == [
-            D("1234.56"), D("1234.56"), D("1234567.5"), D("-12.5"), D(-3), D(-3),
-            D("0.0001"), D(0), D(0), D(7), D(4),
-        ]  # fmt: skip
+            D("1234.56"),
+            D("1234.56"),
+            D("1234567.5"),
+            D("-12.5"),
+            D(-3),
+            D(-3),
+            D("0.0001"),
+            D(0),
+            D(0),
+            D(7),
+            D(4),
+        ]
 
     def test_comma_decimal_with_dot_thousands(self, tmp_path: Path) -> None:
         cells = ["1.234,56", "$ 1.234.567,5", "-0,5", "12", "1 234,5"]
         assert amounts(tmp_path, cells, ",") == [
-            D("1234.56"), D("1234567.5"), D("-0.5"), D(12), D("1234.5"),
-        ]  # fmt: skip
+            D("1234.56"),
+            D("1234567.5"),
+            D("-0.5"),
+            D(12),
+            D("1234.5"),
+        ]
 
     def test_other_separator_is_noise(self, tmp_path: Path) -> None:
         # With "." as decimal separator, "," is thousands noise wherever it appears.
@@ -171,9 +184,15 @@ class TestText:
         text += " 0012 ,2026-10-01, A-1 ,5,, fac , 007 ,  hola  ,  , 12.345.678-9\n"
         frame = parse_text(tmp_path, text)
         assert frame.select(
-            "account_code", "voucher", "document_type", "document_number", "description",
-            "cost_center", "third_party", "account_name",
-        ).row(0) == ("0012", "A-1", "fac", "007", "hola", None, "12.345.678-9", None)  # fmt: skip
+            "account_code",
+            "voucher",
+            "document_type",
+            "document_number",
+            "description",
+            "cost_center",
+            "third_party",
+            "account_name",
+        ).row(0) == ("0012", "A-1", "fac", "007", "hola", None, "12.345.678-9", None)
 
     def test_cp1252(self, tmp_path: Path) -> None:
         text = "cuenta;fecha;comprobante;debe;haber;glosa;nombre_cuenta\n"
@@ -210,8 +229,13 @@ class TestRejections:
         ]
         frame = parse_text(tmp_path, HEAD + "\n".join(rows) + "\n")
         assert frame["invalid_field"].to_list() == [
-            "account_code", "date", "voucher", "debit", "credit", None,
-        ]  # fmt: skip
+            "account_code",
+            "date",
+            "voucher",
+            "debit",
+            "credit",
+            None,
+        ]
         assert frame["invalid_reason"].to_list() == [
             "account_code is empty",
             "date '31/02/2026' is not a valid date",

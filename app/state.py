@@ -1,0 +1,43 @@
+"""What the API process keeps between requests, as one typed object instead of ad-hoc
+attributes on Starlette's `app.state`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+
+from app.api.middleware.callers import KnownKeys, PrincipalCache
+from app.resources import Resources
+from app.services.ops.probe_memo import ProbeMemo
+from app.services.ops.probes import HitRateWindow
+from app.services.snapshot_cache.repository import SnapshotRepository
+from app.settings import Settings
+
+
+@dataclass
+class AppState:
+    """Built with the app; `resources` and `snapshots` exist while the lifespan runs."""
+
+    settings: Settings
+    migration_head: str | None
+    principals: PrincipalCache  # key hash → principal, for AUTH_CACHE_TTL_SECONDS
+    known_keys: KnownKeys  # key hash → key id or invalid: the rate limiter's subject
+    health: ProbeMemo[dict[str, Any]] = field(default_factory=ProbeMemo)  # once a second
+    cache_hit_rate: HitRateWindow = field(default_factory=HitRateWindow)  # /health's window
+    draining: bool = False  # set on SIGTERM: /ready answers 503 from then on
+    resources: Resources | None = None
+    snapshots: SnapshotRepository | None = None
+
+    def require_resources(self) -> Resources:
+        """The resources; RuntimeError outside the lifespan."""
+        if self.resources is None:
+            raise RuntimeError("the application's lifespan has not started")
+        return self.resources
+
+
+def app_state(app: Starlette) -> AppState:
+    """The AppState of an application built by create_app()."""
+    state: AppState = app.state.ledger
+    return state
