@@ -69,11 +69,12 @@ def _positive_days(text: str) -> float:
     return days
 
 
-def add_backup_parsers(commands: Any) -> None:
-    """Register the two subcommands on the CLI's subparsers."""
+def register(commands: Any) -> None:
+    """The `backup` and `restore` subcommands."""
     backup = commands.add_parser(
         "backup", help="pg_dump the database (custom format, timestamped) and rotate old ones"
     )
+    backup.set_defaults(handler=cmd_backup)
     backup.add_argument("--dir", help="where backups go (default: DATA_DIR/backups)")
     backup.add_argument(
         "--keep-days",
@@ -82,6 +83,7 @@ def add_backup_parsers(commands: Any) -> None:
         help="delete backups in --dir taken more than this many days ago (default: 14)",
     )
     restore = commands.add_parser("restore", help="pg_restore a backup into DATABASE_URL")
+    restore.set_defaults(handler=cmd_restore)
     restore.add_argument("file")
     restore.add_argument(
         "--clean", action="store_true", help="drop the database's existing objects first"

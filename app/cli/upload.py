@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,8 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
+
+from app.settings import Settings
 
 POLL_SECONDS = 0.5
 
@@ -116,3 +120,30 @@ def _print_problem(console: Console, response: httpx.Response) -> None:
     except ValueError:
         detail = response.text
     console.print(f"[red]upload refused ({response.status_code}): {detail}[/red]")
+
+
+def cmd_upload(settings: Settings, args: argparse.Namespace) -> int:
+    return upload(
+        Path(args.file),
+        args.closing,
+        url=args.url,
+        key=args.key,
+        decimal_separator=args.decimal_separator,
+        column_map=args.column_map,
+    )
+
+
+def register(commands: Any) -> None:
+    """The `upload` subcommand."""
+    upload = commands.add_parser("upload", help="upload a ledger and follow its processing")
+    upload.add_argument("file")
+    upload.add_argument("--closing", required=True, help="closing id")
+    upload.add_argument(
+        "--url", default=os.environ.get("LEDGER_INCIDENCES_URL", "http://127.0.0.1:8000")
+    )
+    upload.add_argument("--key", default=os.environ.get("LEDGER_INCIDENCES_KEY"))
+    upload.add_argument("--decimal-separator", default=".", choices=[".", ","])
+    upload.add_argument(
+        "--column-map", default=None, help='JSON object {"field": "Header in the file"}'
+    )
+    upload.set_defaults(handler=cmd_upload)

@@ -244,7 +244,7 @@ async def test_no_key_hash_or_connection_string_in_responses_or_logs(
 async def test_cli_lists_and_revokes_keys_without_showing_secrets(
     settings: Settings, http: AsyncClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from app.cli.main import cmd_api_key
+    from app.cli.keys import cmd_api_key
     from app.services.tenancy.api_keys import hash_key
 
     def cli(action: str, **args: Any) -> tuple[int, str, str]:
