@@ -6,15 +6,13 @@ import asyncio
 import contextlib
 import logging
 import socket
-import time
 import uuid
 from typing import Any
 
 from arq import cron
 from arq.worker import Worker
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from app.adapters.queue import ResilientWorker
 from app.adapters.redis import heartbeat
 from app.resources import Resources, arq_redis_settings, create_redis, queue_name
 from app.settings import Settings
@@ -36,39 +34,6 @@ async def _beat_forever(ctx: dict[str, Any]) -> None:
         except Exception as exc:  # Redis away for a moment: the next beat will do
             logger.warning("worker heartbeat failed: %s", type(exc).__name__)
         await asyncio.sleep(heartbeat.HEARTBEAT_SECONDS)
-
-
-# Redis unreachable (down, restarting, still loading its data: BusyLoadingError is one of these);
-# redis-py wraps the socket's own errors in these.
-REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
-REDIS_DOWN_PAUSE_SECONDS = 1.0
-
-
-class ResilientWorker(Worker):
-    """arq's Worker, but a Redis outage pauses its poll loop instead of ending the process.
-
-    arq's loop has no retry: one failed poll (queue read, job result, cron, health record)
-    raises out of `main()` and the worker exits, abandoning its running jobs, on every Redis
-    restart (and `ledger-incidences dev` stops with it). Here a failed poll is logged and tried
-    again a second later; running jobs go on meanwhile (they need Postgres, not the queue), and
-    jobs Redis lost are queued again by the sweeper. `_poll_iteration` is arq's (pinned < 0.29).
-    """
-
-    _redis_down_since: float | None = None
-
-    async def _poll_iteration(self) -> None:
-        try:
-            await super()._poll_iteration()
-        except REDIS_DOWN as exc:
-            if self._redis_down_since is None:
-                self._redis_down_since = time.monotonic()
-                logger.warning("worker: Redis unreachable (%s); waiting for it", type(exc).__name__)
-            await asyncio.sleep(REDIS_DOWN_PAUSE_SECONDS)
-            return
-        if self._redis_down_since is not None:
-            down = time.monotonic() - self._redis_down_since
-            logger.warning("worker: Redis answers again after %.1f s", down)
-            self._redis_down_since = None
 
 
 def _cron_name(settings: Settings, name: str) -> str:

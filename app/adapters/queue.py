@@ -1,11 +1,18 @@
-"""Enqueueing iteration jobs on arq: idempotent thanks to deterministic job ids."""
+"""arq, the job queue: enqueueing iteration jobs (idempotent thanks to deterministic job ids),
+and a worker that outlives Redis outages."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 import uuid
+from typing import Any
 
 from arq.connections import ArqRedis
+from arq.worker import Worker
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 logger = logging.getLogger(__name__)
 
@@ -40,3 +47,51 @@ async def enqueue_iteration(
         logger.warning("could not enqueue iteration %s: %s", iteration_id, type(exc).__name__)
         return False
     return True
+
+
+# Redis unreachable (down, restarting, still loading its data: BusyLoadingError is one of these);
+# redis-py wraps the socket's own errors in these.
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
+REDIS_DOWN_PAUSE_SECONDS = 1.0
+
+
+class ResilientWorker(Worker):
+    """arq's Worker, but a Redis outage pauses it instead of ending the process.
+
+    arq's loop has no retry: one failed poll (queue read, job result, cron, health record)
+    raises out of `main()` and the worker exits, abandoning its running jobs, on every Redis
+    restart (and `ledger-incidences dev` stops with it). arq offers no hook for this, so the
+    public `main()` is run again after a pause; the startup hook runs only the first time.
+    Running jobs go on meanwhile (they need Postgres, not the queue), and jobs Redis lost are
+    queued again by the sweeper.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._started = False
+        self._redis_down_since: float | None = None
+        self._startup = self.on_startup
+        self.on_startup = self._start_once
+
+    async def _start_once(self, ctx: dict[str, Any]) -> None:
+        """arq's startup hook, run once; on a restarted main() it means Redis answers again."""
+        if self._redis_down_since is not None:
+            down = time.monotonic() - self._redis_down_since
+            logger.warning("worker: Redis answers again after %.1f s", down)
+            self._redis_down_since = None
+        if not self._started and self._startup is not None:
+            await self._startup(ctx)
+        self._started = True
+
+    async def main(self) -> None:
+        """arq's main loop, started again after a pause whenever Redis is unreachable."""
+        while True:
+            try:
+                await super().main()
+                return
+            except REDIS_DOWN as exc:
+                if self._redis_down_since is None:
+                    self._redis_down_since = time.monotonic()
+                    name = type(exc).__name__
+                    logger.warning("worker: Redis unreachable (%s); waiting for it", name)
+                await asyncio.sleep(REDIS_DOWN_PAUSE_SECONDS)

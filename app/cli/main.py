@@ -17,7 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(
         prog="ledger-incidences",
-        description="Ledger Incidences: pre-computed general-ledger incidences for monthly closings.",
+        description="Pre-computed general-ledger incidences for monthly closings.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     for module in COMMAND_MODULES:
