@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Any
 
 import polars as pl
 
@@ -47,7 +46,7 @@ class Evaluation:
     """Consolidated incidences (display order), statistics, and each incidence's sorted lines.
 
     The lines of all incidences live in one flat Int32 column; `spans` maps a key to its
-    (offset, count) in it. Drill-down storage should read them with `lines_for`/`iter_lines`.
+    (offset, count) in it. Drill-down storage reads them with `lines_for`.
     """
 
     incidences: tuple[Incidence, ...]
@@ -59,15 +58,6 @@ class Evaluation:
         """Every line of an incidence, ascending."""
         offset, count = self.spans[key]
         return self.all_lines.slice(offset, count)
-
-    def iter_lines(self) -> Iterator[tuple[str, pl.Series]]:
-        """(key, ascending lines) for every incidence, in display order."""
-        for incidence in self.incidences:
-            yield incidence.key, self.lines_for(incidence.key)
-
-    def incidence_dicts(self) -> list[dict[str, Any]]:
-        """The incidences in their public JSON shape."""
-        return [i.to_dict() for i in self.incidences]
 
 
 def evaluate(

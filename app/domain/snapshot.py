@@ -24,8 +24,6 @@ from app.domain.amounts import format_amount
 from app.domain.incidence import Incidence, IncidenceLike
 from app.domain.statistics import Statistics
 
-HASHED_FIELDS = ("closing_id", "iteration", "statistics", "incidences")
-
 
 def canonical_json(document: Any) -> bytes:
     """Deterministic JSON bytes: sorted keys, compact, Decimals as canonical strings."""

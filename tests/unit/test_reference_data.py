@@ -7,11 +7,9 @@ import csv
 import pytest
 
 from app.domain.errors import InvalidInput
-from app.services.reference_data.upsert import (
+from app.domain.reference_changes import (
     ACCOUNT_ALIASES,
-    ACCOUNTS,
     DOCUMENT_TYPE_ALIASES,
-    DOCUMENT_TYPES,
     MAX_CODE_LENGTH,
     MAX_ITEMS,
     MAX_TEXT_LENGTH,
@@ -22,6 +20,7 @@ from app.services.reference_data.upsert import (
     parse_csv,
     plan_changes,
 )
+from app.services.reference_data.upsert import ACCOUNTS, DOCUMENT_TYPES
 from tests.paths import PUBLIC_DATA
 
 CHART = PUBLIC_DATA / "chart_of_accounts.csv"

@@ -22,8 +22,9 @@ from app.api.schemas.reference_data import (
     UpsertResult,
 )
 from app.domain.errors import InvalidInput, PayloadTooLarge
+from app.domain.reference_changes import MAX_ITEMS, Entry, parse_csv
 from app.services.reference_data import upsert as reference_data
-from app.services.reference_data.upsert import ACCOUNTS, DOCUMENT_TYPES, MAX_ITEMS, Entry, Kind
+from app.services.reference_data.upsert import ACCOUNTS, DOCUMENT_TYPES, Kind
 
 router = APIRouter(
     prefix="/clients", tags=["reference data"], responses=problem_responses((404, "No such client"))
@@ -129,7 +130,7 @@ async def _entries(
         raise HTTPException(415, f"Send the rows as application/json or text/csv, not {got}")
     body = await _read_body(request)
     if not is_json:
-        return reference_data.parse_csv(body, kind.aliases, _column_map(column_map))
+        return parse_csv(body, kind.aliases, _column_map(column_map))
     try:
         items = adapter.validate_json(body)
     except ValidationError as exc:

@@ -12,13 +12,11 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.adapters.postgres.tables import (
-    closings,
     incidence_lines,
     iteration_results,
     iterations,
     snapshots,
 )
-from app.domain.errors import NotFound
 from app.services.iterations.claims import Claim
 
 
@@ -96,25 +94,6 @@ async def result_document(conn: AsyncConnection, iteration_id: uuid.UUID) -> dic
         )
     ).scalar_one_or_none()
     return orjson.loads(data) if data is not None else None
-
-
-async def current_snapshot(
-    conn: AsyncConnection, tenant_id: uuid.UUID, closing_id: uuid.UUID
-) -> tuple[uuid.UUID, str, bytes]:
-    """(iteration id, content hash, canonical document) served for the closing, or NotFound."""
-    row = (
-        await conn.execute(
-            sa.select(
-                snapshots.c.iteration_id, snapshots.c.content_hash, iteration_results.c.document
-            )
-            .join(closings, closings.c.id == snapshots.c.closing_id)
-            .join(iteration_results, iteration_results.c.iteration_id == snapshots.c.iteration_id)
-            .where(snapshots.c.closing_id == closing_id, closings.c.tenant_id == tenant_id)
-        )
-    ).first()
-    if row is None:
-        raise NotFound(f"closing {closing_id} has no snapshot yet (no iteration has succeeded)")
-    return row.iteration_id, row.content_hash, row.document
 
 
 async def previous_result(conn: AsyncConnection, closing_id: uuid.UUID) -> dict[str, Any] | None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
 
 from app.domain.errors import AmountOverflow
-from app.domain.evaluation import evaluate
+from app.domain.evaluation import Evaluation, evaluate
 from app.domain.ledger.inspect import inspect_ledger
 from app.domain.ledger.reader import iter_movement_batches, ledger_row_fetcher, narrow, read_narrow
 from tests.unit.domain.helpers import HEADER, REFERENCE, row, run, write
@@ -28,6 +29,10 @@ STATS_ROWS = [
     row(account="110105", voucher="V3", debit="10", date="31/02/2026"),
     row(account="510101", voucher="V4", debit="20", doc="XX", date="2026-09-30"),
 ]
+
+
+def _dicts(result: Evaluation) -> list[dict[str, Any]]:
+    return [incidence.to_dict() for incidence in result.incidences]
 
 
 def test_statistics_by_hand(tmp_path: Path) -> None:
@@ -111,9 +116,9 @@ def test_sample_lines_are_the_five_smallest_and_lines_are_complete(tmp_path: Pat
     assert missing.movement_count == 8
     assert missing.sample_lines == (2, 3, 4, 6, 7)
     assert result.lines_for(missing.key).to_list() == [2, 3, 4, 6, 7, 8, 9, 10]
-    for key, lines in result.iter_lines():
-        assert lines.to_list() == sorted(lines.to_list())
-        assert len(lines) == next(i.movement_count for i in result.incidences if i.key == key)
+    for incidence in result.incidences:
+        lines = result.lines_for(incidence.key).to_list()
+        assert lines == sorted(lines) and len(lines) == incidence.movement_count
 
 
 def test_incidence_json_shape(tmp_path: Path) -> None:
@@ -122,7 +127,7 @@ def test_incidence_json_shape(tmp_path: Path) -> None:
         row(account="210101", credit="1500000", date="2026-10-31"),
     ]
     result = run(tmp_path, rows)
-    (incidence,) = result.incidence_dicts()
+    (incidence,) = _dicts(result)
     assert incidence == {
         "key": "ACCOUNT_UNCLASSIFIED:510101",
         "type": "ACCOUNT_UNCLASSIFIED",
@@ -162,7 +167,7 @@ def test_fetch_rows_path_matches_in_frame_texts(tmp_path: Path) -> None:
         return fetch(lines)
 
     fetched = evaluate(read_narrow(path, layout), REFERENCE, True, fetch_rows=spy)
-    assert fetched.incidence_dicts() == with_text.incidence_dicts()
+    assert _dicts(fetched) == _dicts(with_text)
     assert fetched.statistics == with_text.statistics
     # One call: the duplicate candidates (2, 3; line 4's number differs, so does its hash),
     # the first rejected line (5, for its reason) and the unknown account's first line (6).
@@ -192,10 +197,7 @@ def test_unsorted_input_is_sorted(tmp_path: Path) -> None:
     layout = inspect_ledger(path)
     frame = read_narrow(path, layout, keep_text=True)
     shuffled = frame.reverse()
-    assert (
-        evaluate(shuffled, REFERENCE, True).incidence_dicts()
-        == evaluate(frame, REFERENCE, True).incidence_dicts()
-    )
+    assert _dicts(evaluate(shuffled, REFERENCE, True)) == _dicts(evaluate(frame, REFERENCE, True))
 
 
 def test_amount_overflow_is_refused(tmp_path: Path) -> None:
@@ -217,7 +219,4 @@ def test_batches_concatenate_to_the_same_result(tmp_path: Path) -> None:
     layout = inspect_ledger(path)
     one = pl.concat(narrow(b, keep_text=True) for b in iter_movement_batches(path, layout))
     many = pl.concat(narrow(b, keep_text=True) for b in iter_movement_batches(path, layout, 2))
-    assert (
-        evaluate(one, REFERENCE, True).incidence_dicts()
-        == evaluate(many, REFERENCE, True).incidence_dicts()
-    )
+    assert _dicts(evaluate(one, REFERENCE, True)) == _dicts(evaluate(many, REFERENCE, True))
