@@ -10,7 +10,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi_offline import FastAPIOffline
 
 from app import __version__
-from app.api.middleware.callers import KnownKeys, PrincipalCache
+from app.api.callers import KnownKeys, PrincipalCache
 from app.api.middleware.metrics import MetricsMiddleware
 from app.api.middleware.rate_limit import RateLimitMiddleware
 from app.api.middleware.request_id import RequestIdMiddleware
@@ -26,13 +26,13 @@ from app.api.routes import (
     reference_data,
 )
 from app.api.routes import metrics as metrics_route
+from app.api.state import AppState
 from app.api.unavailable import install_unavailable_handlers
 from app.migrations import head_revision
 from app.resources import Resources
 from app.services.snapshot_cache.repository import SnapshotRepository
 from app.services.tenancy.api_keys import ensure_bootstrap_key
 from app.settings import Settings
-from app.state import AppState
 
 logger = logging.getLogger(__name__)
 

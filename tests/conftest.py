@@ -21,13 +21,13 @@ from httpx import ASGITransport, AsyncClient
 from redis.asyncio import Redis
 from sqlalchemy.engine import make_url
 
+from app.api.state import app_state
 from app.embedded import EmbeddedPostgres, EmbeddedRedis, create_database
 from app.main import create_app
 from app.migrations import upgrade_to_head
 from app.resources import create_engine
 from app.services.tenancy import api_keys
 from app.settings import Settings
-from app.state import app_state
 
 warnings.filterwarnings("ignore", module="platformdirs")
 

@@ -9,10 +9,10 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.api.state import app_state
 from app.resources import Resources
 from app.services.snapshot_cache.repository import SnapshotRepository
 from app.services.tenancy.api_keys import Principal, Role, authenticate, hash_key
-from app.state import app_state
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer li_…`")
 

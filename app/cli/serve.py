@@ -15,10 +15,10 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+from app.api.state import app_state
 from app.cli.context import resolved
 from app.main import create_app
 from app.settings import Settings
-from app.state import app_state
 
 
 class DrainingServer(uvicorn.Server):

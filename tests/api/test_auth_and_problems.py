@@ -13,9 +13,9 @@ from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient, Response
 from pydantic import SecretStr
 
+from app.api.state import app_state
 from app.main import create_app
 from app.settings import Settings
-from app.state import app_state
 from tests.conftest import KeyMaker, bearer
 
 CLIENTS = "/api/v1/clients"

@@ -12,10 +12,10 @@ from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 
 from app.adapters.redis import keys
+from app.api.state import app_state
 from app.main import create_app
 from app.services.tenancy import api_keys
 from app.settings import Settings
-from app.state import app_state
 from tests.conftest import KeyMaker, bearer
 from tests.helpers import API, Closing, assert_problem
 from tests.integration.cache_support import Worker, ledger, owner, published

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from httpx import AsyncClient, Response
 
 from app.adapters.postgres.tables import closings, iterations, ledgers, snapshots
-from app.state import app_state
+from app.api.state import app_state
 from tests.conftest import KeyMaker, bearer
 
 API = "/api/v1"

@@ -13,7 +13,7 @@ from httpx import ASGITransport, AsyncClient
 from starlette.types import Message, Receive, Scope, Send
 
 from app.adapters.postgres.tables import clients, closings
-from app.state import app_state
+from app.api.state import app_state
 from tests.conftest import KeyMaker, bearer
 
 

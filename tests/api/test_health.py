@@ -21,9 +21,9 @@ from httpx import AsyncClient, Response
 
 from app.adapters.postgres.tables import clients, closings, iterations, ledgers, tenants
 from app.adapters.redis import heartbeat
+from app.api.state import app_state
 from app.metrics import CACHE_LOOKUPS
 from app.settings import Settings
-from app.state import app_state
 from tests.conftest import Databases
 from tests.ops_helpers import (
     DEAD_POSTGRES,

@@ -19,9 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.adapters.postgres.tables import iterations
 from app.adapters.redis import heartbeat
+from app.api.state import app_state
 from app.services.tenancy import api_keys
 from app.settings import Settings
-from app.state import app_state
 from tests.conftest import Databases, KeyMaker, bearer
 from tests.helpers import create_closing, upload
 from tests.ops_helpers import app_client, migrated_database, unique_prefix, variant

@@ -16,9 +16,9 @@ from httpx import ASGITransport, AsyncClient, Response
 from pydantic import SecretStr
 
 from app.adapters.redis import heartbeat
+from app.api.state import app_state
 from app.main import create_app
 from app.settings import Settings
-from app.state import app_state
 from tests.conftest import Databases
 
 # Nothing listens on port 1 of loopback: connections are refused at once.

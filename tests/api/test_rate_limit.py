@@ -23,11 +23,11 @@ from redis.asyncio import Redis
 
 from app.adapters.redis.rate_limit import decision_from_reply, queue_check, window_check
 from app.api.middleware.rate_limit import Breaker
+from app.api.state import app_state
 from app.main import create_app
 from app.metrics import REGISTRY
 from app.services.tenancy import api_keys
 from app.settings import RatePolicy, Settings
-from app.state import app_state
 from tests.conftest import KeyMaker, Servers, bearer
 from tests.helpers import assert_problem
 

@@ -14,7 +14,7 @@ from httpx import AsyncClient, Response
 from app.adapters.postgres.tables import closings, ledgers
 from app.adapters.queue import iteration_job_id
 from app.api.routes.reference_data import MAX_BODY_BYTES
-from app.state import app_state
+from app.api.state import app_state
 from tests.conftest import KeyMaker, bearer
 from tests.paths import PUBLIC_DATA
 

@@ -22,9 +22,9 @@ from httpx import ASGITransport, AsyncClient
 from sqlalchemy.exc import IntegrityError
 
 from app.adapters.postgres.tables import iterations
+from app.api.state import app_state
 from app.main import create_app
 from app.settings import Settings
-from app.state import app_state
 from tests.conftest import KeyMaker, bearer
 from tests.helpers import (
     API,

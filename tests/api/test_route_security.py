@@ -18,10 +18,10 @@ from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from pydantic import SecretStr
 
+from app.api.state import app_state
 from app.main import create_app
 from app.services.tenancy.api_keys import Role
 from app.settings import Settings
-from app.state import app_state
 from tests.conftest import KeyMaker, bearer
 from tests.helpers import API, assert_problem, create_closing, get_json, upload
 

@@ -14,9 +14,9 @@ from httpx import ASGITransport, AsyncClient
 from python_calamine import CalamineWorkbook
 
 from app.adapters.postgres.tables import ledgers
+from app.api.state import app_state
 from app.main import create_app
 from app.settings import Settings
-from app.state import app_state
 from tests.conftest import KeyMaker, bearer
 from tests.helpers import API, assert_problem, create_closing, get_json, upload
 from tests.paths import PUBLIC_DATA

@@ -19,10 +19,10 @@ import pytest
 import sqlalchemy as sa
 
 from app.adapters.postgres.tables import iterations
+from app.api.state import app_state
 from app.services.tenancy import api_keys
 from app.services.tenancy.api_keys import generate_key
 from app.settings import Settings
-from app.state import app_state
 from tests.conftest import Databases, bearer
 from tests.e2e.conftest import run_cli, running_server, settings_env
 from tests.helpers import create_closing

@@ -12,8 +12,8 @@ from urllib.parse import urlparse
 from fastapi import FastAPI
 from httpx import AsyncClient
 
+from app.api.state import app_state
 from app.services.snapshot_cache import loads as snapshot_loads
-from app.state import app_state
 from tests.helpers import Closing, create_closing, upload
 
 Worker = Callable[[], Awaitable[None]]

@@ -14,12 +14,12 @@ from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from pydantic import SecretStr
 
+from app.api.state import app_state
 from app.domain.view import SnapshotQuery
 from app.main import create_app
 from app.metrics import CACHE_ERRORS
 from app.services.snapshot_cache.repository import SnapshotRepository
 from app.settings import Settings
-from app.state import app_state
 from tests.conftest import KeyMaker, Servers, bearer
 from tests.integration.cache_support import (
     RedisProxy,

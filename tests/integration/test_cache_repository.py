@@ -17,13 +17,13 @@ from sqlalchemy import event
 from app.adapters.postgres.tables import iteration_results, snapshots
 from app.adapters.redis import keys
 from app.adapters.redis.snapshot_cache import CachePolicy, SnapshotCache, decode, encode
+from app.api.state import app_state
 from app.domain.snapshot import SnapshotEntry
 from app.domain.view import WHOLE
 from app.services.snapshot_cache import local
 from app.services.snapshot_cache import repository as snapshot_repository
 from app.services.snapshot_cache import writes as cache_writes
 from app.services.snapshot_cache.repository import SnapshotRepository
-from app.state import app_state
 from tests.conftest import KeyMaker, bearer
 from tests.integration.cache_support import Worker, ledger, owner, published
 

@@ -10,8 +10,8 @@ from fastapi import FastAPI
 from httpx import AsyncClient
 
 from app.adapters.redis import keys
+from app.api.state import app_state
 from app.settings import Settings
-from app.state import app_state
 from tests.conftest import KeyMaker, bearer
 from tests.integration.cache_support import Worker, ledger, owner, published
 

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from httpx import AsyncClient
 
 from app.adapters.postgres.tables import closings, incidence_lines, iterations
-from app.state import app_state
+from app.api.state import app_state
 from tests.conftest import KeyMaker
 from tests.helpers import create_closing, upload
 

@@ -15,10 +15,10 @@ from httpx import AsyncClient
 from sqlalchemy.exc import InterfaceError
 
 from app.adapters.postgres.tables import iterations, snapshots
+from app.api.state import app_state
 from app.services.iterations import claims, sweeper
 from app.services.iterations import run as processing
 from app.services.ops import job_metrics
-from app.state import app_state
 from tests.conftest import KeyMaker
 from tests.helpers import create_closing, upload
 

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from httpx import AsyncClient
 
 from app.adapters.postgres.tables import ledger_file_chunks, ledgers, movement_batches
-from app.state import app_state
+from app.api.state import app_state
 from tests.conftest import KeyMaker, bearer
 from tests.helpers import API, create_closing, upload
 

@@ -15,7 +15,7 @@ from httpx import AsyncClient
 
 from app.adapters.postgres import ledger_store
 from app.adapters.postgres.tables import iterations, ledgers, snapshots
-from app.state import app_state
+from app.api.state import app_state
 from tests.conftest import KeyMaker
 from tests.helpers import create_closing, upload
 

@@ -16,9 +16,9 @@ from fastapi import FastAPI
 from httpx import AsyncClient
 
 from app.adapters.postgres.tables import iterations
+from app.api.state import app_state
 from app.services.iterations import claims
 from app.services.iterations import run as processing
-from app.state import app_state
 from tests.conftest import KeyMaker, bearer
 from tests.helpers import API, Account, chart_json, create_closing, get_json, upload
 

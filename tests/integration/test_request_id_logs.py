@@ -18,10 +18,10 @@ import pytest
 from httpx import AsyncClient
 
 from app.api.middleware.request_id import WELL_FORMED
+from app.api.state import app_state
 from app.logging import JsonFormatter
 from app.services.tenancy import api_keys
 from app.settings import Settings
-from app.state import app_state
 from tests.conftest import Databases, bearer
 from tests.e2e.conftest import run_cli, settings_env
 from tests.helpers import create_closing, upload

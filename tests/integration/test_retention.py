@@ -15,10 +15,10 @@ from fastapi import FastAPI
 from httpx import AsyncClient
 
 from app.adapters.postgres.tables import incidence_lines, iteration_results, iterations, snapshots
+from app.api.state import app_state
 from app.services.iterations import retention
 from app.services.tenancy import api_keys
 from app.settings import Settings
-from app.state import app_state
 from tests.conftest import Databases, bearer
 from tests.helpers import create_closing, upload
 from tests.ops_helpers import app_client, migrated_database, unique_prefix, variant

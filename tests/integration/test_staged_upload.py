@@ -16,8 +16,8 @@ from httpx import AsyncClient
 
 from app.adapters.postgres.ledger_store import FILE_CHUNK_BYTES
 from app.adapters.postgres.tables import ledger_file_chunks, ledgers
+from app.api.state import app_state
 from app.services.uploads import store as upload_store
-from app.state import app_state
 from tests.conftest import KeyMaker, bearer
 from tests.helpers import API, assert_problem, create_closing, get_json, upload
 

@@ -24,10 +24,10 @@ from app.adapters.postgres.tables import (
     movement_batches,
     snapshots,
 )
+from app.api.state import app_state
 from app.main import create_app
 from app.services.iterations import sweeper
 from app.settings import Settings
-from app.state import app_state
 from tests.conftest import KeyMaker, bearer
 from tests.ops_helpers import app_client, unique_prefix, variant
 

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from app.api.middleware.callers import UNKNOWN, KnownKeys, bearer_token, client_ip
+from app.api.callers import UNKNOWN, KnownKeys, bearer_token, client_ip
 from app.api.middleware.rate_limit import policy_name
 
 PROXIES = (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("fd00::/8"))

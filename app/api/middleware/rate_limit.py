@@ -15,12 +15,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.adapters.redis import REDIS_FAILURES
 from app.adapters.redis.rate_limit import CheckBatcher, Decision, window_check
-from app.api.middleware.callers import UNKNOWN, KnownKeys, bearer_token, client_ip
+from app.api.callers import UNKNOWN, KnownKeys, bearer_token, client_ip
 from app.api.problems import problem
+from app.api.state import app_state
 from app.metrics import RATE_LIMIT_FAIL_OPEN, RATE_LIMIT_REJECTIONS
 from app.services.tenancy.api_keys import authenticate, hash_key
 from app.settings import RatePolicy, Settings
-from app.state import app_state
 
 if TYPE_CHECKING:
     from app.resources import Resources

@@ -15,10 +15,10 @@ import uuid
 from cachetools import LRUCache
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.api.middleware.callers import bearer_token
+from app.api.callers import bearer_token
 from app.api.snapshot_view import Headers, answer, parse_fast, snapshot_headers
+from app.api.state import app_state
 from app.services.tenancy.api_keys import Role, hash_key
-from app.state import app_state
 
 PATH = re.compile(r"/api/v1/closings/([0-9A-Fa-f-]{32,36})/incidences")
 

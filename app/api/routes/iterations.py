@@ -14,6 +14,7 @@ from app.api.schemas import Items
 from app.api.schemas.iterations import IterationDetail, IterationOut, ReprocessIn
 from app.services.iterations import history as closing_reads
 from app.services.iterations import request as iterations
+from app.services.tenancy.closings import check_closing
 from app.services.uploads import accept as ledgers
 from app.services.uploads.store import StagedFile
 
@@ -142,7 +143,7 @@ async def reprocess(
 
 @router.get("/iterations", response_model=Items[IterationOut], summary="Iteration history")
 async def list_iterations(closing_id: uuid.UUID, principal: Viewer, conn: ConnDep) -> Any:
-    await closing_reads.check_closing(conn, principal.tenant_id, closing_id)
+    await check_closing(conn, principal.tenant_id, closing_id)
     return {"items": await iterations.list_iterations(conn, closing_id)}
 
 
@@ -154,7 +155,7 @@ async def list_iterations(closing_id: uuid.UUID, principal: Viewer, conn: ConnDe
 async def get_iteration(
     closing_id: uuid.UUID, number: IterationNumber, principal: Viewer, conn: ConnDep
 ) -> Any:
-    await closing_reads.check_closing(conn, principal.tenant_id, closing_id)
+    await check_closing(conn, principal.tenant_id, closing_id)
     return await iterations.get_iteration(conn, closing_id, number)
 
 
@@ -170,5 +171,5 @@ async def diff(
     from_: Annotated[int, Query(alias="from", ge=1, le=MAX_NUMBER)],
     to: Annotated[int, Query(ge=1, le=MAX_NUMBER)],
 ) -> dict[str, Any]:
-    await closing_reads.check_closing(conn, principal.tenant_id, closing_id)
+    await check_closing(conn, principal.tenant_id, closing_id)
     return await closing_reads.diff_between(conn, closing_id, from_, to)

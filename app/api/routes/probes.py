@@ -8,8 +8,8 @@ from starlette.responses import JSONResponse, Response
 
 from app.api.deps import ResourcesDep
 from app.api.problems import problem, problem_responses
+from app.api.state import app_state
 from app.services.ops.probes import check_readiness, health_document
-from app.state import app_state
 
 router = APIRouter(tags=["probes"])
 

@@ -1,4 +1,4 @@
-"""Read side of a closing's results: ownership check, diffs between stored iterations."""
+"""Read side of a closing's results: stored iteration documents and the diffs between them."""
 
 from __future__ import annotations
 
@@ -8,23 +8,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.adapters.postgres.tables import closings, iterations
+from app.adapters.postgres.tables import iterations
 from app.domain.diff import diff_incidences
 from app.domain.errors import Conflict, NotFound
 from app.services.iterations.publish import result_document
-
-
-async def check_closing(conn: AsyncConnection, tenant_id: uuid.UUID, closing_id: uuid.UUID) -> None:
-    """NotFound unless the closing exists and is the tenant's."""
-    found = (
-        await conn.execute(
-            sa.select(closings.c.id).where(
-                closings.c.id == closing_id, closings.c.tenant_id == tenant_id
-            )
-        )
-    ).first()
-    if found is None:
-        raise NotFound(f"closing {closing_id} not found")
 
 
 async def succeeded_document(

@@ -11,10 +11,10 @@ from prometheus_client import Counter
 from app.adapters.redis import REDIS_FAILURES
 from app.adapters.redis.snapshot_cache import KINDS, Event
 from app.metrics import CACHE_ERRORS, CACHE_INVALIDATIONS, CACHE_LOOKUPS
-from app.services.iterations.history import check_closing
 from app.services.snapshot_cache.local import notify_local
 from app.services.snapshot_cache.repository import SnapshotRepository
 from app.services.tenancy.clients import get_client
+from app.services.tenancy.closings import check_closing
 
 
 def _totals(counter: Counter) -> dict[tuple[str, ...], float]:

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.adapters.postgres.tables import closings, iteration_results, iterations, snapshots
 from app.domain.errors import NotFound
 from app.domain.snapshot import SnapshotEntry
-from app.services.iterations.history import check_closing
+from app.services.tenancy.closings import check_closing
 
 
 def _snapshot_query() -> sa.Select[tuple[int, str, uuid.UUID, uuid.UUID, uuid.UUID]]:

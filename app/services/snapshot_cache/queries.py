@@ -16,7 +16,7 @@ from app.adapters.postgres.lines_codec import page_after
 from app.adapters.postgres.tables import incidence_lines, iterations, snapshots
 from app.domain.amounts import format_amount
 from app.domain.errors import InvalidInput, NotFound
-from app.services.iterations.history import check_closing
+from app.services.tenancy.closings import check_closing
 
 
 def _encode_cursor(iteration_id: uuid.UUID, after_line: int) -> str:

@@ -22,7 +22,6 @@ from app.domain.errors import NotFound
 from app.domain.snapshot import SnapshotEntry
 from app.metrics import CACHE_ERRORS, CACHE_INVALIDATIONS
 from app.resources import Resources
-from app.services.iterations.claims import Claim
 from app.services.snapshot_cache import loads
 from app.services.snapshot_cache.local import notify_local
 
@@ -38,18 +37,19 @@ def _count_failure(_: object) -> None:
 
 
 async def cache_published(
-    resources: Resources, claimed: Claim, document: bytes, content_hash: str
+    resources: Resources, closing: uuid.UUID, version: int, document: bytes, content_hash: str
 ) -> None:
-    """Write a just-committed snapshot to Redis (so the first read is a hit) and announce it.
-    Never raises: the iteration is published whatever happens here."""
+    """Write a just-committed snapshot (its iteration number is its version) to Redis, so the
+    first read is a hit, and announce it. Never raises: the iteration is published whatever
+    happens here."""
     try:
         async with resources.engine.connect() as conn:
-            tenant, client = await loads.owner(conn, claimed.closing_id)
-        entry = SnapshotEntry(claimed.number, content_hash, str(client), document)
-        await _store_published(resources, tenant, claimed.closing_id, entry)
-        notify_local(Event("publish", str(tenant), str(claimed.closing_id)))
+            tenant, client = await loads.owner(conn, closing)
+        entry = SnapshotEntry(version, content_hash, str(client), document)
+        await _store_published(resources, tenant, closing, entry)
+        notify_local(Event("publish", str(tenant), str(closing)))
     except Exception:
-        logger.exception("could not cache the snapshot of closing %s", claimed.closing_id)
+        logger.exception("could not cache the snapshot of closing %s", closing)
 
 
 async def _store_published(

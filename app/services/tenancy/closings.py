@@ -56,6 +56,19 @@ def _to_resource(row: Any) -> dict[str, Any]:
     return data
 
 
+async def check_closing(conn: AsyncConnection, tenant_id: uuid.UUID, closing_id: uuid.UUID) -> None:
+    """NotFound unless the closing exists and is the tenant's."""
+    found = (
+        await conn.execute(
+            sa.select(closings.c.id).where(
+                closings.c.id == closing_id, closings.c.tenant_id == tenant_id
+            )
+        )
+    ).first()
+    if found is None:
+        raise NotFound(f"closing {closing_id} not found")
+
+
 async def get_closing(
     conn: AsyncConnection, tenant_id: uuid.UUID, closing_id: uuid.UUID
 ) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 
-from app.api.middleware.callers import KnownKeys, PrincipalCache
+from app.api.callers import KnownKeys, PrincipalCache
 from app.resources import Resources
 from app.services.ops.probe_memo import ProbeMemo
 from app.services.ops.probes import HitRateWindow
