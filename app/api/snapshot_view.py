@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl
 from pydantic import BaseModel, Field, ValidationError
 
 from app.domain.catalog import IncidenceType
-from app.domain.view import WHOLE, SnapshotQuery
+from app.domain.snapshot import WHOLE, SnapshotQuery
 from app.services.snapshot_cache.repository import Served
 
 # Past any snapshot's end, and small enough to echo back in `page` (JSON integers are 64-bit).

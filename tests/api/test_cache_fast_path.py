@@ -11,7 +11,7 @@ from httpx import AsyncClient, Response
 from app.api.middleware.snapshot_reads import SnapshotReadFastPath
 from app.api.snapshot_view import parse_fast
 from app.api.state import app_state
-from app.domain.view import SnapshotQuery
+from app.domain.snapshot import SnapshotQuery
 from tests.conftest import KeyMaker, bearer
 from tests.helpers import API
 from tests.integration.cache_support import Worker, ledger, published

@@ -15,7 +15,7 @@ from httpx import ASGITransport, AsyncClient
 from pydantic import SecretStr
 
 from app.api.state import app_state
-from app.domain.view import SnapshotQuery
+from app.domain.snapshot import SnapshotQuery
 from app.main import create_app
 from app.metrics import CACHE_ERRORS
 from app.services.snapshot_cache.repository import SnapshotRepository

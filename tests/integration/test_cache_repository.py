@@ -18,8 +18,7 @@ from app.adapters.postgres.tables import iteration_results, snapshots
 from app.adapters.redis import keys
 from app.adapters.redis.snapshot_cache import CachePolicy, SnapshotCache, decode, encode
 from app.api.state import app_state
-from app.domain.snapshot import SnapshotEntry
-from app.domain.view import WHOLE
+from app.domain.snapshot import WHOLE, SnapshotEntry
 from app.services.snapshot_cache import local
 from app.services.snapshot_cache import repository as snapshot_repository
 from app.services.snapshot_cache import writes as cache_writes

@@ -20,8 +20,7 @@ from dataclasses import dataclass, replace
 
 from app.adapters.redis import REDIS_FAILURES
 from app.adapters.redis.snapshot_cache import Event, SnapshotCache
-from app.domain.snapshot import SnapshotEntry
-from app.domain.view import WHOLE, SnapshotQuery, snapshot_view
+from app.domain.snapshot import WHOLE, SnapshotEntry, SnapshotQuery, snapshot_view
 from app.metrics import CACHE_ERRORS, CACHE_LOOKUPS
 from app.resources import Resources
 from app.services.snapshot_cache import local
