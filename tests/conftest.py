@@ -4,6 +4,7 @@ removes them afterwards; nothing it did not create is touched."""
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import shutil
@@ -195,16 +196,23 @@ def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-@pytest.fixture(scope="session")
-def run_worker(settings: Settings) -> Callable[[], Awaitable[None]]:
-    """Run an arq worker in burst mode: it processes every queued job, then returns."""
+# Runs the queued jobs to completion (the `run_worker` fixture, or `drain_queue` with settings).
+Worker = Callable[[], Awaitable[None]]
+
+
+async def drain_queue(settings: Settings) -> None:
+    """Run an arq worker for these settings in burst mode: it processes every queued job, then
+    returns."""
     from workers.settings import build_worker
 
-    async def _run() -> None:
-        worker = build_worker(settings, burst=True, poll_delay=0.05, handle_signals=False)
-        try:
-            await worker.main()
-        finally:
-            await worker.close()
+    worker = build_worker(settings, burst=True, poll_delay=0.05, handle_signals=False)
+    try:
+        await worker.main()
+    finally:
+        await worker.close()
 
-    return _run
+
+@pytest.fixture(scope="session")
+def run_worker(settings: Settings) -> Worker:
+    """Process every job queued for the suite's settings, then return."""
+    return functools.partial(drain_queue, settings)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from tests.chaos.conftest import ChaosStack, eventually, finished_iteration
-from tests.integration.cache_support import ledger
+from tests.integration.snapshot_cache.support import ledger
 
 READS = 2000
 STREAMS = 4

@@ -29,11 +29,10 @@ import httpx
 import pytest
 
 from app.settings import Settings
-from tests.conftest import Databases, bearer
+from tests.conftest import Databases, bearer, drain_queue
 from tests.e2e.conftest import running_server
 from tests.helpers import API
 from tests.ops_helpers import migrated_database, unique_prefix, variant
-from workers.settings import build_worker
 
 MAX_EXAMPLES = 60  # per operation and phase: about 2,000 requests, 30-40 s on two cores
 # Generous limits: 429s would hide the answers under test (the limiter has its own tests).
@@ -103,15 +102,6 @@ class Seeded:
     incidence_keys: list[str]
 
 
-async def _process(settings: Settings) -> None:
-    """Run the queued iterations with a burst worker."""
-    worker = build_worker(settings, burst=True, poll_delay=0.05, handle_signals=False)
-    try:
-        await worker.main()
-    finally:
-        await worker.close()
-
-
 async def _seed(http: httpx.AsyncClient, own: Settings) -> tuple[str, str, list[str]]:
     """A client with a chart and document types, and a closing processed twice."""
 
@@ -132,9 +122,9 @@ async def _seed(http: httpx.AsyncClient, own: Settings) -> tuple[str, str, list[
     closing_id = str(closing["id"])
     files = {"file": ("ledger.csv", LEDGER.encode(), "text/csv")}
     await call("POST", f"/closings/{closing_id}/ledger", 202, files=files)
-    await _process(own)
+    await drain_queue(own)
     await call("POST", f"/closings/{closing_id}/reprocess", 202, json={"notes": "seed"})
-    await _process(own)
+    await drain_queue(own)
     snapshot = await call("GET", f"/closings/{closing_id}/incidences", 200)
     assert snapshot["iteration"] == 2
     keys = [str(item["key"]) for item in snapshot["incidences"]]  # type: ignore[attr-defined]

@@ -134,7 +134,7 @@ async def reprocess(
     principal: Analyst,
     resources: ResourcesDep,
 ) -> dict[str, Any]:
-    iteration = await ledgers.reprocess(
+    iteration = await iterations.reprocess(
         resources, principal, closing_id, body.notes, request.state.request_id
     )
     response.headers["Location"] = _location(closing_id, iteration["number"])

@@ -13,6 +13,7 @@ from app.adapters.postgres.tables import closings, iterations
 from app.adapters.queue import enqueue_iteration
 from app.domain.errors import Conflict, NotFound
 from app.resources import Resources
+from app.services.tenancy.api_keys import Principal
 
 TRIGGERS = (
     "initial",
@@ -252,3 +253,27 @@ async def get_iteration(
     if row is None:
         raise NotFound(f"iteration {number} of closing {closing_id} not found")
     return to_resource(row, with_diff=True)
+
+
+async def reprocess(
+    resources: Resources,
+    principal: Principal,
+    closing_id: uuid.UUID,
+    notes: str | None,
+    request_id: str | None = None,
+) -> dict[str, Any]:
+    """Queue a `manual` iteration (or merge into the queued one) and queue its job."""
+    async with resources.engine.begin() as conn:
+        closing = await lock_open_closing(conn, principal.tenant_id, closing_id)
+        if closing.ledger_id is None:
+            raise Conflict(f"closing {closing_id} has no ledger yet: upload one first")
+        iteration = await request_iteration(
+            conn,
+            closing_id,
+            "manual",
+            requested_by=principal.key_name,
+            notes=notes,
+            request_id=request_id,
+        )
+    await enqueue(resources, [iteration])
+    return iteration

@@ -88,27 +88,3 @@ async def accept_ledger(
         )
     await iterations.enqueue(resources, [iteration])
     return iteration
-
-
-async def reprocess(
-    resources: Resources,
-    principal: Principal,
-    closing_id: uuid.UUID,
-    notes: str | None,
-    request_id: str | None = None,
-) -> dict[str, Any]:
-    """Queue a `manual` iteration (or merge into the queued one) and queue its job."""
-    async with resources.engine.begin() as conn:
-        closing = await iterations.lock_open_closing(conn, principal.tenant_id, closing_id)
-        if closing.ledger_id is None:
-            raise Conflict(f"closing {closing_id} has no ledger yet: upload one first")
-        iteration = await iterations.request_iteration(
-            conn,
-            closing_id,
-            "manual",
-            requested_by=principal.key_name,
-            notes=notes,
-            request_id=request_id,
-        )
-    await iterations.enqueue(resources, [iteration])
-    return iteration

@@ -11,7 +11,6 @@ import csv
 import datetime as dt
 import io
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import orjson
 from httpx import AsyncClient
 from python_calamine import CalamineWorkbook
 
-from tests.conftest import KeyMaker, bearer
+from tests.conftest import KeyMaker, Worker, bearer
 from tests.helpers import (
     API,
     DOCUMENT_TYPE_RULES,
@@ -43,8 +42,6 @@ CSV_PERIOD = "2025-03"
 XLSX_PERIOD = "2015-06"
 # Accounts left out of the uploaded chart, so ACCOUNT_NOT_IN_CHART has real content.
 CSV_LEFT_OUT = ("4900", "6600")
-
-Worker = Callable[[], Awaitable[None]]
 
 
 def _text(value: str) -> str | None:

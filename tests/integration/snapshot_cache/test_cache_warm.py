@@ -13,7 +13,7 @@ from app.adapters.redis import keys
 from app.api.state import app_state
 from app.settings import Settings
 from tests.conftest import KeyMaker, bearer
-from tests.integration.cache_support import Worker, ledger, owner, published
+from tests.integration.snapshot_cache.support import Worker, ledger, owner, published
 
 
 async def test_cache_warm_loads_open_closings(

@@ -19,11 +19,10 @@ from app.api.state import app_state
 from app.services.iterations import retention
 from app.services.tenancy import api_keys
 from app.settings import Settings
-from tests.conftest import Databases, bearer
+from tests.conftest import Databases, bearer, drain_queue
 from tests.helpers import create_closing, upload
 from tests.ops_helpers import app_client, migrated_database, unique_prefix, variant
 from workers import tasks
-from workers.settings import build_worker
 
 LEDGER = (
     b"fecha,comprobante,cuenta,tipo_doc,debe,haber\n"
@@ -42,11 +41,7 @@ class Deployment:
     key: str
 
     async def run_worker(self) -> None:
-        worker = build_worker(self.settings, burst=True, poll_delay=0.05, handle_signals=False)
-        try:
-            await worker.main()
-        finally:
-            await worker.close()
+        await drain_queue(self.settings)
 
 
 @pytest.fixture

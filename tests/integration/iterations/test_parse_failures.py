@@ -5,7 +5,6 @@ stopped without the two waiting for each other, and nothing of the partial parse
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -16,10 +15,9 @@ from httpx import AsyncClient
 from app.adapters.postgres import ledger_store
 from app.adapters.postgres.tables import iterations, ledgers, snapshots
 from app.api.state import app_state
-from tests.conftest import KeyMaker
+from tests.conftest import KeyMaker, Worker
 from tests.helpers import create_closing, upload
 
-Worker = Callable[[], Awaitable[None]]
 # Several parse batches and stored chunks: the failure comes while more are being read.
 LEDGER = b"fecha,comprobante,cuenta,glosa,debe,haber\n" + b"".join(
     b"2026-10-%02d,V%d,1101,pago %d,%d.50,0\n2026-10-%02d,V%d,2101,pago %d,0,%d.50\n"

@@ -8,7 +8,6 @@ import csv
 import datetime as dt
 import io
 import uuid
-from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
@@ -18,7 +17,7 @@ import pytest
 from httpx import AsyncClient
 
 from app.services.iterations import evaluate as evaluation
-from tests.conftest import KeyMaker, bearer
+from tests.conftest import KeyMaker, Worker, bearer
 from tests.helpers import (
     API,
     Account,
@@ -33,7 +32,6 @@ from tests.helpers import (
     upload,
 )
 
-Worker = Callable[[], Awaitable[None]]
 PERIOD = "2026-10"
 CHART = {
     "1101": Account("Caja", "Cash", "current_assets"),

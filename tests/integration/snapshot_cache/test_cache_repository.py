@@ -24,7 +24,7 @@ from app.services.snapshot_cache import repository as snapshot_repository
 from app.services.snapshot_cache import writes as cache_writes
 from app.services.snapshot_cache.repository import SnapshotRepository
 from tests.conftest import KeyMaker, bearer
-from tests.integration.cache_support import Worker, ledger, owner, published
+from tests.integration.snapshot_cache.support import Worker, ledger, owner, published
 
 
 async def _stored(app: FastAPI, closing: uuid.UUID) -> tuple[str, bytes]:

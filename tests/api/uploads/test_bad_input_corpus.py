@@ -13,7 +13,7 @@ import random
 import struct
 import threading
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient, Response
 
-from tests.conftest import KeyMaker, bearer
+from tests.conftest import KeyMaker, Worker, bearer
 from tests.helpers import API, assert_problem, create_closing, get_json, upload
 from tests.unit.domain.xlsx_writer import write_xlsx
 
@@ -30,7 +30,6 @@ MiB = 1024 * 1024
 HEADER = "fecha,comprobante,cuenta,nombre_cuenta,glosa,debe,haber\n"
 GOOD = (HEADER + "2026-10-01,V1,1101,Caja,ok,10,0\n2026-10-01,V1,4101,Ventas,ok,0,10\n").encode()
 INJECTIONS = ('=HYPERLINK("http://x")', "'; drop table accounts; --")
-Worker = Callable[[], Awaitable[None]]
 
 
 # --- inputs -----------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from app.services.tenancy import api_keys
 from app.settings import Settings
 from tests.conftest import KeyMaker, bearer
 from tests.helpers import API, Closing, assert_problem
-from tests.integration.cache_support import Worker, ledger, owner, published
+from tests.integration.snapshot_cache.support import Worker, ledger, owner, published
 
 
 def _path(closing: object) -> str:

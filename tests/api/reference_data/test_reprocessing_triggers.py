@@ -7,14 +7,14 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from httpx import AsyncClient
 
-from tests.conftest import KeyMaker, bearer
+from tests.conftest import KeyMaker, Worker, bearer
 from tests.helpers import (
     API,
     Account,
@@ -31,7 +31,6 @@ from tests.helpers import (
     upload,
 )
 
-Worker = Callable[[], Awaitable[None]]
 PERIOD = "2026-10"
 CHART = {
     "1101": Account("Caja", "Cash", "current_assets"),

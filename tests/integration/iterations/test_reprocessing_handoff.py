@@ -19,10 +19,9 @@ from app.adapters.postgres.tables import iterations
 from app.api.state import app_state
 from app.services.iterations import claims
 from app.services.iterations import run as processing
-from tests.conftest import KeyMaker, bearer
+from tests.conftest import KeyMaker, Worker, bearer
 from tests.helpers import API, Account, chart_json, create_closing, get_json, upload
 
-Worker = Callable[[], Awaitable[None]]
 CHART = {"1101": Account("Caja", "Cash", "current_assets"), "4101": Account("Ventas")}
 LEDGER = (
     b"fecha,comprobante,cuenta,debe,haber\n"

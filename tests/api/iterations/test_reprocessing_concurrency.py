@@ -10,7 +10,6 @@ import asyncio
 import datetime as dt
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
@@ -25,7 +24,7 @@ from app.adapters.postgres.tables import iterations
 from app.api.state import app_state
 from app.main import create_app
 from app.settings import Settings
-from tests.conftest import KeyMaker, bearer
+from tests.conftest import KeyMaker, Worker, bearer
 from tests.helpers import (
     API,
     Account,
@@ -38,7 +37,6 @@ from tests.helpers import (
     upload,
 )
 
-Worker = Callable[[], Awaitable[None]]
 CHART = {"1101": Account("Caja", "Cash", "current_assets"), "4101": Account("Ventas")}
 LEDGER = (
     b"fecha,comprobante,cuenta,debe,haber\n"

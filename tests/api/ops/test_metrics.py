@@ -22,7 +22,7 @@ from app.adapters.redis import heartbeat
 from app.api.state import app_state
 from app.services.tenancy import api_keys
 from app.settings import Settings
-from tests.conftest import Databases, KeyMaker, bearer
+from tests.conftest import Databases, KeyMaker, bearer, drain_queue
 from tests.helpers import create_closing, upload
 from tests.ops_helpers import app_client, migrated_database, unique_prefix, variant
 
@@ -139,8 +139,6 @@ async def test_worker_job_counters_queue_depth_and_live_workers_reach_the_api(
     settings: Settings, databases: Databases
 ) -> None:
     """The worker is another process in production: its counters travel through Redis."""
-    from workers.settings import build_worker
-
     update: dict[str, Any] = {
         "database_url": await migrated_database(databases, "metrics"),
         "redis_key_prefix": unique_prefix(settings, "metrics"),
@@ -160,12 +158,7 @@ async def test_worker_job_counters_queue_depth_and_live_workers_reach_the_api(
         assert value(queued, "ledger_metrics_source_up", source="redis") == 1
         no_worker = value(queued, "ledger_live_workers")
 
-        worker = build_worker(variant(settings, **update), burst=True, poll_delay=0.05)
-        worker.handle_signals = False
-        try:
-            await worker.main()
-        finally:
-            await worker.close()
+        await drain_queue(variant(settings, **update))
         await heartbeat.beat(resources.redis, update["redis_key_prefix"], "metrics-test")
         text, done = await scrape(http)
         await heartbeat.forget(resources.redis, update["redis_key_prefix"], "metrics-test")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from urllib.parse import urlparse
 
 from fastapi import FastAPI
@@ -14,9 +14,9 @@ from httpx import AsyncClient
 
 from app.api.state import app_state
 from app.services.snapshot_cache import loads as snapshot_loads
+from tests.conftest import Worker
 from tests.helpers import Closing, create_closing, upload
 
-Worker = Callable[[], Awaitable[None]]
 HEADER = "fecha,comprobante,cuenta,glosa,debe,haber\n"
 
 

@@ -21,7 +21,7 @@ from app.metrics import CACHE_ERRORS
 from app.services.snapshot_cache.repository import SnapshotRepository
 from app.settings import Settings
 from tests.conftest import KeyMaker, Servers, bearer
-from tests.integration.cache_support import (
+from tests.integration.snapshot_cache.support import (
     RedisProxy,
     Worker,
     ledger,

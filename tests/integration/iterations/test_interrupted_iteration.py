@@ -4,7 +4,6 @@ An iteration out of attempts is failed, and the one waiting behind it starts at 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -19,10 +18,9 @@ from app.api.state import app_state
 from app.services.iterations import claims, sweeper
 from app.services.iterations import run as processing
 from app.services.ops import job_metrics
-from tests.conftest import KeyMaker
+from tests.conftest import KeyMaker, Worker
 from tests.helpers import create_closing, upload
 
-Worker = Callable[[], Awaitable[None]]
 LEDGER = (
     b"fecha,comprobante,cuenta,glosa,debe,haber\n"
     b"2026-10-01,V1,1101,x,5,0\n"

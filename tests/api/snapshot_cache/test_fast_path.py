@@ -14,7 +14,7 @@ from app.api.state import app_state
 from app.domain.snapshot import SnapshotQuery
 from tests.conftest import KeyMaker, bearer
 from tests.helpers import API
-from tests.integration.cache_support import Worker, ledger, published
+from tests.integration.snapshot_cache.support import Worker, ledger, published
 
 # Per-request headers that legitimately differ between two answers.
 VOLATILE = {"x-request-id", "x-ratelimit-remaining", "x-ratelimit-reset"}

@@ -1,0 +1,53 @@
+"""Service-level tests call the services on a real Postgres connection, without HTTP."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.adapters.postgres import tables
+from app.api.state import app_state
+from app.services.tenancy import api_keys, clients, closings
+
+
+@dataclass(frozen=True)
+class Owned:
+    """A fresh tenant with one client and one open closing of 2026-10."""
+
+    tenant_id: uuid.UUID
+    client_id: uuid.UUID
+    closing_id: uuid.UUID
+
+
+@asynccontextmanager
+async def transaction(app: FastAPI) -> AsyncIterator[AsyncConnection]:
+    """One committed transaction on the suite's database."""
+    async with app_state(app).require_resources().engine.begin() as conn:
+        yield conn
+
+
+async def owned_closing(app: FastAPI, *, with_ledger: bool = True) -> Owned:
+    """Create a tenant, a client and an open closing (with a stored, empty ledger), committed."""
+    async with transaction(app) as conn:
+        tenant = await api_keys.ensure_tenant(conn, f"svc-{secrets.token_hex(4)}")
+        client = await clients.create_client(conn, tenant, "Service test client", None)
+        closing = await closings.create_closing(conn, tenant, client["id"], "2026-10")
+        if with_ledger:
+            ledger = await conn.scalar(
+                sa.insert(tables.ledgers)
+                .values(closing_id=closing["id"], size_bytes=0, sha256="-", layout={})
+                .returning(tables.ledgers.c.id)
+            )
+            await conn.execute(
+                sa.update(tables.closings)
+                .where(tables.closings.c.id == closing["id"])
+                .values(ledger_id=ledger)
+            )
+    return Owned(tenant, client["id"], closing["id"])
