@@ -18,6 +18,7 @@ from app.api.middleware.snapshot_reads import SnapshotReadFastPath
 from app.api.problems import install_problem_handlers, install_problem_openapi, problem_responses
 from app.api.routes import (
     admin,
+    audit,
     clients,
     closings,
     incidences,
@@ -96,6 +97,7 @@ def create_app(settings: Settings) -> FastAPI:
     api.include_router(iterations.router)
     api.include_router(incidences.router)
     api.include_router(admin.router)
+    api.include_router(audit.router)
     app.include_router(api)
     # Added last = outermost: every response (429s included) is counted and carries its id.
     app.add_middleware(MetricsMiddleware)

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.api.state import app_state
 from app.resources import Resources
+from app.services.audit.record import Actor
 from app.services.snapshot_cache.repository import SnapshotRepository
 from app.services.tenancy.api_keys import Principal, Role, authenticate, hash_key
 
@@ -95,6 +96,25 @@ def require(role: Role) -> Callable[..., Awaitable[Principal]]:
     return _check
 
 
+def acting(role: Role) -> Callable[..., Awaitable[Actor]]:
+    """A dependency: the caller (with at least `role`) as the actor of the changes it makes,
+    for the audit trail: the key, its tenant and the request's id."""
+    allowed = require(role)
+
+    # Depends() as a default, not in an annotation: with postponed annotations FastAPI would
+    # look `allowed` up among the module's globals.
+    async def _actor(request: Request, principal: Principal = Depends(allowed)) -> Actor:  # noqa: B008
+        request_id = getattr(request.state, "request_id", None)
+        role_name = principal.role.name
+        return Actor(
+            principal.tenant_id, principal.key_name, role_name, principal.key_id, request_id
+        )
+
+    return _actor
+
+
 Viewer = Annotated[Principal, Depends(require(Role.viewer))]
 Analyst = Annotated[Principal, Depends(require(Role.analyst))]
 Admin = Annotated[Principal, Depends(require(Role.admin))]
+AnalystActor = Annotated[Actor, Depends(acting(Role.analyst))]
+AdminActor = Annotated[Actor, Depends(acting(Role.admin))]

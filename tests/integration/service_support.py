@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.adapters.postgres import tables
 from app.api.state import app_state
+from app.services.audit.record import Actor
 from app.services.tenancy import api_keys, clients, closings
 
 
@@ -24,6 +25,11 @@ class Owned:
     tenant_id: uuid.UUID
     client_id: uuid.UUID
     closing_id: uuid.UUID
+
+
+def analyst(tenant_id: uuid.UUID, name: str = "svc-analyst") -> Actor:
+    """An analyst of the tenant acting without an HTTP request (no key id, no request id)."""
+    return Actor(tenant_id, name, "analyst")
 
 
 @asynccontextmanager
@@ -37,8 +43,9 @@ async def owned_closing(app: FastAPI, *, with_ledger: bool = True) -> Owned:
     """Create a tenant, a client and an open closing (with a stored, empty ledger), committed."""
     async with transaction(app) as conn:
         tenant = await api_keys.ensure_tenant(conn, f"svc-{secrets.token_hex(4)}")
-        client = await clients.create_client(conn, tenant, "Service test client", None)
-        closing = await closings.create_closing(conn, tenant, client["id"], "2026-10")
+        actor = analyst(tenant)
+        client = await clients.create_client(conn, actor, "Service test client", None)
+        closing = await closings.create_closing(conn, actor, client["id"], "2026-10")
         if with_ledger:
             ledger = await conn.scalar(
                 sa.insert(tables.ledgers)

@@ -245,3 +245,38 @@ snapshots = sa.Table(
         "published_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
 )
+
+# Who changed what and when (SPEC §9). Append-only: a trigger refuses UPDATE, DELETE and
+# TRUNCATE (migration 0006), so not even a bug in the service can rewrite history. Rows are
+# written in the transaction of the change they record; `id` orders them (keyset pages). A
+# bulk PUT writes 10,000 rows at once, so each row costs as few index entries as the reads
+# allow: the primary key serves a tenant's newest-first pages, the closing index leaves out
+# the (many) rows of no closing, and no foreign key checks the tenant row by row.
+audit_events = sa.Table(
+    "audit_events",
+    metadata,
+    sa.Column("tenant_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    # The actor: an API key (its id, name and role at the time), or the CLI (no key id).
+    sa.Column("actor_key_id", pg.UUID(as_uuid=True)),
+    sa.Column("actor_name", sa.Text, nullable=False),
+    sa.Column("actor_role", sa.Text, nullable=False),
+    sa.Column("action", sa.Text, nullable=False),
+    sa.Column("resource_type", sa.Text, nullable=False),
+    sa.Column("resource_id", sa.Text, nullable=False),
+    sa.Column("client_id", pg.UUID(as_uuid=True)),
+    sa.Column("closing_id", pg.UUID(as_uuid=True)),
+    sa.Column("request_id", sa.Text),
+    sa.Column("details", pg.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+    sa.Index(
+        "ix_audit_events_resource", "tenant_id", "client_id", "resource_type", "resource_id", "id"
+    ),
+    sa.Index(
+        "ix_audit_events_closing",
+        "tenant_id",
+        "closing_id",
+        "id",
+        postgresql_where=sa.text("closing_id IS NOT NULL"),
+    ),
+)

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException
 
 from app.adapters.redis import REDIS_FAILURES
-from app.api.deps import Admin, SnapshotsDep
+from app.api.deps import Admin, AdminActor, SnapshotsDep
 from app.api.problems import problem_responses
 from app.api.schemas.cache import InvalidateIn, InvalidateOut
 from app.services.snapshot_cache import admin as cache_admin
@@ -42,11 +42,11 @@ async def cache_stats(principal: Admin, repository: SnapshotsDep) -> dict[str, A
     ),
 )
 async def cache_invalidate(
-    body: InvalidateIn, principal: Admin, repository: SnapshotsDep
+    body: InvalidateIn, actor: AdminActor, repository: SnapshotsDep
 ) -> dict[str, Any]:
     try:
         return await cache_admin.invalidate(
-            repository, principal.tenant_id, closing=body.closing_id, client=body.client_id
+            repository, actor, closing=body.closing_id, client=body.client_id
         )
     except REDIS_FAILURES:
         raise HTTPException(503, "Redis is unavailable: the cache was not invalidated") from None

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from app.api.deps import Analyst, ConnDep, Viewer
+from app.api.deps import AnalystActor, ConnDep, Viewer
 from app.api.problems import problem_responses
 from app.api.schemas import Items
 from app.api.schemas.clients import ClientIn, ClientOut
@@ -23,8 +23,8 @@ router = APIRouter(prefix="/clients", tags=["clients"])
     summary="Create a client",
     responses=problem_responses(400, 403),
 )
-async def create_client(body: ClientIn, principal: Analyst, conn: ConnDep) -> dict[str, Any]:
-    return await clients.create_client(conn, principal.tenant_id, body.name, body.tax_id)
+async def create_client(body: ClientIn, actor: AnalystActor, conn: ConnDep) -> dict[str, Any]:
+    return await clients.create_client(conn, actor, body.name, body.tax_id)
 
 
 @router.get("", response_model=Items[ClientOut], summary="List clients")

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from app.api.deps import Analyst, ConnDep, Viewer
+from app.api.deps import AnalystActor, ConnDep, Viewer
 from app.api.problems import problem_responses
 from app.api.schemas import Items
 from app.api.schemas.closings import ClosingIn, ClosingOut, ClosingPatch
@@ -26,9 +26,9 @@ router = APIRouter(tags=["closings"], responses=problem_responses(404))
     responses=problem_responses(400, 403, (409, "The client already has a closing of that period")),
 )
 async def create_closing(
-    client_id: uuid.UUID, body: ClosingIn, principal: Analyst, conn: ConnDep
+    client_id: uuid.UUID, body: ClosingIn, actor: AnalystActor, conn: ConnDep
 ) -> dict[str, Any]:
-    return await closings.create_closing(conn, principal.tenant_id, client_id, body.period)
+    return await closings.create_closing(conn, actor, client_id, body.period)
 
 
 @router.get(
@@ -54,6 +54,6 @@ async def get_closing(closing_id: uuid.UUID, principal: Viewer, conn: ConnDep) -
     responses=problem_responses(400, 403),
 )
 async def update_closing(
-    closing_id: uuid.UUID, body: ClosingPatch, principal: Analyst, conn: ConnDep
+    closing_id: uuid.UUID, body: ClosingPatch, actor: AnalystActor, conn: ConnDep
 ) -> dict[str, Any]:
-    return await closings.set_status(conn, principal.tenant_id, closing_id, body.status)
+    return await closings.set_status(conn, actor, closing_id, body.status)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from app.api.deps import Analyst, ConnDep, ResourcesDep, Viewer
+from app.api.deps import AnalystActor, ConnDep, ResourcesDep, Viewer
 from app.api.multipart import receive_ledger
 from app.api.problems import problem_responses
 from app.api.schemas import Items
@@ -103,15 +103,13 @@ async def upload_ledger(
     closing_id: uuid.UUID,
     request: Request,
     response: Response,
-    principal: Analyst,
+    actor: AnalystActor,
     resources: ResourcesDep,
 ) -> dict[str, Any]:
-    await ledgers.check_can_upload(resources, principal, closing_id)
+    await ledgers.check_can_upload(resources, actor, closing_id)
     stage = StagedFile(resources.engine, closing_id)
     async with receive_ledger(request, resources.settings.max_upload_bytes, stage) as upload:
-        iteration = await ledgers.accept_ledger(
-            resources, principal, closing_id, upload, request.state.request_id
-        )
+        iteration = await ledgers.accept_ledger(resources, actor, closing_id, upload)
     response.headers["Location"] = _location(closing_id, iteration["number"])
     return iteration
 
@@ -129,14 +127,11 @@ async def upload_ledger(
 async def reprocess(
     closing_id: uuid.UUID,
     body: ReprocessIn,
-    request: Request,
     response: Response,
-    principal: Analyst,
+    actor: AnalystActor,
     resources: ResourcesDep,
 ) -> dict[str, Any]:
-    iteration = await iterations.reprocess(
-        resources, principal, closing_id, body.notes, request.state.request_id
-    )
+    iteration = await iterations.reprocess(resources, actor, closing_id, body.notes)
     response.headers["Location"] = _location(closing_id, iteration["number"])
     return iteration
 

@@ -11,7 +11,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 
-from app.api.deps import Analyst, ConnDep, ResourcesDep, Viewer
+from app.api.deps import AnalystActor, ConnDep, ResourcesDep, Viewer
 from app.api.problems import problem_responses
 from app.api.schemas import Items, StrictModel
 from app.api.schemas.reference_data import (
@@ -164,14 +164,12 @@ async def _entries(
 async def put_accounts(
     client_id: uuid.UUID,
     request: Request,
-    principal: Analyst,
+    actor: AnalystActor,
     resources: ResourcesDep,
     column_map: AccountsColumnMap = None,
 ) -> dict[str, Any]:
     entries = await _entries(request, _ACCOUNTS_JSON, ACCOUNTS, column_map)
-    return await reference_data.put_reference_data(
-        resources, principal, client_id, ACCOUNTS, entries, _request_id(request)
-    )
+    return await reference_data.put_reference_data(resources, actor, client_id, ACCOUNTS, entries)
 
 
 @router.get(
@@ -212,13 +210,13 @@ async def list_accounts(
 async def put_document_types(
     client_id: uuid.UUID,
     request: Request,
-    principal: Analyst,
+    actor: AnalystActor,
     resources: ResourcesDep,
     column_map: DocumentTypesColumnMap = None,
 ) -> dict[str, Any]:
     entries = await _entries(request, _DOCUMENT_TYPES_JSON, DOCUMENT_TYPES, column_map)
     return await reference_data.put_reference_data(
-        resources, principal, client_id, DOCUMENT_TYPES, entries, _request_id(request)
+        resources, actor, client_id, DOCUMENT_TYPES, entries
     )
 
 
@@ -231,8 +229,3 @@ async def list_document_types(
     client_id: uuid.UUID, principal: Viewer, conn: ConnDep
 ) -> dict[str, Any]:
     return {"items": await reference_data.list_document_types(conn, principal.tenant_id, client_id)}
-
-
-def _request_id(request: Request) -> str | None:
-    # Set by a request-id middleware when one is installed; absent otherwise.
-    return getattr(request.state, "request_id", None)

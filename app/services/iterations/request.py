@@ -13,7 +13,7 @@ from app.adapters.postgres.tables import closings, iterations
 from app.adapters.queue import enqueue_iteration
 from app.domain.errors import Conflict, NotFound
 from app.resources import Resources
-from app.services.tenancy.api_keys import Principal
+from app.services.audit.record import Actor, Change, record
 
 TRIGGERS = (
     "initial",
@@ -256,24 +256,30 @@ async def get_iteration(
 
 
 async def reprocess(
-    resources: Resources,
-    principal: Principal,
-    closing_id: uuid.UUID,
-    notes: str | None,
-    request_id: str | None = None,
+    resources: Resources, actor: Actor, closing_id: uuid.UUID, notes: str | None
 ) -> dict[str, Any]:
-    """Queue a `manual` iteration (or merge into the queued one) and queue its job."""
+    """Queue a `manual` iteration (or merge into the queued one), audited, and queue its job."""
     async with resources.engine.begin() as conn:
-        closing = await lock_open_closing(conn, principal.tenant_id, closing_id)
+        closing = await lock_open_closing(conn, actor.tenant_id, closing_id)
         if closing.ledger_id is None:
             raise Conflict(f"closing {closing_id} has no ledger yet: upload one first")
         iteration = await request_iteration(
             conn,
             closing_id,
             "manual",
-            requested_by=principal.key_name,
+            requested_by=actor.key_name,
             notes=notes,
-            request_id=request_id,
+            request_id=actor.request_id,
         )
+        details = {"notes": notes, "iteration": iteration["number"]}
+        requested = Change(
+            "closing.reprocess_requested",
+            "closing",
+            str(closing_id),
+            details,
+            closing.client_id,
+            closing_id,
+        )
+        await record(conn, actor, [requested])
     await enqueue(resources, [iteration])
     return iteration

@@ -27,25 +27,31 @@ from app.domain.reference_changes import (
     plan_changes,
 )
 from app.resources import Resources
+from app.services.audit.record import Actor, Change, field_changes, record
 from app.services.iterations.request import enqueue
 from app.services.reference_data.reprocessing import reprocess_affected_closings
 from app.services.snapshot_cache import writes as cache_writes
-from app.services.tenancy.api_keys import Principal
 from app.services.tenancy.clients import get_client
 
 
 @dataclass(frozen=True)
 class Kind:
-    """One kind of reference data: its table, CSV aliases, optional fields and code rule."""
+    """One kind of reference data: its table, CSV aliases, optional fields and code rule, and
+    its name in the audit trail."""
 
     table: sa.Table
     aliases: Mapping[str, tuple[str, ...]]
     optional: tuple[str, ...]
     upper_codes: bool
+    resource: str
 
 
-ACCOUNTS = Kind(accounts, ACCOUNT_ALIASES, ("name_en", "classification"), upper_codes=False)
-DOCUMENT_TYPES = Kind(document_types, DOCUMENT_TYPE_ALIASES, (), upper_codes=True)
+ACCOUNTS = Kind(
+    accounts, ACCOUNT_ALIASES, ("name_en", "classification"), upper_codes=False, resource="account"
+)
+DOCUMENT_TYPES = Kind(
+    document_types, DOCUMENT_TYPE_ALIASES, (), upper_codes=True, resource="document_type"
+)
 
 
 async def _lock_client(conn: AsyncConnection, tenant_id: uuid.UUID, client_id: uuid.UUID) -> None:
@@ -108,39 +114,55 @@ def _trigger(kind: Kind, plan: Plan) -> str | None:
     return "document_types_updated" if plan.rows else None
 
 
+def _audited(
+    kind: Kind, client_id: uuid.UUID, existing: Mapping[str, Mapping[str, Any]], plan: Plan
+) -> list[Change]:
+    """One change per created or updated code, with the before/after of each changed field."""
+    changes = []
+    for row in plan.rows:
+        code = str(row["code"])
+        before = existing.get(code)
+        after = {name: value for name, value in row.items() if name != "code"}
+        action = f"{kind.resource}.{'updated' if before else 'created'}"
+        details = {"changes": field_changes(before, after)}
+        changes.append(Change(action, kind.resource, code, details, client_id))
+    return changes
+
+
 async def put_reference_data(
     resources: Resources,
-    principal: Principal,
+    actor: Actor,
     client_id: uuid.UUID,
     kind: Kind,
     entries: Sequence[Entry],
-    request_id: str | None = None,
 ) -> dict[str, Any]:
-    """Upsert the rows and re-process the affected closings, queued once the change is committed."""
+    """Upsert the rows (audited) and re-process the affected closings, queued once the change
+    is committed."""
     incoming = normalise(entries, optional=kind.optional, upper_codes=kind.upper_codes)
     queued: list[dict[str, Any]] = []
     async with resources.engine.begin() as conn:
-        await _lock_client(conn, principal.tenant_id, client_id)
+        await _lock_client(conn, actor.tenant_id, client_id)
         existing = await _existing(conn, kind.table, client_id, incoming)
         plan = plan_changes(existing, incoming, kind.optional)
         await _upsert(conn, kind.table, client_id, plan.rows)
+        await record(conn, actor, _audited(kind, client_id, existing, plan))
         trigger = _trigger(kind, plan)
         touched = [*plan.created, *plan.changed]
         if trigger is not None:
             queued = await reprocess_affected_closings(
                 conn,
-                tenant_id=principal.tenant_id,
+                tenant_id=actor.tenant_id,
                 client_id=client_id,
                 trigger=trigger,
-                requested_by=principal.key_name,
-                request_id=request_id,
+                requested_by=actor.key_name,
+                request_id=actor.request_id,
                 account_codes=touched if kind is ACCOUNTS else (),
                 document_type_codes=touched if kind is DOCUMENT_TYPES else (),
             )
     # Workers must find the iterations committed, so the jobs are queued only now.
     await enqueue(resources, queued)
     if trigger is not None:  # committed: no process may serve this client's cached snapshots
-        await cache_writes.invalidate_client(resources, principal.tenant_id, client_id)
+        await cache_writes.invalidate_client(resources, actor.tenant_id, client_id)
     return {"created": len(plan.created), "updated": len(plan.changed), "iterations": queued}
 
 

@@ -11,6 +11,7 @@ from prometheus_client import Counter
 from app.adapters.redis import REDIS_FAILURES
 from app.adapters.redis.snapshot_cache import KINDS, Event
 from app.metrics import CACHE_ERRORS, CACHE_INVALIDATIONS, CACHE_LOOKUPS
+from app.services.audit.record import Actor, Change, record
 from app.services.snapshot_cache.local import notify_local
 from app.services.snapshot_cache.repository import SnapshotRepository
 from app.services.tenancy.clients import get_client
@@ -83,16 +84,18 @@ async def stats(repository: SnapshotRepository, tenant: uuid.UUID) -> dict[str, 
 
 async def invalidate(
     repository: SnapshotRepository,
-    tenant: uuid.UUID,
+    actor: Actor,
     *,
     closing: uuid.UUID | None = None,
     client: uuid.UUID | None = None,
 ) -> dict[str, Any]:
-    """Drop the tenant's cached snapshots of one closing, one client, or all of them.
+    """Drop the actor's tenant's cached snapshots of one closing, one client, or all of them;
+    audited once done.
 
     Ownership is checked in Postgres first: another tenant's id is a 404, as everywhere.
     Redis failures propagate (the caller answers 503: the invalidation did not happen).
     """
+    tenant = actor.tenant_id
     cache = repository.cache
     if closing is not None or client is not None:
         async with repository.engine.connect() as conn:
@@ -112,8 +115,14 @@ async def invalidate(
         dropped = await cache.invalidate_tenant(tenant)
     notify_local(Event(scope, str(tenant), target))
     CACHE_INVALIDATIONS.labels("all" if scope == "tenant" else scope).inc()
-    return {
+    answer = {
         "scope": "all" if scope == "tenant" else scope,
         "target": target or None,
         "snapshots_dropped": dropped,
     }
+    invalidated = Change(
+        "cache.invalidated", "cache", target or "all", answer, client_id=client, closing_id=closing
+    )
+    async with repository.engine.begin() as conn:
+        await record(conn, actor, [invalidated])
+    return answer

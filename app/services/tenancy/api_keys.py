@@ -15,9 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.adapters.postgres.tables import api_keys, tenants
 from app.domain.errors import InvalidInput
+from app.services.audit.record import CLI_ROLE, Actor, Change, record
 
 KEY_PREFIX = "li_"
 DEFAULT_TENANT = "default"
+BOOTSTRAP_ACTOR = "bootstrap"  # the actor of the BOOTSTRAP_API_KEY key in the audit trail
 
 
 class Role(IntEnum):
@@ -75,14 +77,30 @@ async def ensure_tenant(conn: AsyncConnection, name: str) -> uuid.UUID:
     return (await conn.execute(sa.select(tenants.c.id).where(tenants.c.name == name))).scalar_one()
 
 
+def _operator(tenant_id: uuid.UUID, created_by: str | None) -> Actor:
+    """Keys are managed by operators (the CLI, or the service's own bootstrap), not by keys."""
+    return (
+        Actor.command_line(tenant_id)
+        if created_by is None
+        else Actor(tenant_id, created_by, CLI_ROLE)
+    )
+
+
 async def create_key(
-    conn: AsyncConnection, *, tenant: str, role: str, name: str, key: str | None = None
+    conn: AsyncConnection,
+    *,
+    tenant: str,
+    role: str,
+    name: str,
+    key: str | None = None,
+    created_by: str | None = None,
 ) -> str:
-    """Store a new key (or the given one) for the tenant and return it in clear, once."""
+    """Store a new key (or the given one) for the tenant, audited as created by `created_by`
+    (default: the command line's user), and return it in clear, once."""
     parsed_role = Role.parse(role)
     key = key or generate_key()
     tenant_id = await ensure_tenant(conn, tenant)
-    await conn.execute(
+    key_id = await conn.scalar(
         insert(api_keys)
         .values(
             tenant_id=tenant_id,
@@ -92,13 +110,25 @@ async def create_key(
             key_prefix=key[:10],
         )
         .on_conflict_do_nothing(index_elements=[api_keys.c.key_hash])
+        .returning(api_keys.c.id)
     )
+    if key_id is not None:  # None: that very key exists already (the bootstrap key at restart)
+        details = {"name": name, "role": parsed_role.name}
+        created = Change("api_key.created", "api_key", str(key_id), details)
+        await record(conn, _operator(tenant_id, created_by), [created])
     return key
 
 
 async def ensure_bootstrap_key(conn: AsyncConnection, key: str) -> None:
     """BOOTSTRAP_API_KEY: an admin key with that value exists for tenant `default`."""
-    await create_key(conn, tenant=DEFAULT_TENANT, role="admin", name="bootstrap", key=key)
+    await create_key(
+        conn,
+        tenant=DEFAULT_TENANT,
+        role="admin",
+        name="bootstrap",
+        key=key,
+        created_by=BOOTSTRAP_ACTOR,
+    )
 
 
 async def authenticate(conn: AsyncConnection, key: str) -> Principal | None:
@@ -145,11 +175,18 @@ async def list_keys(conn: AsyncConnection, tenant: str | None = None) -> list[Ap
     ]
 
 
-async def revoke_key(conn: AsyncConnection, key_id: uuid.UUID) -> bool:
-    """Revoke a key by id; False when no live key has that id."""
-    result = await conn.execute(
+async def revoke_key(
+    conn: AsyncConnection, key_id: uuid.UUID, revoked_by: str | None = None
+) -> bool:
+    """Revoke a key by id, audited; False when no live key has that id."""
+    tenant_id = await conn.scalar(
         sa.update(api_keys)
         .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
         .values(revoked_at=sa.func.now())
+        .returning(api_keys.c.tenant_id)
     )
-    return bool(result.rowcount)
+    if tenant_id is None:
+        return False
+    revoked = Change("api_key.revoked", "api_key", str(key_id))
+    await record(conn, _operator(tenant_id, revoked_by), [revoked])
+    return True

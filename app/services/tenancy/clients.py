@@ -10,21 +10,24 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.adapters.postgres.tables import clients
 from app.domain.errors import NotFound
+from app.services.audit.record import Actor, Change, record
 
 _COLUMNS = (clients.c.id, clients.c.name, clients.c.tax_id, clients.c.created_at)
 
 
 async def create_client(
-    conn: AsyncConnection, tenant_id: uuid.UUID, name: str, tax_id: str | None
+    conn: AsyncConnection, actor: Actor, name: str, tax_id: str | None
 ) -> dict[str, Any]:
-    """Insert a client and return it."""
+    """Insert a client of the actor's tenant, audited, and return it."""
     row = (
         await conn.execute(
             sa.insert(clients)
-            .values(tenant_id=tenant_id, name=name, tax_id=tax_id)
+            .values(tenant_id=actor.tenant_id, name=name, tax_id=tax_id)
             .returning(*_COLUMNS)
         )
     ).one()
+    details = {"name": name, "tax_id": tax_id}
+    await record(conn, actor, [Change("client.created", "client", str(row.id), details, row.id)])
     return dict(row._mapping)
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.adapters.postgres.tables import closings, iterations, snapshots
 from app.domain.errors import Conflict, NotFound
+from app.services.audit.record import Actor, Change, record
 from app.services.tenancy.clients import get_client
 
 _latest = (
@@ -84,9 +85,10 @@ async def get_closing(
 
 
 async def create_closing(
-    conn: AsyncConnection, tenant_id: uuid.UUID, client_id: uuid.UUID, period: str
+    conn: AsyncConnection, actor: Actor, client_id: uuid.UUID, period: str
 ) -> dict[str, Any]:
-    """Open the client's closing of `period`; 409 if the client already has one."""
+    """Open the client's closing of `period`, audited; 409 if the client already has one."""
+    tenant_id = actor.tenant_id
     await get_client(conn, tenant_id, client_id)
     # DO NOTHING rather than catching the unique violation: the transaction stays usable.
     closing_id = await conn.scalar(
@@ -102,6 +104,10 @@ async def create_closing(
             )
         )
         raise Conflict(f"client {client_id} already has closing {existing} for period {period}")
+    created = Change(
+        "closing.created", "closing", str(closing_id), {"period": period}, client_id, closing_id
+    )
+    await record(conn, actor, [created])
     return await get_closing(conn, tenant_id, closing_id)
 
 
@@ -119,22 +125,29 @@ async def list_closings(
 
 
 async def set_status(
-    conn: AsyncConnection, tenant_id: uuid.UUID, closing_id: uuid.UUID, status: str
+    conn: AsyncConnection, actor: Actor, closing_id: uuid.UUID, status: str
 ) -> dict[str, Any]:
-    """Close or reopen a closing; setting the status it already has changes nothing."""
+    """Close or reopen a closing (audited); setting the status it already has changes
+    nothing."""
     # The row lock orders this after an upload or re-processing request holding it, so a
     # closing is never closed halfway through queueing one of its iterations.
-    current = await conn.scalar(
-        sa.select(closings.c.status)
-        .where(closings.c.id == closing_id, closings.c.tenant_id == tenant_id)
-        .with_for_update()
-    )
+    current = (
+        await conn.execute(
+            sa.select(closings.c.status, closings.c.client_id)
+            .where(closings.c.id == closing_id, closings.c.tenant_id == actor.tenant_id)
+            .with_for_update()
+        )
+    ).first()
     if current is None:
         raise NotFound(f"closing {closing_id} not found")
-    if current != status:
+    if current.status != status:
         await conn.execute(
             sa.update(closings)
             .where(closings.c.id == closing_id)
             .values(status=status, updated_at=sa.func.now())
         )
-    return await get_closing(conn, tenant_id, closing_id)
+        action = "closing.closed" if status == "closed" else "closing.reopened"
+        details = {"status": {"before": current.status, "after": status}}
+        change = Change(action, "closing", str(closing_id), details, current.client_id, closing_id)
+        await record(conn, actor, [change])
+    return await get_closing(conn, actor.tenant_id, closing_id)

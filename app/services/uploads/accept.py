@@ -15,8 +15,8 @@ from app.domain.errors import Conflict
 from app.domain.ledger.format import LedgerOptions
 from app.domain.ledger.inspect import inspect_ledger
 from app.resources import Resources
+from app.services.audit.record import Actor, Change, record
 from app.services.iterations import request as iterations
-from app.services.tenancy.api_keys import Principal
 from app.services.uploads.spool import UploadSpool
 
 
@@ -31,23 +31,17 @@ class ReceivedLedger:
     options: LedgerOptions
 
 
-async def check_can_upload(
-    resources: Resources, principal: Principal, closing_id: uuid.UUID
-) -> None:
+async def check_can_upload(resources: Resources, actor: Actor, closing_id: uuid.UUID) -> None:
     """404 or 409 before the upload's body is received, not after."""
     async with resources.engine.connect() as conn:
-        await iterations.check_open_closing(conn, principal.tenant_id, closing_id)
+        await iterations.check_open_closing(conn, actor.tenant_id, closing_id)
 
 
 async def accept_ledger(
-    resources: Resources,
-    principal: Principal,
-    closing_id: uuid.UUID,
-    upload: ReceivedLedger,
-    request_id: str | None = None,
+    resources: Resources, actor: Actor, closing_id: uuid.UUID, upload: ReceivedLedger
 ) -> dict[str, Any]:
     """Validate the file, then make its stored ledger the closing's and queue its iteration, in
-    one transaction; then queue the job.
+    one transaction (audited with the file's name, size and sha256); then queue the job.
 
     When validation fails the caller (uploads.receive_ledger) removes the stored file; once this
     returns, the upload survives restarts.
@@ -56,7 +50,7 @@ async def accept_ledger(
     ledger_id = upload.ledger_id
     layout = await asyncio.to_thread(inspect_ledger, spool.path, upload.options)
     async with resources.engine.begin() as conn:
-        closing = await iterations.lock_open_closing(conn, principal.tenant_id, closing_id)
+        closing = await iterations.lock_open_closing(conn, actor.tenant_id, closing_id)
         accepted = await conn.execute(
             sa.update(ledgers)
             .where(ledgers.c.id == ledger_id, ledgers.c.receiving)
@@ -65,7 +59,7 @@ async def accept_ledger(
                 size_bytes=spool.size,
                 sha256=spool.sha256,
                 layout=layout_to_json(layout),
-                uploaded_by=principal.key_name,
+                uploaded_by=actor.key_name,
                 uploaded_at=sa.func.now(),
                 receiving=False,
             )
@@ -83,8 +77,18 @@ async def accept_ledger(
             conn,
             closing_id,
             "ledger_replaced" if closing.ledger_id else "initial",
-            requested_by=principal.key_name,
-            request_id=request_id,
+            requested_by=actor.key_name,
+            request_id=actor.request_id,
         )
+        details = {
+            "filename": upload.filename,
+            "size_bytes": spool.size,
+            "sha256": spool.sha256,
+            "iteration": iteration["number"],
+        }
+        uploaded = Change(
+            "ledger.uploaded", "ledger", str(ledger_id), details, closing.client_id, closing_id
+        )
+        await record(conn, actor, [uploaded])
     await iterations.enqueue(resources, [iteration])
     return iteration

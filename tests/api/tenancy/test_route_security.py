@@ -48,6 +48,8 @@ ROLES: dict[tuple[str, str], Role] = {
     ("POST", "/closings/{closing_id}/reprocess"): Role.analyst,
     ("GET", "/admin/cache/stats"): Role.admin,
     ("POST", "/admin/cache/invalidate"): Role.admin,
+    ("GET", "/audit"): Role.admin,
+    ("GET", "/clients/{client_id}/accounts/{code}/history"): Role.viewer,
 }
 
 # A valid body per operation, so that a missing check shows as a success, not a 422.
@@ -125,6 +127,7 @@ async def _own(
         "closing_id": closing.id,
         "number": str(document["iteration"]),
         "key": document["incidences"][0]["key"],
+        "code": "1101",
     }
     return Owned(ids, keys, await make_key("admin"))
 

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from app.domain.errors import Conflict, NotFound
 from app.services.iterations.request import lock_open_closing, request_iteration
 from app.services.tenancy.closings import set_status
-from tests.integration.service_support import owned_closing, transaction
+from tests.integration.service_support import analyst, owned_closing, transaction
 
 
 async def _request(
@@ -37,7 +37,7 @@ async def test_a_closed_closing_refuses_requests_and_another_tenant_sees_none(
 ) -> None:
     owned = await owned_closing(app)
     async with transaction(app) as conn:
-        await set_status(conn, owned.tenant_id, owned.closing_id, "closed")
+        await set_status(conn, analyst(owned.tenant_id), owned.closing_id, "closed")
     with pytest.raises(Conflict, match="is closed"):
         await _request(app, owned.tenant_id, owned.closing_id, "manual")
     with pytest.raises(NotFound):
