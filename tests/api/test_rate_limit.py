@@ -21,7 +21,7 @@ from httpx import ASGITransport, AsyncClient, Response
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
-from app.adapters.redis.rate_limit import decision_from_reply, queue_check, window_check
+from app.adapters.redis.rate_limit import check_all, window_check
 from app.api.middleware.rate_limit import Breaker
 from app.api.state import app_state
 from app.main import create_app
@@ -249,23 +249,24 @@ async def test_probes_and_metrics_are_never_limited(settings: Settings, redis_pr
 # --- Redis: script cache and outage ------------------------------------------------------------
 
 
-async def test_the_check_pipelines_and_survives_a_flushed_script_cache(
+async def test_a_batch_counts_in_order_and_survives_a_flushed_script_cache(
     app: FastAPI, redis_prefix: str
 ) -> None:
     redis = app_state(app).resources.redis
     await redis.script_flush()
-    check = window_check(f"{redis_prefix}:pipe", "read", RatePolicy(2, 60), "key:test")
-    pipe = redis.pipeline(transaction=False)
-    queue_check(pipe, check)
-    pipe.ping()
-    replies = await pipe.execute(raise_on_error=False)
-    decision = await decision_from_reply(redis, check, replies[0])  # NOSCRIPT → EVAL
-    assert (decision.admitted, decision.remaining) == (True, 1)
-    pipe = redis.pipeline(transaction=False)
-    queue_check(pipe, check)
-    replies = await pipe.execute(raise_on_error=False)
-    decision = await decision_from_reply(redis, check, replies[0])  # now cached: EVALSHA
-    assert (decision.admitted, decision.remaining) == (True, 0)
+    policy = RatePolicy(2, 60)
+    same = [window_check(f"{redis_prefix}:batch", "read", policy, "key:a") for _ in range(3)]
+    other = window_check(f"{redis_prefix}:batch", "read", policy, "key:b")
+    decisions = await check_all(redis, [*same, other])  # NOSCRIPT → EVAL
+    assert [(d.admitted, d.remaining) for d in decisions] == [
+        (True, 1),
+        (True, 0),
+        (False, 0),  # the third of key:a in the same batch is over its limit of 2
+        (True, 1),
+    ]
+    assert 59 <= decisions[2].reset_seconds <= 60
+    (again,) = await check_all(redis, [other])  # the script is cached now: EVALSHA
+    assert (again.admitted, again.remaining) == (True, 0)
 
 
 async def test_redis_outage_fails_open_counts_it_and_logs_once(

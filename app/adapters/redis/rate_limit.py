@@ -1,18 +1,18 @@
-"""Exact sliding-window rate limit in one atomic Redis round trip (a Lua script, by EVALSHA)."""
+"""Exact sliding-window rate limit: the requests of one event-loop tick are checked together,
+by one atomic Lua script call (EVALSHA) in one Redis round trip."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import itertools
-import math
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
 from app.adapters.redis import keys
@@ -45,24 +45,18 @@ class Decision:
         ]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WindowCheck:
-    """One request to count against one subject's window: the script's arguments."""
+    """One request to count against one subject's window: the script's KEY and ARGV."""
 
     key: str
     policy: RatePolicy
     member_suffix: str
 
-    def args(self) -> tuple[Any, ...]:
-        """numkeys, KEYS and ARGV, as EVAL and EVALSHA take them after the script."""
-        window_us = self.policy.window_seconds * 1_000_000
-        return (1, self.key, self.policy.limit, window_us, self.member_suffix)
-
-    def decision(self, reply: Any) -> Decision:
-        """Read the script's reply."""
-        admitted, remaining, wait_us = (int(part) for part in reply)
+    def decision(self, admitted: int, remaining: int, wait_us: int) -> Decision:
+        """Read the script's answer for this request."""
         # Rounded up, so that waiting X-RateLimit-Reset seconds is always enough.
-        reset = math.ceil(wait_us / 1_000_000) if wait_us > 0 else 0
+        reset = -(-wait_us // 1_000_000) if wait_us > 0 else 0
         return Decision(bool(admitted), self.policy.limit, max(remaining, 0), reset)
 
 
@@ -72,24 +66,25 @@ def window_check(prefix: str, policy_name: str, policy: RatePolicy, subject: str
     return WindowCheck(keys.rate_limit(prefix, policy_name, subject), policy, suffix)
 
 
-def queue_check(pipe: Pipeline, check: WindowCheck) -> None:
-    """Add the check to a pipeline, so other commands can share its round trip; read its reply
-    with `decision_from_reply` (run the pipeline with raise_on_error=False)."""
-    pipe.execute_command("EVALSHA", SCRIPT_SHA, *check.args())
-
-
-async def decision_from_reply(redis: Redis, check: WindowCheck, reply: Any) -> Decision:
-    """The decision from a pipelined reply, loading the script if Redis had forgotten it."""
-    if isinstance(reply, NoScriptError):
-        reply = await redis.execute_command("EVAL", SCRIPT, *check.args())
-    elif isinstance(reply, Exception):
-        raise reply
-    return check.decision(reply)
+async def check_all(redis: Redis, checks: Sequence[WindowCheck]) -> list[Decision]:
+    """Count every request of the batch, in order, in one script call (EVAL again if Redis
+    has forgotten the script, as after a restart or SCRIPT FLUSH)."""
+    args: list[Any] = [len(checks), *(check.key for check in checks)]
+    for check in checks:
+        args += (check.policy.limit, check.policy.window_seconds * 1_000_000, check.member_suffix)
+    try:
+        reply = await redis.execute_command("EVALSHA", SCRIPT_SHA, *args)
+    except NoScriptError:
+        reply = await redis.execute_command("EVAL", SCRIPT, *args)
+    return [
+        check.decision(int(reply[3 * i]), int(reply[3 * i + 1]), int(reply[3 * i + 2]))
+        for i, check in enumerate(checks)
+    ]
 
 
 class CheckBatcher:
     """Counts concurrent requests in one round trip: every check queued during one event-loop
-    tick goes to Redis in a single pipeline (each script call stays atomic on its own).
+    tick goes to Redis in a single script call (the whole batch is atomic).
 
     Under load this divides the limiter's Redis round trips by the concurrency, which is most
     of its cost per request; alone, a request waits one tick at most.
@@ -100,7 +95,7 @@ class CheckBatcher:
         self._pending: list[tuple[WindowCheck, asyncio.Future[Decision]]] = []
 
     async def check(self, check: WindowCheck) -> Decision:
-        """Count one request, sharing the next pipeline with whatever else is waiting."""
+        """Count one request, sharing the next script call with whatever else is waiting."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Decision] = loop.create_future()
         if not self._pending:
@@ -116,18 +111,16 @@ class CheckBatcher:
 
     async def _send(self, batch: list[tuple[WindowCheck, asyncio.Future[Decision]]]) -> None:
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for check, _ in batch:
-                    queue_check(pipe, check)
-                replies = await pipe.execute(raise_on_error=False)
-            for (check, future), reply in zip(batch, replies, strict=True):
-                if not future.done():
-                    future.set_result(await decision_from_reply(self.redis, check, reply))
+            decisions = await check_all(self.redis, [check for check, _ in batch])
         except Exception as exc:  # Redis unreachable: every waiting request fails open
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
+            return
+        for (_, future), decision in zip(batch, decisions, strict=True):
+            if not future.done():
+                future.set_result(decision)
 
 
-# Strong references to the pipelines in flight (the event loop keeps only weak ones).
+# Strong references to the script calls in flight (the event loop keeps only weak ones).
 _IN_FLIGHT: set[asyncio.Future[None]] = set()
