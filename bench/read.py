@@ -76,9 +76,10 @@ async def _round(port: int, request: bytes, connections: int, seconds: float) ->
     return out
 
 
-def _request(path: str, key: str | None = None) -> bytes:
+def _request(path: str, key: str | None = None, *, gzip: bool = False) -> bytes:
     auth = f"Authorization: Bearer {key}\r\n" if key else ""
-    return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}\r\n".encode()
+    encoding = "Accept-Encoding: gzip\r\n" if gzip else ""
+    return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}{encoding}\r\n".encode()
 
 
 def _ledger(incidences: int) -> bytes:
