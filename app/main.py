@@ -25,6 +25,7 @@ from app.api.routes import (
     iterations,
     probes,
     reference_data,
+    reviews,
 )
 from app.api.routes import metrics as metrics_route
 from app.api.state import AppState
@@ -96,6 +97,7 @@ def create_app(settings: Settings) -> FastAPI:
     api.include_router(closings.router)
     api.include_router(iterations.router)
     api.include_router(incidences.router)
+    api.include_router(reviews.router)
     api.include_router(admin.router)
     api.include_router(audit.router)
     app.include_router(api)

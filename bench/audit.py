@@ -25,11 +25,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.domain.reference_changes import Entry
 from app.migrations import upgrade_to_head
 from app.resources import Resources
 from app.services.audit.record import Actor
 from app.services.reference_data import upsert
+from app.services.reference_data.changes import Entry
 from app.services.reference_data.upsert import ACCOUNTS, put_reference_data
 from app.services.tenancy import api_keys, clients
 from app.settings import Settings

@@ -30,6 +30,7 @@ _DOMAIN_STATUS: dict[type[domain.DomainError], tuple[int, str]] = {
     domain.InvalidLedgerOptions: (422, "invalid-ledger-options"),
     domain.MalformedLedger: (422, "malformed-ledger"),
     domain.NotFound: (404, "not-found"),
+    domain.CloseBlocked: (409, "close-blocked"),  # before Conflict: the first match wins
     domain.Conflict: (409, "conflict"),
     domain.InvalidInput: (422, "invalid-input"),
     domain.PayloadTooLarge: (413, "payload-too-large"),
@@ -80,6 +81,8 @@ def _extra_members(exc: domain.DomainError) -> dict[str, Any]:
             "header_found": exc.header_found[: exc.MAX_SHOWN],  # the first ones only
             "header_columns": len(exc.header_found),
         }
+    if isinstance(exc, domain.CloseBlocked):
+        return {"unreviewed_keys": exc.keys[: exc.MAX_SHOWN], "unreviewed_count": len(exc.keys)}
     return {}
 
 

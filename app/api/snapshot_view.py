@@ -30,11 +30,14 @@ class SnapshotFilters(BaseModel):
     )
     limit: int | None = Field(None, ge=1, le=MAX_LIMIT, description="Page size (default: all)")
     offset: int = Field(0, ge=0, le=MAX_OFFSET, description="Incidences to skip")
+    review: Literal["open", "acknowledged"] | None = Field(
+        None, description="Only incidences whose review has this status"
+    )
 
     def query(self) -> SnapshotQuery:
         """The domain query (plain strings, so its cache name never depends on the caller)."""
         kind = self.type.value if self.type is not None else None
-        return SnapshotQuery(kind, self.severity, self.limit, self.offset)
+        return SnapshotQuery(kind, self.severity, self.limit, self.offset, self.review)
 
 
 _NAMES = frozenset(SnapshotFilters.model_fields)

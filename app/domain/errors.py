@@ -60,6 +60,21 @@ class Conflict(DomainError):
     """The request clashes with the resource's state (e.g. a closed closing)."""
 
 
+class CloseBlocked(Conflict):
+    """Closing the month would leave error incidences neither resolved nor acknowledged."""
+
+    MAX_SHOWN = 100
+
+    def __init__(self, closing_id: object, keys: Sequence[str]) -> None:
+        self.keys = list(keys)
+        shown = ", ".join(self.keys[:10]) + (", …" if len(self.keys) > 10 else "")
+        super().__init__(
+            f"Closing {closing_id} has {len(self.keys)} error incidence(s) neither resolved nor "
+            f"acknowledged ({shown}): acknowledge them (PUT /closings/{{id}}/reviews/{{key}}) "
+            'or, as an admin, close with "force": true'
+        )
+
+
 class InvalidInput(DomainError):
     """A well-formed request whose content cannot be accepted."""
 

@@ -111,6 +111,7 @@ class SnapshotQuery:
     severity: str | None = None
     limit: int | None = None
     offset: int = 0
+    review: str | None = None  # open | acknowledged
 
     def is_whole(self) -> bool:
         """True when the query asks for the snapshot as it is."""
@@ -139,6 +140,7 @@ def snapshot_view(document: bytes, query: SnapshotQuery) -> bytes:
         for incidence in snapshot["incidences"]
         if (query.type is None or incidence["type"] == query.type)
         and (query.severity is None or incidence["severity"] == query.severity)
+        and (query.review is None or incidence["review"]["status"] == query.review)
     ]
     end = None if query.limit is None else query.offset + query.limit
     snapshot["incidences"] = selected[query.offset : end]

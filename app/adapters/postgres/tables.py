@@ -244,6 +244,27 @@ snapshots = sa.Table(
     sa.Column(
         "published_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
+    # The served snapshot's version: raised by every publish and every review change, since
+    # both change what is served (reviews show on the incidences). Caches compare it.
+    sa.Column("revision", sa.BigInteger, nullable=False, server_default="1"),
+)
+
+# Reviews of incidences (SPEC §10): one per closing and key, carried over while the key
+# persists; the figures are those the incidence had when it was reviewed (for `stale`).
+incidence_reviews = sa.Table(
+    "incidence_reviews",
+    metadata,
+    sa.Column("closing_id", sa.ForeignKey("closings.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("note", sa.Text),
+    sa.Column("reviewed_by", sa.Text, nullable=False),
+    sa.Column("reviewed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("iteration", sa.Integer, nullable=False),
+    sa.Column("movement_count", sa.Integer, nullable=False),
+    sa.Column("debit_total", sa.Numeric, nullable=False),
+    sa.Column("credit_total", sa.Numeric, nullable=False),
+    sa.CheckConstraint("status IN ('open', 'acknowledged')", name="status"),
 )
 
 # Who changed what and when (SPEC §9). Append-only: a trigger refuses UPDATE, DELETE and

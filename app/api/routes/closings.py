@@ -5,13 +5,15 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException
 
 from app.api.deps import AnalystActor, ConnDep, Viewer
 from app.api.problems import problem_responses
 from app.api.schemas import Items
 from app.api.schemas.closings import ClosingIn, ClosingOut, ClosingPatch
+from app.services.reviews import close
 from app.services.tenancy import closings
+from app.services.tenancy.api_keys import Role
 
 # No prefix: the routes live under /clients/{id}/closings and /closings/{id}.
 router = APIRouter(tags=["closings"], responses=problem_responses(404))
@@ -49,11 +51,17 @@ async def get_closing(closing_id: uuid.UUID, principal: Viewer, conn: ConnDep) -
     "/closings/{closing_id}",
     response_model=ClosingOut,
     summary="Close or reopen a closing",
-    description="A closed closing rejects ledger uploads and re-processing with 409 until "
-    "it is reopened. Iterations already queued or running are not cancelled.",
-    responses=problem_responses(400, 403),
+    description="A closed closing rejects ledger uploads, re-processing and reviews with 409 "
+    "until it is reopened. Iterations already queued or running are not cancelled. Closing "
+    "is refused while an error incidence of the snapshot is neither resolved nor "
+    "acknowledged (409 `close-blocked`, listing `unreviewed_keys`); an admin may force it.",
+    responses=problem_responses(
+        400, 403, (409, "Error incidences are neither resolved nor acknowledged")
+    ),
 )
 async def update_closing(
     closing_id: uuid.UUID, body: ClosingPatch, actor: AnalystActor, conn: ConnDep
 ) -> dict[str, Any]:
-    return await closings.set_status(conn, actor, closing_id, body.status)
+    if body.force and actor.role != Role.admin.name:
+        raise HTTPException(403, "Only an admin may force a close")
+    return await close.set_status(conn, actor, closing_id, body.status, body.force)

@@ -22,8 +22,8 @@ from app.api.schemas.reference_data import (
     UpsertResult,
 )
 from app.domain.errors import InvalidInput, PayloadTooLarge
-from app.domain.reference_changes import MAX_ITEMS, Entry, parse_csv
 from app.services.reference_data import upsert as reference_data
+from app.services.reference_data.changes import MAX_ITEMS, Entry, parse_csv
 from app.services.reference_data.upsert import ACCOUNTS, DOCUMENT_TYPES, Kind
 
 router = APIRouter(

@@ -32,8 +32,14 @@ class ClosingIn(StrictModel):
 
 class ClosingPatch(StrictModel):
     status: Literal["open", "closed"] = Field(
-        description="`closed` freezes the closing (uploads and re-processing answer 409); "
-        "`open` reopens it"
+        description="`closed` freezes the closing (uploads, re-processing and reviews answer "
+        "409); `open` reopens it. Closing is refused (409, listing `unreviewed_keys`) while "
+        "an error incidence is neither resolved nor acknowledged"
+    )
+    force: bool = Field(
+        default=False,
+        description="Admins only: close even with unreviewed errors (the audit trail records "
+        "it, with the keys)",
     )
 
 

@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 
 from app.api.schemas import NonBlankText, StrictModel, Text
 from app.api.schemas.iterations import IterationOut
-from app.domain.reference_changes import MAX_CODE_LENGTH, MAX_TEXT_LENGTH
+from app.services.reference_data.changes import MAX_CODE_LENGTH, MAX_TEXT_LENGTH
 
 
 class AccountIn(StrictModel):

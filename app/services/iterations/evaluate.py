@@ -15,6 +15,7 @@ from app.adapters.postgres.tables import accounts, closings, document_types
 from app.domain.diff import assign_first_seen, diff_incidences
 from app.domain.evaluation import Evaluation, evaluate
 from app.domain.reference import Account, ReferenceData
+from app.domain.review import reviewed
 from app.domain.snapshot import build_snapshot, canonical_json
 from app.services.iterations.claims import Claim
 from app.services.iterations.movements import PARSE_PROGRESS_SHARE, LoadedMovements
@@ -72,12 +73,16 @@ async def evaluate_iteration(
     claimed.progress = max(claimed.progress, PARSE_PROGRESS_SHARE + 0.1)
     before = previous["incidences"] if previous else []
     incidences = assign_first_seen(evaluation.incidences, before or None, claimed.number)
-    snapshot = build_snapshot(
-        str(claimed.closing_id),
-        claimed.number,
-        evaluation.statistics,
-        incidences,
-        computed_at=datetime.now(UTC),
+    # Every incidence starts open: the closing's reviews are added when it is served.
+    snapshot = reviewed(
+        build_snapshot(
+            str(claimed.closing_id),
+            claimed.number,
+            evaluation.statistics,
+            incidences,
+            computed_at=datetime.now(UTC),
+        ),
+        {},
     )
     statistics = snapshot["statistics"]
     summary = {
@@ -90,6 +95,7 @@ async def evaluate_iteration(
                 "movements_with_incidences",
                 "incidences_total",
                 "by_severity",
+                "by_type",
             )
         },
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -12,12 +13,24 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.adapters.postgres.tables import (
+    closings,
     incidence_lines,
     iteration_results,
     iterations,
     snapshots,
 )
 from app.services.iterations.claims import Claim
+from app.services.snapshot_cache.served import compose
+
+
+@dataclass(frozen=True)
+class Published:
+    """What a publish made servable: the snapshot's new revision and its served body (the
+    document with the closing's reviews) and content hash."""
+
+    revision: int
+    body: bytes
+    content_hash: str
 
 
 async def publish(
@@ -29,10 +42,12 @@ async def publish(
     lines: Mapping[str, bytes | memoryview],
     summary: dict[str, Any],
     diff: dict[str, Any],
-) -> bool:
+) -> Published | None:
     """Store the result, finish the iteration and point the snapshot at it, in one transaction.
 
-    Returns False (and changes nothing) when the claim was lost to another attempt.
+    The served body adds the closing's reviews, read under the closing's lock so that no
+    review slips in between. Returns None (and changes nothing) when the claim was lost to
+    another attempt.
     """
     async with engine.begin() as conn:
         finished = (
@@ -52,7 +67,7 @@ async def publish(
             )
         ).first()
         if finished is None:
-            return False
+            return None
         await conn.execute(
             sa.insert(iteration_results).values(
                 iteration_id=claimed.iteration_id, content_hash=content_hash, document=document
@@ -66,22 +81,28 @@ async def publish(
             columns=["iteration_id", "key", "lines"],
         )
         await conn.execute(
+            sa.select(closings.c.id).where(closings.c.id == claimed.closing_id).with_for_update()
+        )
+        body, served_hash = await compose(conn, claimed.closing_id, document, content_hash)
+        revision = await conn.scalar(
             insert(snapshots)
             .values(
                 closing_id=claimed.closing_id,
                 iteration_id=claimed.iteration_id,
-                content_hash=content_hash,
+                content_hash=served_hash,
             )
             .on_conflict_do_update(
                 index_elements=[snapshots.c.closing_id],
                 set_={
                     "iteration_id": claimed.iteration_id,
-                    "content_hash": content_hash,
+                    "content_hash": served_hash,
                     "published_at": sa.func.now(),
+                    "revision": snapshots.c.revision + 1,
                 },
             )
+            .returning(snapshots.c.revision)
         )
-    return True
+    return Published(int(revision), body, served_hash)
 
 
 async def result_document(conn: AsyncConnection, iteration_id: uuid.UUID) -> dict[str, Any] | None:

@@ -95,9 +95,8 @@ async def _process(resources: Resources, claimed: Claim) -> str:
         diff=result.diff,
     )
     if published:  # committed: put it in Redis now, so the first read is already a hit
-        await cache_writes.cache_published(
-            resources, claimed.closing_id, claimed.number, result.document, result.content_hash
-        )
+        entry = (published.revision, published.content_hash, published.body)
+        await cache_writes.cache_published(resources, claimed.closing_id, *entry)
     logger.info(
         "iteration %s timings: movements %.0f ms, evaluation %.0f ms, publish %.0f ms",
         claimed.iteration_id,

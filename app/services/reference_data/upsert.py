@@ -17,7 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.adapters.postgres.tables import accounts, clients, document_types
 from app.domain.errors import NotFound
-from app.domain.reference_changes import (
+from app.resources import Resources
+from app.services.audit.record import Actor, Change, field_changes, record
+from app.services.iterations.request import enqueue
+from app.services.reference_data.changes import (
     ACCOUNT_ALIASES,
     DOCUMENT_TYPE_ALIASES,
     Entry,
@@ -26,9 +29,6 @@ from app.domain.reference_changes import (
     normalise,
     plan_changes,
 )
-from app.resources import Resources
-from app.services.audit.record import Actor, Change, field_changes, record
-from app.services.iterations.request import enqueue
 from app.services.reference_data.reprocessing import reprocess_affected_closings
 from app.services.snapshot_cache import writes as cache_writes
 from app.services.tenancy.clients import get_client

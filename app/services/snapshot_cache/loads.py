@@ -7,16 +7,17 @@ import uuid
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.adapters.postgres.tables import closings, iteration_results, iterations, snapshots
+from app.adapters.postgres.tables import closings, iteration_results, snapshots
 from app.domain.errors import NotFound
 from app.domain.snapshot import SnapshotEntry
+from app.services.snapshot_cache.served import compose
 from app.services.tenancy.closings import check_closing
 
 
 def _snapshot_query() -> sa.Select[tuple[int, str, uuid.UUID, uuid.UUID, uuid.UUID]]:
     return (
         sa.select(
-            iterations.c.number,
+            snapshots.c.revision,
             snapshots.c.content_hash,
             closings.c.client_id,
             closings.c.tenant_id,
@@ -24,28 +25,29 @@ def _snapshot_query() -> sa.Select[tuple[int, str, uuid.UUID, uuid.UUID, uuid.UU
         )
         .select_from(snapshots)
         .join(closings, closings.c.id == snapshots.c.closing_id)
-        .join(iterations, iterations.c.id == snapshots.c.iteration_id)
     )
 
 
 async def load_snapshot(
     conn: AsyncConnection, tenant: uuid.UUID, closing: uuid.UUID, known_version: int | None = None
 ) -> SnapshotEntry | None:
-    """The tenant's closing's snapshot in one query; None when it is still `known_version` (its
-    document is then not even read from disk). NotFound for a foreign closing or before a
-    success."""
+    """The tenant's closing's served snapshot (the document with its reviews), its version
+    being the snapshot's revision; None when it is still `known_version` (the document is then
+    not even read from disk). NotFound for a foreign closing or before a success."""
     document: sa.ColumnElement[bytes | None] = (
         iteration_results.c.document
         if known_version is None
         else sa.case(
-            (iterations.c.number == known_version, sa.null()),
+            (snapshots.c.revision == known_version, sa.null()),
             else_=iteration_results.c.document,
         )
     )
     row = (
         await conn.execute(
             _snapshot_query()
-            .add_columns(document.label("document"))
+            .add_columns(
+                document.label("document"), iteration_results.c.content_hash.label("iteration_hash")
+            )
             .join(iteration_results, iteration_results.c.iteration_id == snapshots.c.iteration_id)
             .where(snapshots.c.closing_id == closing, closings.c.tenant_id == tenant)
         )
@@ -55,7 +57,8 @@ async def load_snapshot(
         raise NotFound(f"closing {closing} has no snapshot yet (no iteration has succeeded)")
     if row.document is None:
         return None
-    return SnapshotEntry(row.number, row.content_hash, str(row.client_id), row.document)
+    body, content_hash = await compose(conn, closing, row.document, row.iteration_hash)
+    return SnapshotEntry(row.revision, content_hash, str(row.client_id), body)
 
 
 async def owner(conn: AsyncConnection, closing: uuid.UUID) -> tuple[uuid.UUID, uuid.UUID]:
@@ -89,4 +92,4 @@ async def recent_snapshots(
         .order_by(snapshots.c.published_at.desc())
         .limit(limit)
     )
-    return [(row.tenant_id, row.id, row.number) for row in rows]
+    return [(row.tenant_id, row.id, row.revision) for row in rows]

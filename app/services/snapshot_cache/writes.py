@@ -37,19 +37,32 @@ def _count_failure(_: object) -> None:
 
 
 async def cache_published(
-    resources: Resources, closing: uuid.UUID, version: int, document: bytes, content_hash: str
+    resources: Resources, closing: uuid.UUID, revision: int, content_hash: str, body: bytes
 ) -> None:
-    """Write a just-committed snapshot (its iteration number is its version) to Redis, so the
-    first read is a hit, and announce it. Never raises: the iteration is published whatever
-    happens here."""
+    """Write a just-committed served snapshot (a publish's, or a review's) to Redis, so the
+    first read is a hit, and announce it. Its revision is its version. Never raises: what was
+    committed stands whatever happens here."""
     try:
         async with resources.engine.connect() as conn:
             tenant, client = await loads.owner(conn, closing)
-        entry = SnapshotEntry(version, content_hash, str(client), document)
+        entry = SnapshotEntry(revision, content_hash, str(client), body)
         await _store_published(resources, tenant, closing, entry)
         notify_local(Event("publish", str(tenant), str(closing)))
     except Exception:
         logger.exception("could not cache the snapshot of closing %s", closing)
+
+
+async def refresh(resources: Resources, tenant: uuid.UUID, closing: uuid.UUID) -> None:
+    """Serve the closing's snapshot as Postgres has it now (after a review, say): recompose it,
+    write it to Redis and announce it, before the change is answered. Never raises."""
+    try:
+        async with resources.engine.connect() as conn:
+            entry = await loads.load_snapshot(conn, tenant, closing)
+        assert entry is not None  # no known version was given: the document is always read
+        await _store_published(resources, tenant, closing, entry)
+        notify_local(Event("publish", str(tenant), str(closing)))
+    except Exception:
+        logger.exception("could not refresh the cached snapshot of closing %s", closing)
 
 
 async def _store_published(

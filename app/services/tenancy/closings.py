@@ -122,32 +122,3 @@ async def list_closings(
         ).order_by(closings.c.period.desc())
     )
     return [_to_resource(row) for row in rows]
-
-
-async def set_status(
-    conn: AsyncConnection, actor: Actor, closing_id: uuid.UUID, status: str
-) -> dict[str, Any]:
-    """Close or reopen a closing (audited); setting the status it already has changes
-    nothing."""
-    # The row lock orders this after an upload or re-processing request holding it, so a
-    # closing is never closed halfway through queueing one of its iterations.
-    current = (
-        await conn.execute(
-            sa.select(closings.c.status, closings.c.client_id)
-            .where(closings.c.id == closing_id, closings.c.tenant_id == actor.tenant_id)
-            .with_for_update()
-        )
-    ).first()
-    if current is None:
-        raise NotFound(f"closing {closing_id} not found")
-    if current.status != status:
-        await conn.execute(
-            sa.update(closings)
-            .where(closings.c.id == closing_id)
-            .values(status=status, updated_at=sa.func.now())
-        )
-        action = "closing.closed" if status == "closed" else "closing.reopened"
-        details = {"status": {"before": current.status, "after": status}}
-        change = Change(action, "closing", str(closing_id), details, current.client_id, closing_id)
-        await record(conn, actor, [change])
-    return await get_closing(conn, actor.tenant_id, closing_id)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import secrets
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
@@ -223,7 +224,8 @@ async def test_first_seen_survives_and_a_returning_incidence_starts_a_new_run(
 async def test_only_open_closings_whose_ledger_uses_a_touched_code_rerun(
     client: AsyncClient, make_key: KeyMaker, run_worker: Worker
 ) -> None:
-    key = await make_key("analyst")
+    tenant = f"open-only-{secrets.token_hex(4)}"
+    key = await make_key("analyst", tenant=tenant)
     a, _ = await started(client, key, run_worker)
     ids = {"a": a.id}
     for name, period in (("b", "2026-11"), ("c", "2026-12"), ("d", "2027-01")):
@@ -238,9 +240,13 @@ async def test_only_open_closings_whose_ledger_uses_a_touched_code_rerun(
         assert (await upload(client, key, ids[name], ledger)).status_code == 202
     await run_worker()
 
+    admin = await make_key("admin", tenant=tenant)
+
     async def set_c(status: str) -> None:
-        patch = {"status": status}
-        response = await client.patch(f"{API}/closings/{ids['c']}", json=patch, headers=bearer(key))
+        patch = {"status": status, "force": True}  # its unbalanced voucher stays unreviewed
+        response = await client.patch(
+            f"{API}/closings/{ids['c']}", json=patch, headers=bearer(admin)
+        )
         assert response.status_code == 200 and response.json()["status"] == status
 
     async def numbers() -> dict[str, list[tuple[int, str]]]:

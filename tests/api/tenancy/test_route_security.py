@@ -49,6 +49,8 @@ ROLES: dict[tuple[str, str], Role] = {
     ("GET", "/admin/cache/stats"): Role.admin,
     ("POST", "/admin/cache/invalidate"): Role.admin,
     ("GET", "/audit"): Role.admin,
+    ("PUT", "/closings/{closing_id}/reviews/{key}"): Role.analyst,
+    ("GET", "/closings/{closing_id}/reviews"): Role.viewer,
     ("GET", "/clients/{client_id}/accounts/{code}/history"): Role.viewer,
 }
 
@@ -63,6 +65,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/closings/{closing_id}/ledger"): {"files": {"file": ("l.csv", LEDGER)}},
     ("POST", "/closings/{closing_id}/reprocess"): {"json": {"notes": "intrusion"}},
     ("POST", "/admin/cache/invalidate"): {"json": {"scope": "all"}},
+    ("PUT", "/closings/{closing_id}/reviews/{key}"): {"json": {"status": "acknowledged"}},
 }
 QUERY = {"from": 1, "to": 1}  # the diff's required parameters; other routes ignore them
 

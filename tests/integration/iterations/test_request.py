@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from app.domain.errors import Conflict, NotFound
 from app.services.iterations.request import lock_open_closing, request_iteration
-from app.services.tenancy.closings import set_status
+from app.services.reviews.close import set_status
 from tests.integration.service_support import analyst, owned_closing, transaction
 
 

@@ -22,7 +22,9 @@ async def test_cache_warm_loads_open_closings(
     key = await make_key("admin")
     open_one, closed_one = [await published(client, key, run_worker, ledger(6)) for _ in "ab"]
     closed = await client.patch(
-        f"/api/v1/closings/{closed_one.id}", json={"status": "closed"}, headers=bearer(key)
+        f"/api/v1/closings/{closed_one.id}",
+        json={"status": "closed", "force": True},
+        headers=bearer(key),
     )
     assert closed.status_code == 200, closed.text
     dropped = await client.post(

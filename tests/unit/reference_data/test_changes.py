@@ -7,7 +7,7 @@ import csv
 import pytest
 
 from app.domain.errors import InvalidInput
-from app.domain.reference_changes import (
+from app.services.reference_data.changes import (
     ACCOUNT_ALIASES,
     DOCUMENT_TYPE_ALIASES,
     MAX_CODE_LENGTH,

@@ -1,0 +1,1 @@
+"""Reviews of incidences and the close gate (SPEC §10)."""
