@@ -25,6 +25,7 @@ from app.api.routes import (
     reference_data,
 )
 from app.api.routes import metrics as metrics_route
+from app.api.ui import router as console
 from app.api.unavailable import install_unavailable_handlers
 from app.migrations import head_revision
 from app.resources import Resources
@@ -89,6 +90,7 @@ def create_app(settings: Settings) -> FastAPI:
     api.include_router(incidences.router)
     api.include_router(admin.router)
     app.include_router(api)
+    app.include_router(console.router)  # the web console at /ui (SPEC §11)
     # Added last = outermost: every response (429s included) is counted and carries its id.
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
