@@ -63,8 +63,10 @@ async def seed_history(base: str, analyst_key: str, run_worker: Worker) -> Histo
             doc_types=[{"code": "FAC", "name": "Factura"}],
             name=name,
         )
+        # Markup in a name must show as text: injected, it would also load /x and break the CSP.
+        markup = 'Sin Cierres <img src="/x" onerror="alert(1)"> Ltda'
         created = await http.post(
-            f"{API}/clients", json={"name": "Sin Cierres Ltda"}, headers=bearer(analyst_key)
+            f"{API}/clients", json={"name": markup}, headers=bearer(analyst_key)
         )
         assert created.status_code == 201, created.text
         history = History(closing.client_id, closing.id, name)
