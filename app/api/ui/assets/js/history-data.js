@@ -66,10 +66,8 @@ export function typeSeries(points) {
   for (const { byType } of points) {
     for (const [type, value] of Object.entries(byType ?? {})) if (value > 0) types.add(type);
   }
-  return [...types]
-    .sort()
-    .map((type) => ({
-      label: type,
-      values: points.map(({ byType }) => (byType ? (byType[type] ?? 0) : null)),
-    }));
+  return [...types].sort().map((type) => ({
+    label: type,
+    values: points.map(({ byType }) => (byType ? (byType[type] ?? 0) : null)),
+  }));
 }

@@ -35,10 +35,9 @@ function iterationTable(closingId, iterations) {
   const oldestFirst = [...iterations]
     .reverse()
     .filter((iteration) => iteration.status === "succeeded");
-  oldestFirst.forEach(
-    (iteration, index) =>
-      index > 0 && previous.set(iteration.number, oldestFirst[index - 1].number),
-  );
+  for (let index = 1; index < oldestFirst.length; index++) {
+    previous.set(oldestFirst[index].number, oldestFirst[index - 1].number);
+  }
   const diffLink = (iteration) =>
     previous.has(iteration.number)
       ? h(
