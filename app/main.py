@@ -29,6 +29,7 @@ from app.api.routes import (
 )
 from app.api.routes import metrics as metrics_route
 from app.api.state import AppState
+from app.api.ui import router as console
 from app.api.unavailable import install_unavailable_handlers
 from app.migrations import head_revision
 from app.resources import Resources
@@ -101,6 +102,7 @@ def create_app(settings: Settings) -> FastAPI:
     api.include_router(admin.router)
     api.include_router(audit.router)
     app.include_router(api)
+    app.include_router(console.router)  # the web console at /ui (SPEC §11)
     # Added last = outermost: every response (429s included) is counted and carries its id.
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)

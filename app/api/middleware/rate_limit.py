@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 EXEMPT_PATHS = frozenset({"/alive", "/ready", "/health", "/metrics"})
+# The web console's static files, served from memory and cached for good by browsers: counted,
+# a first visit would spend a third of the anonymous minute's requests on script files (more
+# for an office behind one NAT address); the page and every API call it makes are counted.
+EXEMPT_PREFIX = "/ui/assets/"
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -120,7 +124,7 @@ class RateLimitMiddleware:
         self._batchers: weakref.WeakKeyDictionary[Redis, CheckBatcher] = weakref.WeakKeyDictionary()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in EXEMPT_PATHS:
+        if scope["type"] != "http" or _exempt(scope["path"]):
             await self.app(scope, receive, send)
             return
         resources = app_state(scope["app"]).resources
@@ -172,6 +176,10 @@ class RateLimitMiddleware:
                 return policy_name(scope["method"], scope["path"]), f"key:{key_id.hex}"
         # No key, or not a valid one: failed authentication is limited like anonymous calls.
         return "anon", f"ip:{client_ip(scope, self.trusted)}"
+
+
+def _exempt(path: str) -> bool:
+    return path in EXEMPT_PATHS or path.startswith(EXEMPT_PREFIX)
 
 
 async def _refuse(scope: Scope, receive: Receive, send: Send, decision: Decision) -> None:
