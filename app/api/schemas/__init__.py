@@ -50,3 +50,9 @@ class Items(BaseModel, Generic[T]):
     """The list envelope of SPEC §6."""
 
     items: list[T]
+
+
+class Page(Items[T], Generic[T]):
+    """A page of a paginated list (SPEC §6): pass `next_cursor` as `cursor` for the next one."""
+
+    next_cursor: int | None = Field(description="null on the last page")
