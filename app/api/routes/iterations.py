@@ -130,7 +130,7 @@ async def upload_ledger(
         **problem_responses(400, 403, (409, "The closing is closed, or has no ledger yet")),
     },
 )
-async def reprocess(
+async def reprocess_closing(
     closing_id: uuid.UUID,
     body: ReprocessIn,
     request: Request,
@@ -182,7 +182,7 @@ async def get_iteration(
     summary="Diff between two succeeded iterations",
     responses=problem_responses((409, "One of the iterations has not succeeded")),
 )
-async def diff(
+async def get_diff(
     closing_id: uuid.UUID,
     principal: Viewer,
     conn: ConnDep,

@@ -50,6 +50,17 @@ NonBlankText = Annotated[
 ]
 
 
+# Amounts leave the API as canonical decimal strings (app/domain/amounts.py), never floats.
+Amount = Annotated[
+    str,
+    Field(
+        description="A decimal number as a string: exact, at least two decimals",
+        pattern=r"^-?[0-9]+\.[0-9]{2,}$",
+        examples=["1500000.00"],
+    ),
+]
+
+
 class StrictModel(BaseModel):
     """Request bodies refuse unknown fields, so a typo is an error rather than silently ignored,
     and have their text trimmed."""

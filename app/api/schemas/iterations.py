@@ -8,18 +8,16 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from app.api.schemas import StrictModel, Text
+from app.api.schemas import Amount, StrictModel, Text
 from app.services.iterations.request import MAX_COALESCED_TRIGGERS
-
-_AMOUNT = "Decimal number as a string (exact, never a float)"
 
 
 class Figures(BaseModel):
     """The figures of an incidence a diff compares."""
 
     movement_count: int
-    debit_total: str = Field(description=_AMOUNT, examples=["1500000.00"])
-    credit_total: str = Field(description=_AMOUNT, examples=["200000.00"])
+    debit_total: Amount
+    credit_total: Amount
 
 
 class Change(BaseModel):
