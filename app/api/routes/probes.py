@@ -50,7 +50,7 @@ async def get_ready(request: Request, resources: ResourcesDep) -> Response:
 )
 async def get_health(request: Request, resources: ResourcesDep) -> Response:
     state = app_state(request.app)
-    document = await state.health.get(lambda: health_document(resources, state.cache_hit_rate))
+    document = await state.health.get(lambda: health_document(resources, state.traffic))
     status = 503 if document["status"] == "fail" else 200
     return Response(
         orjson.dumps(document),
