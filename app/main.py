@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 
 from app import __version__
@@ -42,6 +43,13 @@ logger = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"
 
 
+def operation_id(route: APIRoute) -> str:
+    """The route function's name in camelCase (upload_ledger → uploadLedger): short and stable
+    names for generated clients, instead of FastAPI's `upload_ledger_api_v1_closings_…_post`."""
+    first, *rest = route.name.split("_")
+    return first + "".join(word.capitalize() for word in rest)
+
+
 def create_app(settings: Settings) -> FastAPI:
     """Build the application; resources are opened by the lifespan, not here."""
 
@@ -74,6 +82,7 @@ def create_app(settings: Settings) -> FastAPI:
         static_url="/docs-assets",
         redoc_url=None,  # ReDoc fetches its logo from a CDN; Swagger UI is fully local
         swagger_ui_parameters={"validatorUrl": None, "persistAuthorization": True},
+        generate_unique_id_function=operation_id,
     )
     state = AppState(
         settings=settings,

@@ -89,6 +89,8 @@ class Settings(BaseSettings):
     health_cache_min_reads: int = Field(default=100, ge=1)
     health_disk_warn_percent: float = Field(default=90.0, gt=0, le=100)
     health_memory_warn_percent: float = Field(default=90.0, gt=0, le=100)
+    # Share of API requests answered 5xx (per API process, last 5 minutes) above which it warns.
+    health_error_warn_percent: float = Field(default=5.0, ge=0, le=100)
     # Full incidence sets (result document + drill-down lines) kept per closing; older
     # iterations keep their history row, summary and diff. The served snapshot is always kept.
     iteration_retention: int = Field(default=100, ge=1)

@@ -226,11 +226,22 @@ async def _drain(http: httpx.AsyncClient, seed: Seed, timeout: float) -> Counter
     while True:
         statuses: Counter[str] = Counter()
         for closing in [seed.closing_id, *seed.upload_closings]:
-            items = (await http.get(f"/api/v1/closings/{closing}/iterations")).json()["items"]
-            statuses.update(item["status"] for item in items)
+            statuses.update(item["status"] for item in await _history(http, closing))
         if not statuses["queued"] + statuses["running"] or time.monotonic() > deadline:
             return statuses
         await asyncio.sleep(0.5)
+
+
+async def _history(http: httpx.AsyncClient, closing: str) -> list[dict[str, object]]:
+    """Every iteration of the closing, page after page."""
+    items: list[dict[str, object]] = []
+    params: dict[str, int] = {"limit": 100}
+    while True:
+        page = (await http.get(f"/api/v1/closings/{closing}/iterations", params=params)).json()
+        items += page["items"]
+        if page["next_cursor"] is None:
+            return items
+        params["cursor"] = page["next_cursor"]
 
 
 def _percentile(values: list[float], q: float) -> float:

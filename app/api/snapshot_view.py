@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, Field, ValidationError
 
-from app.domain.catalog import IncidenceType
+from app.domain.catalog import IncidenceType, Severity
 from app.domain.snapshot import WHOLE, SnapshotQuery
 from app.services.snapshot_cache.repository import Served
 
@@ -25,9 +25,7 @@ class SnapshotFilters(BaseModel):
     """The query parameters of a snapshot read."""
 
     type: IncidenceType | None = Field(None, description="Only incidences of this type")
-    severity: Literal["error", "warning"] | None = Field(
-        None, description="Only incidences of this severity"
-    )
+    severity: Severity | None = Field(None, description="Only incidences of this severity")
     limit: int | None = Field(None, ge=1, le=MAX_LIMIT, description="Page size (default: all)")
     offset: int = Field(0, ge=0, le=MAX_OFFSET, description="Incidences to skip")
     review: Literal["open", "acknowledged"] | None = Field(
@@ -37,7 +35,8 @@ class SnapshotFilters(BaseModel):
     def query(self) -> SnapshotQuery:
         """The domain query (plain strings, so its cache name never depends on the caller)."""
         kind = self.type.value if self.type is not None else None
-        return SnapshotQuery(kind, self.severity, self.limit, self.offset, self.review)
+        severity = self.severity.value if self.severity is not None else None
+        return SnapshotQuery(kind, severity, self.limit, self.offset, self.review)
 
 
 _NAMES = frozenset(SnapshotFilters.model_fields)

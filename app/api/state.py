@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 from app.api.callers import KnownKeys, PrincipalCache
 from app.resources import Resources
 from app.services.ops.probe_memo import ProbeMemo
-from app.services.ops.probes import HitRateWindow
+from app.services.ops.traffic import TrafficWindow
 from app.services.snapshot_cache.repository import SnapshotRepository
 from app.settings import Settings
 
@@ -25,7 +25,7 @@ class AppState:
     principals: PrincipalCache  # key hash → principal, for AUTH_CACHE_TTL_SECONDS
     known_keys: KnownKeys  # key hash → key id or invalid: the rate limiter's subject
     health: ProbeMemo[dict[str, Any]] = field(default_factory=ProbeMemo)  # once a second
-    cache_hit_rate: HitRateWindow = field(default_factory=HitRateWindow)  # /health's window
+    traffic: TrafficWindow = field(default_factory=TrafficWindow)  # /health's window
     draining: bool = False  # set on SIGTERM: /ready answers 503 from then on
     resources: Resources | None = None
     snapshots: SnapshotRepository | None = None

@@ -1,16 +1,16 @@
-"""The `ledger-incidences` CLI: dev, serve, worker, migrate, api-key, upload, cache, backup,
-restore. Each command lives in its own module, which registers its subparser and handler."""
+"""The `ledger-incidences` CLI: dev, serve, worker, migrate, api-key, upload, monitor, cache,
+backup, restore. Each command lives in its own module, which registers its subparser and handler."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from app.cli import backup, cache, context, dev, keys, serve, upload
+from app.cli import backup, cache, context, dev, keys, monitor, serve, upload
 from app.logging import configure_logging
 from app.settings import get_settings
 
-COMMAND_MODULES = (dev, serve, context, keys, upload, cache, backup)
+COMMAND_MODULES = (dev, serve, context, keys, upload, monitor, cache, backup)
 
 
 def build_parser() -> argparse.ArgumentParser:

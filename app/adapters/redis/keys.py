@@ -13,6 +13,11 @@ def job_stats(prefix: str) -> str:
     return f"{prefix}:stats:jobs"
 
 
+def job_minute(prefix: str, minute: int) -> str:
+    """Hash of one minute's succeeded iterations and movements (minute = unix time // 60)."""
+    return f"{prefix}:stats:jobs:{minute}"
+
+
 def rate_limit(prefix: str, policy: str, subject: str) -> str:
     """Sorted set of the admitted requests' Redis times (µs) of one subject under one policy."""
     return f"{prefix}:rl:{policy}:{subject}"

@@ -27,7 +27,7 @@ router = APIRouter(prefix="/admin/cache", tags=["admin"], responses=problem_resp
     "process (the counters of /metrics), and the keys, memory and average TTL of your "
     "tenant's entries in Redis, in total and by kind (`snapshot`, `view`).",
 )
-async def cache_stats(principal: Admin, repository: SnapshotsDep) -> dict[str, Any]:
+async def get_cache_stats(principal: Admin, repository: SnapshotsDep) -> dict[str, Any]:
     return await cache_admin.stats(repository, principal.tenant_id)
 
 
@@ -41,7 +41,7 @@ async def cache_stats(principal: Admin, repository: SnapshotsDep) -> dict[str, A
         (503, "Redis is unavailable: nothing was invalidated"),
     ),
 )
-async def cache_invalidate(
+async def invalidate_cache(
     body: InvalidateIn, actor: AdminActor, repository: SnapshotsDep
 ) -> dict[str, Any]:
     try:

@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from app.api.deps import ConnDep, SnapshotsDep, Viewer
 from app.api.problems import problem_responses
+from app.api.schemas.snapshot import Snapshot
 from app.api.snapshot_view import SnapshotFilters, answer
 from app.services.snapshot_cache import queries
 
@@ -21,12 +22,16 @@ router = APIRouter(prefix="/closings/{closing_id}", tags=["incidences"])
     summary="The closing's snapshot: consolidated incidences and statistics",
     responses={
         200: {
-            "content": {"application/json": {}},
+            "model": Snapshot,
             "headers": {
-                "ETag": {"description": "The snapshot's content hash, varied by the filters"},
+                "ETag": {
+                    "description": "The snapshot's content hash, varied by the filters",
+                    "schema": {"type": "string"},
+                },
                 "X-Cache": {
                     "description": "hit: served without reading Postgres; miss: read from "
-                    "Postgres and cached; bypass: Redis unavailable, read from Postgres"
+                    "Postgres and cached; bypass: Redis unavailable, read from Postgres",
+                    "schema": {"type": "string", "enum": ["hit", "miss", "bypass"]},
                 },
             },
         },
@@ -34,7 +39,7 @@ router = APIRouter(prefix="/closings/{closing_id}", tags=["incidences"])
         **problem_responses((404, "No such closing, or no iteration of it has succeeded yet")),
     },
 )
-async def get_incidences(
+async def get_snapshot(
     closing_id: uuid.UUID,
     principal: Viewer,
     repository: SnapshotsDep,
@@ -58,7 +63,7 @@ async def get_incidences(
         (404, "No such closing, no snapshot yet, or no such incidence in the snapshot")
     ),
 )
-async def get_movements(
+async def list_movements(
     closing_id: uuid.UUID,
     key: str,
     principal: Viewer,

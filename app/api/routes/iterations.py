@@ -10,8 +10,8 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from app.api.deps import AnalystActor, ConnDep, ResourcesDep, Viewer
 from app.api.multipart import receive_ledger
 from app.api.problems import problem_responses
-from app.api.schemas import Items
-from app.api.schemas.iterations import IterationDetail, IterationOut, ReprocessIn
+from app.api.schemas import Page
+from app.api.schemas.iterations import DiffBetween, IterationOut, ReprocessIn
 from app.services.iterations import history as closing_reads
 from app.services.iterations import request as iterations
 from app.services.tenancy.closings import check_closing
@@ -63,6 +63,10 @@ _UPLOAD_BODY = {
 # Iteration numbers are Postgres integers: a larger one is a 422, not a failed query.
 MAX_NUMBER = 2**31 - 1
 IterationNumber = Annotated[int, Path(ge=1, le=MAX_NUMBER)]
+# Every iteration carries its diff, which lists every new or resolved key (100k+ for a first
+# run over a big ledger), so history is paged. The largest page is the retained history
+# (ITERATION_RETENTION's default); the default page fills a history screen.
+DEFAULT_PAGE, MAX_PAGE = 20, 100
 
 _LOCATION = {
     "Location": {
@@ -124,7 +128,7 @@ async def upload_ledger(
         **problem_responses(400, 403, (409, "The closing is closed, or has no ledger yet")),
     },
 )
-async def reprocess(
+async def reprocess_closing(
     closing_id: uuid.UUID,
     body: ReprocessIn,
     response: Response,
@@ -136,15 +140,28 @@ async def reprocess(
     return iteration
 
 
-@router.get("/iterations", response_model=Items[IterationOut], summary="Iteration history")
-async def list_iterations(closing_id: uuid.UUID, principal: Viewer, conn: ConnDep) -> Any:
+@router.get(
+    "/iterations",
+    response_model=Page[IterationOut],
+    summary="Iteration history, newest first (keyset pages)",
+)
+async def list_iterations(
+    closing_id: uuid.UUID,
+    principal: Viewer,
+    conn: ConnDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size")] = DEFAULT_PAGE,
+    cursor: Annotated[
+        int | None,
+        Query(ge=1, le=MAX_NUMBER, description="`next_cursor` of the previous page"),
+    ] = None,
+) -> Any:
     await check_closing(conn, principal.tenant_id, closing_id)
-    return {"items": await iterations.list_iterations(conn, closing_id)}
+    return await iterations.list_iterations(conn, closing_id, limit, before=cursor)
 
 
 @router.get(
     "/iterations/{number}",
-    response_model=IterationDetail,
+    response_model=IterationOut,
     summary="One iteration, with its diff against the previous succeeded one",
 )
 async def get_iteration(
@@ -156,15 +173,16 @@ async def get_iteration(
 
 @router.get(
     "/diff",
+    response_model=DiffBetween,
     summary="Diff between two succeeded iterations",
     responses=problem_responses((409, "One of the iterations has not succeeded")),
 )
-async def diff(
+async def get_diff(
     closing_id: uuid.UUID,
     principal: Viewer,
     conn: ConnDep,
     from_: Annotated[int, Query(alias="from", ge=1, le=MAX_NUMBER)],
     to: Annotated[int, Query(ge=1, le=MAX_NUMBER)],
-) -> dict[str, Any]:
+) -> Any:
     await check_closing(conn, principal.tenant_id, closing_id)
     return await closing_reads.diff_between(conn, closing_id, from_, to)

@@ -17,7 +17,7 @@ HEALTH_JSON = "application/health+json"
 
 
 @router.get("/alive", summary="Liveness: the process can serve (touches no dependency)")
-async def alive() -> dict[str, str]:
+async def get_alive() -> dict[str, str]:
     return {"status": "alive"}
 
 
@@ -26,7 +26,7 @@ async def alive() -> dict[str, str]:
     summary="Readiness: Postgres and Redis answer and the schema is at the migration head",
     responses=problem_responses((503, "Not ready, or shutting down")),
 )
-async def ready(request: Request, resources: ResourcesDep) -> Response:
+async def get_ready(request: Request, resources: ResourcesDep) -> Response:
     state = app_state(request.app)
     if state.draining:
         return problem(
@@ -48,9 +48,9 @@ async def ready(request: Request, resources: ResourcesDep) -> Response:
     summary="Health in application/health+json (draft-inadarei-api-health-check)",
     responses={200: {"content": {HEALTH_JSON: {}}}, 503: {"content": {HEALTH_JSON: {}}}},
 )
-async def health(request: Request, resources: ResourcesDep) -> Response:
+async def get_health(request: Request, resources: ResourcesDep) -> Response:
     state = app_state(request.app)
-    document = await state.health.get(lambda: health_document(resources, state.cache_hit_rate))
+    document = await state.health.get(lambda: health_document(resources, state.traffic))
     status = 503 if document["status"] == "fail" else 200
     return Response(
         orjson.dumps(document),

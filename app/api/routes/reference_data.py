@@ -161,7 +161,7 @@ async def _entries(
         AccountIn, "code,name,name_en,classification\n110105,Banco Estado,Bank,current_assets\n"
     ),
 )
-async def put_accounts(
+async def upsert_accounts(
     client_id: uuid.UUID,
     request: Request,
     actor: AnalystActor,
@@ -207,7 +207,7 @@ async def list_accounts(
     responses=_PUT_PROBLEMS,
     openapi_extra=_openapi_body(DocumentTypeIn, "code,name\nFAC,Factura\nBOL,Boleta\n"),
 )
-async def put_document_types(
+async def upsert_document_types(
     client_id: uuid.UUID,
     request: Request,
     actor: AnalystActor,

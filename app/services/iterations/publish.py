@@ -50,6 +50,11 @@ async def publish(
     another attempt.
     """
     async with engine.begin() as conn:
+        # The closing's lock first, as every request that queues or reviews takes it first:
+        # taken after the iteration's row, it would deadlock with them.
+        await conn.execute(
+            sa.select(closings.c.id).where(closings.c.id == claimed.closing_id).with_for_update()
+        )
         finished = (
             await conn.execute(
                 sa.update(iterations)
@@ -79,9 +84,6 @@ async def publish(
             incidence_lines.name,
             records=[(claimed.iteration_id, key, packed) for key, packed in lines.items()],
             columns=["iteration_id", "key", "lines"],
-        )
-        await conn.execute(
-            sa.select(closings.c.id).where(closings.c.id == claimed.closing_id).with_for_update()
         )
         body, served_hash = await compose(conn, claimed.closing_id, document, content_hash)
         revision = await conn.scalar(

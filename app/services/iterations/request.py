@@ -41,15 +41,16 @@ _PUBLIC = (
     iterations.c.movements_processed,
     iterations.c.error,
     iterations.c.summary,
+    iterations.c.diff,
     iterations.c.attempts,
 )
 
 
-def to_resource(row: Any, *, with_diff: bool = False) -> dict[str, Any]:
-    """The iteration as the API shows it (SPEC §6 fields)."""
+def to_resource(row: Any) -> dict[str, Any]:
+    """The iteration as the API shows it (SPEC §6 fields, its diff included)."""
     data = dict(row._mapping)
     started, finished = data.get("started_at"), data.get("finished_at")
-    resource = {
+    return {
         "id": data["id"],
         "closing_id": data["closing_id"],
         "number": data["number"],
@@ -68,11 +69,9 @@ def to_resource(row: Any, *, with_diff: bool = False) -> dict[str, Any]:
         "movements_processed": data["movements_processed"],
         "error": data["error"],
         "summary": data["summary"],
+        "diff": data["diff"],
         "attempts": data["attempts"],
     }
-    if with_diff:
-        resource["diff"] = data.get("diff")
-    return resource
 
 
 async def lock_open_closing(
@@ -108,17 +107,18 @@ async def _open_closing(
 
 
 MAX_NOTES_LENGTH = 10_000
+# A script hammering reprocess (or a burst of chart edits) while a run waits must not grow one
+# row without bound: past this many entries the oldest merged triggers are dropped.
+MAX_COALESCED_TRIGGERS = 1_000
 
 
 def merged_triggers(queued: Any, trigger: str) -> list[str]:
-    """coalesced_triggers once `trigger` is merged into the queued iteration.
+    """coalesced_triggers once `trigger` is merged into the queued iteration (SPEC §5/§6).
 
-    Each kind of trigger is recorded once, in order of first arrival, and never the
-    iteration's own trigger again: the list says why the run happens, not how often it was
-    asked for (a burst of chart edits would otherwise grow it without bound).
+    Every merged trigger is recorded, in order of arrival, repeats (of the iteration's own
+    trigger too) included; only the newest MAX_COALESCED_TRIGGERS are kept.
     """
-    known = list(queued.coalesced_triggers or [])
-    return known if trigger == queued.trigger or trigger in known else [*known, trigger]
+    return [*(queued.coalesced_triggers or []), trigger][-MAX_COALESCED_TRIGGERS:]
 
 
 def merged_notes(queued: Any, notes: str | None, requested_by: str | None) -> str | None:
@@ -229,14 +229,17 @@ async def enqueue_by_id(
     )
 
 
-async def list_iterations(conn: AsyncConnection, closing_id: uuid.UUID) -> list[dict[str, Any]]:
-    """The closing's iterations, newest first."""
-    rows = await conn.execute(
-        sa.select(*_PUBLIC)
-        .where(iterations.c.closing_id == closing_id)
-        .order_by(iterations.c.number.desc())
-    )
-    return [to_resource(row) for row in rows]
+async def list_iterations(
+    conn: AsyncConnection, closing_id: uuid.UUID, limit: int, before: int | None = None
+) -> dict[str, Any]:
+    """A page of the closing's iterations, newest first: at most `limit` numbered below
+    `before` (keyset pagination); `next_cursor` is the `before` of the next page, or None."""
+    query = sa.select(*_PUBLIC).where(iterations.c.closing_id == closing_id)
+    if before is not None:
+        query = query.where(iterations.c.number < before)
+    rows = (await conn.execute(query.order_by(iterations.c.number.desc()).limit(limit + 1))).all()
+    page = [to_resource(row) for row in rows[:limit]]
+    return {"items": page, "next_cursor": page[-1]["number"] if len(rows) > limit else None}
 
 
 async def get_iteration(
@@ -245,14 +248,14 @@ async def get_iteration(
     """One iteration of the closing, with its diff."""
     row = (
         await conn.execute(
-            sa.select(*_PUBLIC, iterations.c.diff).where(
+            sa.select(*_PUBLIC).where(
                 iterations.c.closing_id == closing_id, iterations.c.number == number
             )
         )
     ).first()
     if row is None:
         raise NotFound(f"iteration {number} of closing {closing_id} not found")
-    return to_resource(row, with_diff=True)
+    return to_resource(row)
 
 
 async def reprocess(

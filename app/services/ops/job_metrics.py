@@ -1,14 +1,17 @@
-"""Job metrics across processes: workers add to a Redis hash, /metrics reads it at scrape time.
+"""Job metrics across processes: workers add to Redis hashes, the API reads them.
 
 The worker cannot expose its own counters to the API's /metrics, and the job counts must add
-up over every worker, so each finished job increments fields of one hash. A metrics write is
-best effort: Redis trouble costs a data point, never a job.
+up over every worker, so each finished job increments fields of one hash (/metrics renders
+it) and of its minute's hash (/health's throughput: the last few minutes, whoever asks). A
+metrics write is best effort: Redis trouble costs a data point, never a job.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 from redis.asyncio import Redis
@@ -19,6 +22,10 @@ from app.metrics import PROCESSING_BUCKETS
 from app.resources import Resources
 
 logger = logging.getLogger(__name__)
+
+# Throughput is measured over this many minutes; a minute's hash outlives them, then expires.
+THROUGHPUT_MINUTES = 5
+_MINUTE_TTL_SECONDS = 2 * THROUGHPUT_MINUTES * 60
 
 # What processing.run_iteration returns, by prefix, mapped onto the bounded outcome label.
 _OUTCOME_PREFIXES = (
@@ -63,8 +70,16 @@ async def record_job(
         logger.warning("could not record job metrics: %s", type(exc).__name__)
 
 
-async def add(redis: Redis, prefix: str, outcome: str, seconds: float, movements: int) -> None:
-    """Increment the counters of one job (durations and movements only for succeeded jobs)."""
+async def add(
+    redis: Redis,
+    prefix: str,
+    outcome: str,
+    seconds: float,
+    movements: int,
+    now: float | None = None,
+) -> None:
+    """Increment the counters of one job finished at `now` (unix seconds; durations, movements
+    and the minute's throughput only for succeeded jobs)."""
     key = keys.job_stats(prefix)
     async with redis.pipeline(transaction=True) as pipe:
         pipe.hincrby(key, f"jobs:{outcome}", 1)
@@ -75,7 +90,34 @@ async def add(redis: Redis, prefix: str, outcome: str, seconds: float, movements
             for le in PROCESSING_BUCKETS:
                 if seconds <= le:
                     pipe.hincrby(key, f"duration:le:{le}", 1)
+            minute = keys.job_minute(prefix, int((time.time() if now is None else now) // 60))
+            pipe.hincrby(minute, "iterations", 1)
+            pipe.hincrby(minute, "movements", movements)
+            pipe.expire(minute, _MINUTE_TTL_SECONDS)
         await pipe.execute()
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """Succeeded iterations, and the movements they ran, per minute (over every worker)."""
+
+    movements_per_minute: float
+    iterations_per_minute: float
+
+
+async def throughput(redis: Redis, prefix: str, now: float | None = None) -> Throughput:
+    """The rate over the last THROUGHPUT_MINUTES minutes up to `now` (unix seconds)."""
+    now = time.time() if now is None else now
+    current = int(now // 60)
+    async with redis.pipeline(transaction=False) as pipe:
+        for minute in range(current - THROUGHPUT_MINUTES + 1, current + 1):
+            pipe.hmget(keys.job_minute(prefix, minute), ["movements", "iterations"])
+        buckets: list[list[bytes | None]] = await pipe.execute()
+    movements = sum(int(bucket[0] or 0) for bucket in buckets)
+    iterations = sum(int(bucket[1] or 0) for bucket in buckets)
+    # The current minute has only begun: divide by the time the buckets really cover.
+    minutes = THROUGHPUT_MINUTES - 1 + (now % 60) / 60
+    return Throughput(round(movements / minutes, 1), round(iterations / minutes, 2))
 
 
 async def read(redis: Redis, prefix: str) -> dict[str, float]:

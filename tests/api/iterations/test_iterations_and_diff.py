@@ -67,6 +67,7 @@ SPEC_FIELDS = {
     "movements_processed",
     "error",
     "summary",
+    "diff",
 }
 
 

@@ -44,7 +44,7 @@ LEDGER = (
 )
 
 
-async def test_merged_requests_keep_their_notes_and_each_trigger_once(
+async def test_merged_requests_keep_their_notes_and_every_trigger(
     client: AsyncClient, make_key: KeyMaker, run_worker: Worker
 ) -> None:
     ana = await make_key("analyst", tenant="notes", name="ana")
@@ -74,13 +74,18 @@ async def test_merged_requests_keep_their_notes_and_each_trigger_once(
     )
     (last,) = put.json()["iterations"]
     assert (last["number"], last["notes"]) == (1, both["notes"])
-    assert last["coalesced_triggers"] == ["manual", "ledger_replaced", "english_names_updated"]
+    # Four reprocess calls, two uploads, one chart change: each one recorded, in order.
+    assert last["coalesced_triggers"] == [
+        *["manual"] * 4,
+        *["ledger_replaced"] * 2,
+        "english_names_updated",
+    ]
 
     await run_worker()
     own = await manual(maria, {"notes": "after FX"})  # nothing queued: an iteration of its own
     assert (own["number"], own["requested_by"], own["notes"]) == (2, "maria", "after FX")
     again = await manual(maria, {"notes": "more"})
-    assert (again["number"], again["coalesced_triggers"]) == (2, [])  # manual into manual
+    assert (again["number"], again["coalesced_triggers"]) == (2, ["manual"])  # manual into manual
     assert again["notes"] == "after FX\nmore"
     await run_worker()
     history = (await get_json(client, ana, f"/closings/{created.id}/iterations"))["items"]

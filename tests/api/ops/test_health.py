@@ -9,9 +9,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,64 +17,33 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 from httpx import AsyncClient, Response
 
-from app.adapters.postgres.tables import clients, closings, iterations, ledgers, tenants
-from app.adapters.redis import heartbeat
+from app.adapters.postgres.tables import tenants
 from app.api.state import app_state
-from app.metrics import CACHE_LOOKUPS
+from app.services.ops import job_metrics
 from app.settings import Settings
-from tests.conftest import Databases
 from tests.ops_helpers import (
     DEAD_POSTGRES,
     DEAD_REDIS,
-    app_client,
-    migrated_database,
-    unique_prefix,
+    count_lookups,
+    count_requests,
+    healthy,
+    insert_queued,
 )
 
 CHECKS = {
     "postgres:responseTime",
     "redis:responseTime",
     "workers:count",
+    "workers:throughput",
     "queue:depth",
     "cache:hitRate",
+    "api:errorRate",
+    "api:responseTime",
     "disk:utilization",
     "memory:utilization",
 }
 # Every check has its own timeout under a second, and they run concurrently.
 BUDGET_SECONDS = 1.5
-
-
-@pytest.fixture(scope="module")
-async def health_db(databases: Databases) -> str:
-    """A database of its own: the queue depth it reports is what this module put there."""
-    return await migrated_database(databases, "health")
-
-
-@pytest.fixture
-def base(settings: Settings, health_db: str) -> dict[str, Any]:
-    """Settings under which all passes once a worker beats (disk/memory thresholds at 100%)."""
-    return {
-        "database_url": health_db,
-        "redis_key_prefix": unique_prefix(settings, "health"),
-        "health_disk_warn_percent": 100.0,
-        "health_memory_warn_percent": 100.0,
-    }
-
-
-@asynccontextmanager
-async def healthy(
-    settings: Settings, *, worker: bool = True, **update: Any
-) -> AsyncIterator[tuple[FastAPI, AsyncClient]]:
-    """An app for the settings, with one live worker heartbeat unless worker=False."""
-    async with app_client(settings, **update) as (application, http):
-        redis, prefix = app_state(application).resources.redis, update["redis_key_prefix"]
-        if worker:
-            await heartbeat.beat(redis, prefix, "health-test-worker")
-        try:
-            yield application, http
-        finally:
-            if worker:
-                await heartbeat.forget(redis, prefix, "health-test-worker")
 
 
 async def fresh(application: FastAPI, http: AsyncClient) -> Response:
@@ -111,7 +78,7 @@ def only_warning(body: dict[str, Any], name: str) -> None:
     assert body["status"] == "warn"
     expected = {n: "warn" if n == name else "pass" for n in CHECKS}
     assert statuses(body) == expected
-    # Six passes and one warn: a warn costs half a check.
+    # One warn among passes: a warn costs half a check.
     assert body["score"] == pytest.approx((len(CHECKS) - 0.5) / len(CHECKS), abs=1e-3)
 
 
@@ -134,6 +101,9 @@ async def test_warns_without_a_live_worker(settings: Settings, base: dict[str, A
         body = document(await http.get("/health"), 200)
     only_warning(body, "workers:count")
     assert check(body, "workers:count")["observedValue"] == 0
+    assert check(body, "workers:count")["output"] == (
+        "No live worker: iterations wait; start one: `ledger-incidences worker`."
+    )
 
 
 async def test_warns_when_redis_is_down(settings: Settings, base: dict[str, Any]) -> None:
@@ -147,35 +117,11 @@ async def test_warns_when_redis_is_down(settings: Settings, base: dict[str, Any]
     assert statuses(body)["postgres:responseTime"] == "pass"
     assert "redis-secret-pw" not in str(body) and "127.0.0.1" not in str(body)
     assert elapsed < BUDGET_SECONDS
-
-
-async def insert_queued(engine: Any, count: int) -> uuid.UUID:
-    """`count` closings of a new tenant, each with one queued iteration; returns the tenant."""
-    async with engine.begin() as conn:
-        tenant = await conn.scalar(
-            sa.insert(tenants).values(name=f"health-{uuid.uuid4().hex}").returning(tenants.c.id)
-        )
-        client = await conn.scalar(
-            sa.insert(clients).values(tenant_id=tenant, name="Backlog").returning(clients.c.id)
-        )
-        for month in range(1, count + 1):
-            closing = await conn.scalar(
-                sa.insert(closings)
-                .values(tenant_id=tenant, client_id=client, period=f"2025-{month:02d}")
-                .returning(closings.c.id)
-            )
-            ledger = await conn.scalar(
-                sa.insert(ledgers)
-                .values(closing_id=closing, size_bytes=1, sha256="0" * 64, layout={})
-                .returning(ledgers.c.id)
-            )
-            await conn.execute(
-                sa.insert(iterations).values(
-                    closing_id=closing, number=1, ledger_id=ledger, trigger="initial"
-                )
-            )
-    assert isinstance(tenant, uuid.UUID)
-    return tenant
+    assert check(body, "redis:responseTime")["output"] == (
+        "Redis unreachable: snapshots are read from Postgres and rate limits are not enforced. "
+        "Check the Redis server and REDIS_URL."
+    )
+    assert check(body, "workers:throughput")["output"] == "Unknown: Redis unreachable."
 
 
 async def test_warns_above_the_queue_depth_threshold(
@@ -197,13 +143,10 @@ async def test_warns_above_the_queue_depth_threshold(
     assert check(at_threshold, "queue:depth")["observedValue"] == threshold
     only_warning(above, "queue:depth")
     assert check(above, "queue:depth")["observedValue"] == threshold + 1
-
-
-def count_lookups(hits: int, misses: int) -> None:
-    """What the snapshot cache does on each read: count a hit or a miss."""
-    CACHE_LOOKUPS.labels("snapshot", "hit").inc(hits)
-    CACHE_LOOKUPS.labels("snapshot", "miss").inc(misses)
-    CACHE_LOOKUPS.labels("snapshot", "bypass").inc(5)  # neither: not in the rate
+    assert check(above, "queue:depth")["output"] == (
+        "Backlog: 4 iterations queued, more than 3. Start more workers "
+        "(`ledger-incidences worker`) or raise their WORKER_MAX_JOBS."
+    )
 
 
 async def test_warns_on_a_low_cache_hit_rate_once_enough_reads_were_seen(
@@ -223,8 +166,56 @@ async def test_warns_on_a_low_cache_hit_rate_once_enough_reads_were_seen(
     only_warning(low, "cache:hitRate")
     assert check(low, "cache:hitRate")["observedValue"] == 25.0
     assert check(low, "cache:hitRate")["observedUnit"] == "percent"
+    assert check(low, "cache:hitRate")["output"] == (
+        "Hit rate 25.0% is under 70%: warm the cache with `ledger-incidences cache warm`."
+    )
     assert recovered["status"] == "pass"
     assert check(recovered, "cache:hitRate")["observedValue"] == round(210 / 240 * 100, 1)
+
+
+async def test_warns_above_five_percent_of_api_requests_answered_5xx(
+    settings: Settings, base: dict[str, Any]
+) -> None:
+    route = "/api/v1/test-health-errors"
+    async with healthy(settings, **base) as (application, http):
+        idle = document(await fresh(application, http), 200)
+        count_requests(route, ok=19, failed=1)  # 1 of 20: 5%, not above
+        count_requests("/alive", ok=0, failed=50)  # probes are not API traffic
+        at_limit = document(await fresh(application, http), 200)
+        count_requests(route, ok=0, failed=1)  # 2 of 21: 9.5%
+        above = document(await fresh(application, http), 200)
+    assert check(idle, "api:errorRate")["observedValue"] == 0.0
+    assert check(idle, "api:errorRate")["output"] == "no API request in the last 5 minutes"
+    assert at_limit["status"] == "pass"
+    assert check(at_limit, "api:errorRate")["observedValue"] == 5.0
+    only_warning(above, "api:errorRate")
+    assert check(above, "api:errorRate")["observedValue"] == 9.5
+    assert check(above, "api:errorRate")["output"] == (
+        "2 of 21 API requests in the last 5 minutes answered 5xx (9.5%, above 5%): check "
+        "Postgres and Redis, and the API's error log (each line carries its request id)."
+    )
+
+
+async def test_reports_latency_and_throughput(settings: Settings, base: dict[str, Any]) -> None:
+    async with healthy(settings, **base) as (application, http):
+        resources = app_state(application).resources
+        for movements in (600, 300):  # two iterations that just succeeded
+            await job_metrics.add(
+                resources.redis, base["redis_key_prefix"], "succeeded", 2, movements
+            )
+        # 19 answers in 4 ms and one in 2 s: the 95th (the 19th of 20) is at the top of the
+        # 2.5-5 ms bucket, the Prometheus way.
+        count_requests("/api/v1/test-health-latency", ok=19, failed=0)
+        count_requests("/api/v1/test-health-latency", ok=1, failed=0, seconds=2.0)
+        body = document(await fresh(application, http), 200)
+    assert body["status"] == "pass"
+    latency = check(body, "api:responseTime")
+    assert (latency["observedValue"], latency["observedUnit"]) == (5.0, "ms")
+    throughput = check(body, "workers:throughput")
+    assert throughput["observedUnit"] == "per minute"
+    # 900 movements and 2 iterations over 4 to 5 minutes, by the second of the minute.
+    assert 900 / 5 <= throughput["observedValue"]["movements_per_minute"] <= 900 / 4
+    assert 2 / 5 <= throughput["observedValue"]["iterations_per_minute"] <= 2 / 4
 
 
 @pytest.mark.parametrize("resource", ["disk", "memory"])
@@ -286,8 +277,8 @@ async def test_every_check_is_bounded_with_both_datastores_blackholed(
         body = document(await http.get("/health"), 503)
         elapsed = time.perf_counter() - started
     assert elapsed < BUDGET_SECONDS, f"/health took {elapsed:.2f}s"
-    assert check(body, "postgres:responseTime")["output"] == "timed out"
-    assert check(body, "redis:responseTime")["output"] == "timed out"
+    assert check(body, "postgres:responseTime")["output"].startswith("Postgres timed out: ")
+    assert check(body, "redis:responseTime")["output"].startswith("Redis timed out: ")
 
 
 async def test_result_is_cached_about_a_second_and_probes_share_one_computation(

@@ -160,6 +160,20 @@ async def test_422_for_a_missing_field(client: AsyncClient, make_key: KeyMaker) 
     assert any("name" in [str(part) for part in error["loc"]] for error in body["errors"])
 
 
+async def test_a_padded_name_over_the_documented_length_is_422(
+    client: AsyncClient, make_key: KeyMaker
+) -> None:
+    """What schemathesis found: 200 letters and a no-break space are 201 characters, over the
+    documented maxLength of 200, however short they are once trimmed."""
+    key = await make_key("analyst")
+    response = await client.post(CLIENTS, json={"name": "a" * 200 + "\xa0"}, headers=bearer(key))
+    body = assert_problem(response, 422)
+    assert body["detail"] == "body.name: String should have at most 200 characters"
+    created = await client.post(CLIENTS, json={"name": "\xa0Andes SpA "}, headers=bearer(key))
+    assert created.status_code == 201, created.text
+    assert created.json()["name"] == "Andes SpA"
+
+
 async def test_500_is_a_problem_without_internals(settings: Settings) -> None:
     application = create_app(settings)
     marker = "secret-internal-detail-" + secrets.token_hex(4)

@@ -4,13 +4,19 @@ queued iteration, and the closing's state and owner checked first."""
 from __future__ import annotations
 
 import uuid
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
 
 from app.domain.errors import Conflict, NotFound
-from app.services.iterations.request import lock_open_closing, request_iteration
+from app.services.iterations.request import (
+    MAX_COALESCED_TRIGGERS,
+    lock_open_closing,
+    merged_triggers,
+    request_iteration,
+)
 from app.services.reviews.close import set_status
 from tests.integration.service_support import analyst, owned_closing, transaction
 
@@ -30,6 +36,33 @@ async def test_a_request_while_one_is_queued_merges_into_it(app: FastAPI) -> Non
     assert (first["number"], merged["number"], merged["id"]) == (1, 1, first["id"])
     assert merged["trigger"] == "initial" and merged["notes"] == "first\nagain"
     assert merged["coalesced_triggers"] == ["manual"]
+
+
+async def test_every_merged_trigger_is_recorded_repeats_of_its_own_included(
+    app: FastAPI,
+) -> None:
+    owned = await owned_closing(app)
+    sent = ["ledger_replaced", "ledger_replaced", "manual", "manual", "ledger_replaced"]
+    answers = [await _request(app, owned.tenant_id, owned.closing_id, t) for t in sent]
+    assert {a["number"] for a in answers} == {1}
+    assert answers[0]["trigger"] == "ledger_replaced"
+    assert [a["coalesced_triggers"] for a in answers] == [
+        [],
+        ["ledger_replaced"],
+        ["ledger_replaced", "manual"],
+        ["ledger_replaced", "manual", "manual"],
+        ["ledger_replaced", "manual", "manual", "ledger_replaced"],
+    ]
+
+
+def test_merged_triggers_keep_the_newest_thousand() -> None:
+    assert MAX_COALESCED_TRIGGERS == 1000
+    full = SimpleNamespace(trigger="initial", coalesced_triggers=["manual", *["x"] * 999])
+    merged = merged_triggers(full, "accounts_updated")
+    assert len(merged) == 1000
+    assert merged[:999] == ["x"] * 999 and merged[-1] == "accounts_updated"  # "manual" dropped
+    short = SimpleNamespace(trigger="manual", coalesced_triggers=[])
+    assert merged_triggers(short, "manual") == ["manual"]
 
 
 async def test_a_closed_closing_refuses_requests_and_another_tenant_sees_none(
