@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 
 class AuditActor(BaseModel):
-    key_id: uuid.UUID | None = Field(description="The API key; null for the command line")
+    key_id: uuid.UUID | None = Field(None, description="The API key; absent for the command line")
     name: str = Field(description="The key's name, or `cli:<user>` for the command line")
     role: str = Field(description="viewer, analyst or admin; `operator` for the command line")
 
@@ -26,9 +26,11 @@ class AuditEvent(BaseModel):
     actor: AuditActor
     action: str = Field(examples=["account.updated"])
     resource: AuditResource
-    client_id: uuid.UUID | None
-    closing_id: uuid.UUID | None
-    request_id: str | None = Field(description="The X-Request-ID of the request that made it")
+    client_id: uuid.UUID | None = Field(None, description="Absent when no client applies")
+    closing_id: uuid.UUID | None = Field(None, description="Absent when no closing applies")
+    request_id: str | None = Field(
+        None, description="The X-Request-ID of the request that made it (absent from the CLI)"
+    )
     details: dict[str, Any] = Field(
         description="What changed; for reference data `changes`: {field: {before, after}}",
         examples=[{"changes": {"classification": {"before": None, "after": "revenue"}}}],
@@ -37,4 +39,6 @@ class AuditEvent(BaseModel):
 
 class AuditPage(BaseModel):
     items: list[AuditEvent]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next (older) page; null on the last"
+    )

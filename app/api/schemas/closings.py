@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, StrictBool, field_validator
 
 from app.api.schemas import StrictModel
 
@@ -36,7 +36,7 @@ class ClosingPatch(StrictModel):
         "409); `open` reopens it. Closing is refused (409, listing `unreviewed_keys`) while "
         "an error incidence is neither resolved nor acknowledged"
     )
-    force: bool = Field(
+    force: StrictBool = Field(
         default=False,
         description="Admins only: close even with unreviewed errors (the audit trail records "
         "it, with the keys)",

@@ -69,15 +69,13 @@ async def _page(
 
 
 def _event(row: Any) -> dict[str, Any]:
+    """An event as the API shows it; ids that do not apply are left out, not null."""
     data = dict(row._mapping)
-    return {
+    actor = {"key_id": data["actor_key_id"], "name": data["actor_name"], "role": data["actor_role"]}
+    event = {
         "id": data["id"],
         "at": data["at"],
-        "actor": {
-            "key_id": data["actor_key_id"],
-            "name": data["actor_name"],
-            "role": data["actor_role"],
-        },
+        "actor": {name: value for name, value in actor.items() if value is not None},
         "action": data["action"],
         "resource": {"type": data["resource_type"], "id": data["resource_id"]},
         "client_id": data["client_id"],
@@ -85,6 +83,7 @@ def _event(row: Any) -> dict[str, Any]:
         "request_id": data["request_id"],
         "details": data["details"],
     }
+    return {name: value for name, value in event.items() if value is not None}
 
 
 async def list_events(
