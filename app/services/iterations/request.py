@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.adapters.postgres.tables import closings, iterations
+from app.adapters.postgres.tables import closings, iterations, ledgers
 from app.adapters.queue import enqueue_iteration
 from app.domain.errors import Conflict, NotFound
 from app.resources import Resources
@@ -40,6 +40,7 @@ _PUBLIC = (
     iterations.c.movements_processed,
     iterations.c.error,
     iterations.c.summary,
+    iterations.c.parse,
     iterations.c.attempts,
 )
 
@@ -67,6 +68,7 @@ def to_resource(row: Any, *, with_diff: bool = False) -> dict[str, Any]:
         "movements_processed": data["movements_processed"],
         "error": data["error"],
         "summary": data["summary"],
+        "parse": data.get("parse"),
         "attempts": data["attempts"],
     }
     if with_diff:
@@ -154,6 +156,13 @@ async def request_iteration(
     row that is no longer queued, so the request gets an iteration of its own.
     """
     assert trigger in TRIGGERS, trigger
+    # How the closing's current ledger is read, as far as known (see migration 0006).
+    parse = (
+        sa.select(ledgers.c.parse)
+        .join(closings, closings.c.ledger_id == ledgers.c.id)
+        .where(closings.c.id == closing_id)
+        .scalar_subquery()
+    )
     queued = (
         await conn.execute(
             sa.select(
@@ -175,6 +184,7 @@ async def request_iteration(
                 .values(
                     coalesced_triggers=merged_triggers(queued, trigger),
                     notes=merged_notes(queued, notes, requested_by),
+                    parse=parse,
                 )
                 .returning(*_PUBLIC)
             )
@@ -198,6 +208,7 @@ async def request_iteration(
                 requested_by=requested_by,
                 notes=notes,
                 request_id=request_id,
+                parse=parse,
             )
             .returning(*_PUBLIC)
         )
