@@ -32,7 +32,7 @@ from app.domain.ledger.sniff import UTF8_BOM
 # the chunk) small and cache-friendly; larger ones gain nothing measurable in speed.
 CHUNK_ROWS = 65_536
 MIN_CHUNK_BYTES = 64 * 1024
-MAX_CHUNK_BYTES = 32 * 1024 * 1024
+MAX_CHUNK_BYTES = 8 * 1024 * 1024
 # The first chunk is small: until it is parsed, the stages after reading (typing, storing) have
 # nothing to do. Later chunks are sized from the bytes per record it showed.
 FIRST_CHUNK_BYTES = 1024 * 1024
@@ -137,6 +137,8 @@ class _PieceReader:
     def read(self, records: Records) -> tuple[pl.DataFrame, np.ndarray]:
         """The piece's rows (mapped fields and EXTRA_FIELDS) and which of them are blank."""
         data, runs = records.data, records.runs
+        if (nul := data.find(b"\x00")) >= 0:  # refused at upload too: text has none
+            raise MalformedLedger(f"Byte {records.offset + nul} of the file is NUL: not text")
         standard = fields.standard_quoting(data, runs, ord(self.delimiter)) or data
         text = _as_utf8(standard, self.encoding)
         if self.width <= WHOLE_ROW_COLUMNS:

@@ -99,6 +99,7 @@ def parse_movements(raw: pl.DataFrame, layout: LedgerLayout, separator: str) -> 
         ),
     )
     not_a_code = _not_a_code_check(frame)
+    long_types = frame.select((pl.col("document_type").str.len_bytes() > MAX_CODE_CHARS).any())
     checks = [
         ("fields", pl.col(EXTRA_FIELDS).is_not_null()),
         ("account_code", pl.col("account_code").is_null() | not_a_code("account_code")),
@@ -111,7 +112,7 @@ def parse_movements(raw: pl.DataFrame, layout: LedgerLayout, separator: str) -> 
     frame = frame.with_columns(
         invalid.alias("invalid_field"),
         *_debit_credit(layout),
-        _bounded_code(pl.col("document_type")).alias("document_type"),
+        *([_bounded_code(pl.col("document_type"))] if long_types.item() else []),
         pl.concat_str(
             [pl.col("document_number").fill_null(""), pl.col("description").fill_null("")],
             separator="\x1f",
@@ -141,46 +142,39 @@ def _amounts(frame: pl.DataFrame, name: str, separator: str, numeric: bool) -> p
 
 
 def _trimmed(frame: pl.DataFrame) -> pl.DataFrame:
-    """Every text column trimmed, null when empty, and without NUL characters (Postgres text
-    and JSON cannot hold them; the code checks run before, on the raw text)."""
+    """Every text column trimmed, and null when empty."""
     texts = [name for name, dtype in frame.schema.items() if dtype == pl.String]
     frame = frame.with_columns(pl.col(texts).str.strip_chars())
     # The CSV reader already reads empty cells as null, so "" is left only by blank-but-spaced
     # cells: rare, and nulling them costs a copy of the column, so only columns that have one.
-    found = frame.select(
-        *((pl.col(n).str.len_bytes() == 0).any().alias(f"empty{n}") for n in texts),
-        *(pl.col(n).str.contains("\x00", literal=True).any().alias(f"nul{n}") for n in texts),
-    ).row(0, named=True)
-    emptied = [name for name in texts if found[f"empty{name}"]]
-    if emptied:
-        frame = frame.with_columns(
-            pl.when(pl.col(n).str.len_bytes() > 0).then(pl.col(n)).alias(n) for n in emptied
-        )
-    with_nul = [name for name in texts if found[f"nul{name}"]]
-    if with_nul:
-        frame = frame.with_columns(
-            *(pl.col(n).alias(f"_nul_{n}") for n in with_nul if n in _REQUIRED_CODES),
-            *(pl.col(n).str.replace_all("\x00", "\ufffd", literal=True) for n in with_nul),
-        )
-    return frame
+    has_empty = frame.select((pl.col(texts).str.len_bytes() == 0).any()).row(0, named=True)
+    emptied = [name for name, found in has_empty.items() if found]
+    if not emptied:
+        return frame
+    return frame.with_columns(
+        pl.when(pl.col(name).str.len_bytes() > 0).then(pl.col(name)).alias(name) for name in emptied
+    )
 
 
 def _not_a_code_check(frame: pl.DataFrame) -> Callable[[str], pl.Expr]:
     """name → "this required code's value cannot be a code" (too long, or with a NUL).
 
-    Such values are rare: one cheap scan of the code columns tells which columns have any, and
-    only those get the exact per-row check."""
-    long = frame.select(
-        (pl.col(name).str.len_bytes() > MAX_CODE_CHARS).any() for name in _REQUIRED_CODES
+    Such values are rare: one cheap scan of the code columns (byte lengths, a memchr for NUL)
+    tells which columns have any, and only those get the exact per-row check. (A NUL can only
+    come from a workbook's escapes, which the XLSX reader keeps in required codes alone.)"""
+    suspect = frame.select(
+        (
+            (pl.col(name).str.len_bytes() > MAX_CODE_CHARS)
+            | pl.col(name).str.contains("\x00", literal=True)
+        ).any()
+        for name in _REQUIRED_CODES
     ).row(0, named=True)
 
     def check(name: str) -> pl.Expr:
-        failed = pl.lit(False)
-        if long[name]:
-            failed = pl.col(name).str.len_chars() > MAX_CODE_CHARS
-        if f"_nul_{name}" in frame.columns:
-            failed = failed | pl.col(f"_nul_{name}").str.contains("\x00", literal=True)
-        return failed.fill_null(False)
+        if not suspect[name]:
+            return pl.lit(False)
+        value = pl.col(name)
+        return (value.str.len_chars() > MAX_CODE_CHARS) | value.str.contains("\x00", literal=True)
 
     return check
 
@@ -190,7 +184,12 @@ def _bounded_code(code: pl.Expr) -> pl.Expr:
     of the whole so that two different ones stay apart."""
     suffix = (code.hash(DUP_HASH_SEED) % 10**10).cast(pl.String).str.zfill(10)
     cut = pl.concat_str([code.str.slice(0, _CUT_CODE_CHARS), pl.lit("…#"), suffix])
-    return pl.when(code.str.len_chars() > MAX_CODE_CHARS).then(cut).otherwise(code)
+    return (
+        pl.when(code.str.len_chars() > MAX_CODE_CHARS)
+        .then(cut)
+        .otherwise(code)
+        .alias("document_type")
+    )
 
 
 def _parse_dates(texts: pl.Series) -> pl.Series:

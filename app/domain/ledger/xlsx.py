@@ -24,6 +24,7 @@ from app.domain.ledger.workbook import Workbook, rich_text, unescape
 
 _MAX_SERIAL = 2_958_465  # 9999-12-31
 _SIGNIFICANT = 15  # the digits a spreadsheet shows of a number
+_REQUIRED_CODES = ("account_code", "voucher")
 
 
 class SharedStrings:
@@ -249,7 +250,12 @@ def _data_rows(piece: PieceCells, fields: dict[int, str], amounts: set[str]) -> 
             number = pl.col("number")
             values = [pl.when(number.is_null()).then("text").alias(name)]
             values.append(number.alias(f"{NUMERIC_PREFIX}{name}"))
-        else:
+        elif name in _REQUIRED_CODES:
             values = [pl.col("text").alias(name)]
+        else:
+            # A NUL (written _x0000_) cannot be stored as Postgres text nor JSON: an optional
+            # field shows it as U+FFFD; a required code keeps it, and its row is rejected.
+            text = pl.col("text")
+            values = [text.str.replace_all("\x00", "\ufffd", literal=True).alias(name)]
         frame = frame.join(cell.select("row", *values), on="row", how="left")
     return frame.rename({"row": "line"}).with_columns(pl.col("line").cast(pl.Int32))

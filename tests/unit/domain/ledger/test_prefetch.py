@@ -1,13 +1,15 @@
-"""prefetched(): same items in the same order, errors where they happened, cleanup on early stop."""
+"""prefetched(): same items in the same order, errors where they happened, cleanup on early stop,
+and a stop event that ends both threads (a job that timed out)."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 
-from app.domain.ledger.prefetch import prefetched
+from app.domain.ledger.prefetch import Stopped, prefetched
 
 
 def test_items_come_in_order_whatever_the_depth() -> None:
@@ -46,3 +48,45 @@ def test_stopping_early_closes_the_source_and_ends_its_thread() -> None:
     items.close()
     assert closed.is_set()
     assert threading.active_count() == before
+
+
+def _prefetch_threads() -> int:
+    return sum(1 for t in threading.enumerate() if t.name == "prefetch" and t.is_alive())
+
+
+def _wait_until(condition: Callable[[], bool], seconds: float = 5) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return condition()
+
+
+def test_stop_ends_the_producer_of_a_stream_nobody_closes() -> None:
+    """A job that timed out leaves its batch stream unclosed (its thread was inside next(),
+    and may keep a reference): the stop event alone ends the reading thread."""
+    before = _prefetch_threads()
+    stop = threading.Event()
+    items = prefetched(iter(range(10**9)), depth=2, stop=stop)
+    assert next(items) == 0
+    assert _prefetch_threads() == before + 1  # producing ahead, blocked on a full queue
+    stop.set()
+    assert _wait_until(lambda: _prefetch_threads() == before)
+    with pytest.raises(Stopped):
+        list(items)
+
+
+def test_stop_wakes_a_consumer_waiting_for_a_slow_producer() -> None:
+    stop = threading.Event()
+
+    def slow() -> Iterator[int]:
+        yield 1
+        time.sleep(0.5)
+        yield 2
+
+    before = _prefetch_threads()
+    items = prefetched(slow(), stop=stop)
+    assert next(items) == 1
+    threading.Timer(0.05, stop.set).start()
+    with pytest.raises(Stopped):
+        next(items)  # it then joins the producer, which ends once its item is made
+    assert _prefetch_threads() == before
