@@ -309,7 +309,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--url", default=os.environ.get("LEDGER_INCIDENCES_URL", "http://127.0.0.1:8000")
     )
     upload.add_argument("--key", default=os.environ.get("LEDGER_INCIDENCES_KEY"))
-    upload.add_argument("--decimal-separator", default=".", choices=[".", ","])
+    upload.add_argument(
+        "--decimal-separator",
+        choices=[".", ","],
+        help="the amounts' decimal separator (detected from them when not given)",
+    )
     upload.add_argument(
         "--column-map", default=None, help='JSON object {"field": "Header in the file"}'
     )

@@ -42,7 +42,7 @@ def upload(
     *,
     url: str,
     key: str | None,
-    decimal_separator: str = ".",
+    decimal_separator: str | None = None,
     column_map: str | None = None,
 ) -> int:
     """Upload, wait for the iteration to finish, print its summary; exit code 0 on success."""
@@ -54,7 +54,9 @@ def upload(
         console.print(f"[red]no such file: {path}[/red]")
         return 2
     headers = {"Authorization": f"Bearer {key}"}
-    fields = {"decimal_separator": decimal_separator}
+    fields = {}
+    if decimal_separator:  # without it, the service detects it from the amounts
+        fields["decimal_separator"] = decimal_separator
     if column_map:
         fields["column_map"] = column_map
     base = url.rstrip("/")

@@ -15,7 +15,7 @@ from app.domain.errors import DomainError
 from app.domain.ledger.amounts import AMOUNT_DTYPE, SeparatorEvidence
 from app.domain.ledger.csv import RowCounts, iter_csv_frames
 from app.domain.ledger.format import LedgerLayout
-from app.domain.ledger.parse import NUMERIC_PREFIX, amount_fields_of, parse_movements
+from app.domain.ledger.parse import amount_fields_of, parse_movements
 from app.domain.ledger.prefetch import prefetched
 from app.domain.ledger.xlsx import iter_xlsx_frames
 
@@ -146,6 +146,3 @@ def narrow(batch: pl.DataFrame, keep_text: bool = False) -> pl.DataFrame:
         pl.col("dup_hash"),
         *(FETCH_COLUMNS if keep_text else ()),
     )
-
-
-__all__ = ["NARROW_SCHEMA", "NUMERIC_PREFIX", "ReadReport", "SeparatorChanged"]

@@ -30,6 +30,7 @@ from app.domain.ledger.workbook import Workbook
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
+
 @dataclass
 class ReceivedBytes:
     """What the upload's bytes showed on their way to disk (seen block by block)."""
@@ -96,13 +97,13 @@ class ReceivedBytes:
             width = delimiters.size + 1
             if width > MAX_COLUMNS:
                 raise PayloadTooLarge(f"The header has {width} columns, more than {MAX_COLUMNS}")
-        self._lines_before += records.data.count(b"\n")
+        self._lines_before += _line_ends(records.data)
 
     def _line_at(self, offset: int) -> int:
         """The line (1-based, as a text editor counts) of a stream offset in the held bytes."""
         assert self._splitter is not None
-        start = self._splitter.offset
-        return self._lines_before + self._splitter.held()[: offset - start].count(b"\n") + 1
+        before = self._splitter.held()[: offset - self._splitter.offset]
+        return self._lines_before + _line_ends(before) + 1
 
 
 def check_upload(path: Path, filename: str | None, seen: ReceivedBytes, limit: int) -> None:
@@ -119,6 +120,13 @@ def check_upload(path: Path, filename: str | None, seen: ReceivedBytes, limit: i
             f"Expected a CSV (text) or XLSX ledger: byte {seen.first_nul} is NUL, binary content"
         )
     seen.finish()
+
+
+def _line_ends(data: bytes) -> int:
+    """Line ends as a text editor counts them (\\n, \\r\\n or a lone \\r, in quotes too)."""
+    if data.find(b"\r") < 0:
+        return data.count(b"\n")
+    return data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n")
 
 
 def _looks_utf16(head: bytes) -> bool:
