@@ -30,7 +30,6 @@ from app.domain.ledger.workbook import Workbook
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
-
 @dataclass
 class ReceivedBytes:
     """What the upload's bytes showed on their way to disk (seen block by block)."""
