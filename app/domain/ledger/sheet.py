@@ -37,28 +37,31 @@ def locate_cells(piece: str, state: SheetState) -> pl.DataFrame:
         state.prefix = found or ""
     p = state.prefix
     fragments = pl.Series("xml", [piece]).str.split(f"<{p}c").explode().to_frame()
-    fragments = _row_numbers(fragments, p, state)
+    fragments = fragments.with_row_index("fragment")
     # A cell's fragment starts with its attributes (not `ols>` of `<cols>`, and so on).
     cells = (
-        fragments.filter(pl.col("xml").str.contains(r"^[\s/>]") & (pl.int_range(pl.len()) > 0))
-        .select("row", pl.col("xml").str.splitn(">", 2).alias("parts"))
+        fragments.filter(pl.col("xml").str.contains(r"^[\s/>]") & (pl.col("fragment") > 0))
+        .select("fragment", pl.col("xml").str.splitn(">", 2).alias("parts"))
         .unnest("parts")
     )
-    cells = cells.rename({"field_0": "tag", "field_1": "content"})
+    cells = _attributes(cells.rename({"field_0": "tag", "field_1": "content"}))
     state.cells += cells.height
     if state.cells > MAX_XLSX_CELLS:
         raise PayloadTooLarge(f"The sheet has more than {MAX_XLSX_CELLS} cells")
-    tag, content = pl.col("tag"), pl.col("content")
-    cells = _attributes(cells).with_columns(
+    if cells["row"].null_count():  # some cell without a reference: rows from the row tags
+        rows = _row_numbers(fragments, p, state).select("fragment", "row")
+        cells = cells.drop("row").join(rows, on="fragment", how="left")
+    elif cells.height:
+        state.last_row = max(state.last_row, int(cells["row"].max()))  # type: ignore[arg-type]
+    if state.last_row > MAX_XLSX_ROWS:
+        raise PayloadTooLarge(f"The sheet has a row {state.last_row}, past row {MAX_XLSX_ROWS}")
+    content = pl.col("content")
+    cells = cells.with_columns(
         # Empty for a self-closing cell (`<c r="A1"/>`): its tag ends with "/".
-        value=pl.when(~tag.str.ends_with("/")).then(
+        value=pl.when(~pl.col("tag").str.ends_with("/")).then(
             content.str.extract(rf"<{p}v(?:\s[^>]*)?>([^<]*)<")
         ),
-    )
-    cells = cells.with_columns(
-        inline=pl.when(pl.col("kind") == "inlineStr").then(
-            content.str.extract(rf"(?s)<{p}is\b[^>]*>(.*?)</{p}is\s*>")
-        ),
+        inline=_inline_strings(cells, p),
         col=_columns(cells),
     )
     far = cells.filter(pl.col("col") >= MAX_COLUMNS)
@@ -71,24 +74,33 @@ def locate_cells(piece: str, state: SheetState) -> pl.DataFrame:
     return cells.select("row", "col", "style", "kind", "value", "inline")
 
 
-def _attributes(cells: pl.DataFrame) -> pl.DataFrame:
-    """`letters` (of the reference), `style` and `kind` of each cell's start tag.
+def _inline_strings(cells: pl.DataFrame, p: str) -> pl.Series:
+    """The XML of each inline string's item (`<is>` content), null for other cells. Only those
+    cells are searched (an expression would search every cell)."""
+    inline = pl.Series("inline", [None] * cells.height, dtype=pl.String)
+    rows = (cells["kind"] == "inlineStr").fill_null(False)
+    if not rows.any():
+        return inline
+    items = cells["content"].filter(rows).str.extract(rf"(?s)<{p}is\b[^>]*>(.*?)</{p}is\s*>")
+    return inline.scatter(rows.arg_true(), items)
 
-    Writers put them as ` r="A2" s="1" t="s"`: split at the quotes, that is read by position
-    (literal splits are several times faster than patterns); other tags by pattern."""
-    parts = pl.col("tag").str.split_exact('"', 6)
-    key = [parts.struct.field(f"field_{n}") for n in range(0, 7, 2)]
-    value = [parts.struct.field(f"field_{n}") for n in range(1, 7, 2)]
-    usual = (
-        (key[0] == " r=")
-        & (key[1].is_in([" s=", " t="]) | key[1].str.starts_with(">") | key[1].is_null())
-        & ((key[1] != " s=") | key[2].is_null() | key[2].is_in([" t=", ">", "/>"]))
-    )
+
+def _attributes(cells: pl.DataFrame) -> pl.DataFrame:
+    """`letters` and `row` (of the reference), `style` and `kind` of each cell's start tag.
+
+    Writers put the reference first (` r="A2" s="1" t="s"`): split at its quotes (a literal
+    split, several times faster than a pattern), it is read by position; the rest by short
+    patterns. Other tags are read by pattern, attribute by attribute."""
+    parts = pl.col("tag").str.splitn('"', 3)
+    head, reference, rest = (parts.struct.field(f"field_{n}") for n in range(3))
     cells = cells.with_columns(
-        usual=usual,
-        letters=value[0].str.strip_chars_end("0123456789"),
-        style=pl.when(key[1] == " s=").then(value[1]).cast(pl.Int64, strict=False),
-        kind=pl.when(key[1] == " t=").then(value[1]).when(key[2] == " t=").then(value[2]),
+        usual=(head == " r=").fill_null(False),
+        letters=reference.str.strip_chars_end("0123456789"),
+        row=reference.str.strip_chars_start(
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+        ).cast(pl.Int64, strict=False),
+        style=rest.str.extract(rf"^\s+s\s*=\s*{_Q}(\d+){_Q}").cast(pl.Int64, strict=False),
+        kind=rest.str.extract(rf"\st\s*=\s*{_Q}(\w+){_Q}"),
     )
     if cells["usual"].all():
         return cells.with_columns(pl.col("kind").fill_null("n"))
@@ -97,8 +109,12 @@ def _attributes(cells: pl.DataFrame) -> pl.DataFrame:
     def attribute(name: str) -> pl.Expr:
         return tag.str.extract(rf"\s{name}\s*=\s*{_Q}([^\"']*){_Q}")
 
+    reference = attribute("r").str.extract_groups(r"^([A-Za-z]+)(\d+)$")
     return cells.with_columns(
-        letters=pl.when(odd).then(attribute("r").str.extract(r"^([A-Za-z]+)")).otherwise("letters"),
+        letters=pl.when(odd).then(reference.struct.field("1")).otherwise("letters"),
+        row=pl.when(odd)
+        .then(reference.struct.field("2").cast(pl.Int64, strict=False))
+        .otherwise("row"),
         style=pl.when(odd).then(attribute("s").cast(pl.Int64, strict=False)).otherwise("style"),
         kind=pl.when(odd).then(attribute("t")).otherwise("kind").fill_null("n"),
     )
@@ -123,8 +139,6 @@ def _row_numbers(fragments: pl.DataFrame, p: str, state: SheetState) -> pl.DataF
     fragments = fragments.with_columns(current.alias("current"))
     last = fragments["current"].last()
     state.last_row = int(last) if last is not None else state.last_row  # type: ignore[arg-type]
-    if state.last_row > MAX_XLSX_ROWS:
-        raise PayloadTooLarge(f"The sheet has a row {state.last_row}, past row {MAX_XLSX_ROWS}")
     return fragments.with_columns(row=pl.col("current").shift(1))
 
 

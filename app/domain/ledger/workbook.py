@@ -27,7 +27,7 @@ from app.domain.ledger.format import MAX_COLUMNS, MAX_RECORD_BYTES, MAX_XLSX_CEL
 
 _NS = r"(?:[\w.-]+:)?"  # an optional namespace prefix
 _ATTR = r"""\s{name}\s*=\s*(?:"([^"]*)"|'([^']*)')"""
-PIECE_CHARS = 8 * 1024 * 1024  # XML read at a time
+PIECE_CHARS = 4 * 1024 * 1024  # XML read at a time
 _READ_BYTES = 1024 * 1024
 _ROW_END = re.compile(rb"</(?:[\w.-]+:)?row\s*>|<(?:[\w.-]+:)?row\b[^>]*/>")
 _SI_END = re.compile(rb"</(?:[\w.-]+:)?si\s*>|<(?:[\w.-]+:)?si\s*/>")
@@ -182,15 +182,22 @@ _FAR_REFERENCE = re.compile(rb"""\sr\s*=\s*["']([A-Za-z]{3,}|[A-Za-z]*(?=\d{7}))
 _SI = rf"(?s)<{_NS}si\b[^>]*?(?:/>|>.*?</{_NS}si\s*>)"
 _PHONETIC = rf"(?s)<{_NS}rPh\b.*?</{_NS}rPh\s*>"
 _TEXT_RUN = rf"(?s)<{_NS}t\b[^>]*?(?:/>|>.*?</{_NS}t\s*>)"
+_ONE_RUN = rf"^<{_NS}t(?:\s[^>]*)?>([^<]*)</{_NS}t>$"
 _ENTITIES = (("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&apos;", "'"), ("&amp;", "&"))
 # OOXML writes characters XML cannot hold as _xHHHH_.
 _OOXML_ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
 
 
 def rich_text(xml: pl.Series) -> pl.Series:
-    """The text of string items (`<si>`, `<is>`): their text runs, phonetic hints left out."""
-    runs = xml.str.replace_all(_PHONETIC, "").str.extract_all(_TEXT_RUN)
-    return unescape(runs.list.eval(pl.element().str.replace_all(r"<[^>]*>", "")).list.join(""))
+    """The text of string items (`<si>`, `<is>`): their text runs, phonetic hints left out.
+    Most items are one plain run, read at once; the others run by run."""
+    text = xml.str.extract(_ONE_RUN)
+    rich = (text.is_null() & xml.is_not_null()).fill_null(False)
+    if rich.any():
+        items = xml.filter(rich).str.replace_all(_PHONETIC, "").str.extract_all(_TEXT_RUN)
+        runs = items.list.eval(pl.element().str.replace_all(r"<[^>]*>", "")).list.join("")
+        text = text.scatter(rich.arg_true(), runs)
+    return unescape(text)
 
 
 def unescape(text: pl.Series) -> pl.Series:
@@ -198,8 +205,9 @@ def unescape(text: pl.Series) -> pl.Series:
     bulk; the rare values with a numeric reference or an escape go through Python."""
     rare = text.str.contains(r"&#|_x[0-9A-Fa-f]{4}_").fill_null(False)
     decoded = text
-    for entity, char in _ENTITIES:
-        decoded = decoded.str.replace_all(entity, char, literal=True)
+    if text.str.contains("&", literal=True).any():
+        for entity, char in _ENTITIES:
+            decoded = decoded.str.replace_all(entity, char, literal=True)
     if rare.any():
         rows = rare.arg_true()
         values = [_decode_rare(value) for value in text.gather(rows).to_list()]
