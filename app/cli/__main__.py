@@ -1,5 +1,5 @@
-"""`python -m app.cli`: the same as the `ledger-incidences` command."""
+"""`python -m app.cli`: the same as the `ledger-incidences` command (its exit status too)."""
 
 from app.cli.main import main
 
-main()
+raise SystemExit(main())
