@@ -239,5 +239,6 @@ def test_a_long_quoted_field_takes_linear_time(tmp_path: Path) -> None:
     the sixteen times of a quadratic scan (best of two runs, against a shared machine)."""
     small = min(_time_long_field(tmp_path, 2 * 2**20) for _ in range(2))
     large = min(_time_long_field(tmp_path, 8 * 2**20) for _ in range(2))
-    assert large < 2.0
-    assert large / max(small, 0.01) < 8
+    assert large < 2.0  # the old chunker took 7 s for 8 MiB
+    # Under 0.1 s a timer on a shared machine measures noise: the ratio starts there.
+    assert large / max(small, 0.1) < 8
