@@ -67,7 +67,7 @@ _REASON_VALUE_CHARS = 60
 # document type is never rejected: a longer one is cut (with a hash, so that different ones
 # stay apart) to the same size, and is just an unknown document type.
 MAX_CODE_CHARS = 100
-_REQUIRED_CODES = ("account_code", "voucher")
+REQUIRED_CODES = ("account_code", "voucher")
 _CUT_CODE_CHARS = MAX_CODE_CHARS - 12
 
 
@@ -167,7 +167,7 @@ def _not_a_code_check(frame: pl.DataFrame) -> Callable[[str], pl.Expr]:
             (pl.col(name).str.len_bytes() > MAX_CODE_CHARS)
             | pl.col(name).str.contains("\x00", literal=True)
         ).any()
-        for name in _REQUIRED_CODES
+        for name in REQUIRED_CODES
     ).row(0, named=True)
 
     def check(name: str) -> pl.Expr:
@@ -228,14 +228,14 @@ def _reasons(frame: pl.DataFrame, amount_fields: tuple[str, ...], width: int) ->
         return reasons
     field = pl.col("invalid_field")
     empty = pl.coalesce(
-        pl.when(field == name).then(pl.col(name).is_null()) for name in _REQUIRED_CODES
+        pl.when(field == name).then(pl.col(name).is_null()) for name in REQUIRED_CODES
     )
     reason = (
         pl.when(field == "fields")
         .then(pl.format("the row has {} fields, the header {}", EXTRA_FIELDS, pl.lit(width)))
-        .when(field.is_in(_REQUIRED_CODES) & empty)
+        .when(field.is_in(REQUIRED_CODES) & empty)
         .then(pl.format("{} is empty", field))
-        .when(field.is_in(_REQUIRED_CODES))
+        .when(field.is_in(REQUIRED_CODES))
         .then(
             pl.format(
                 "{} is longer than {} characters or has a NUL character",

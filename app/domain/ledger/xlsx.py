@@ -18,13 +18,12 @@ import polars as pl
 
 from app.domain.ledger.csv import RowCounts
 from app.domain.ledger.format import LedgerLayout
-from app.domain.ledger.parse import NUMERIC_PREFIX, amount_fields_of
+from app.domain.ledger.parse import NUMERIC_PREFIX, REQUIRED_CODES, amount_fields_of
 from app.domain.ledger.sheet import SheetState, locate_cells
 from app.domain.ledger.workbook import Workbook, rich_text, unescape
 
 _MAX_SERIAL = 2_958_465  # 9999-12-31
 _SIGNIFICANT = 15  # the digits a spreadsheet shows of a number
-_REQUIRED_CODES = ("account_code", "voucher")
 
 
 class SharedStrings:
@@ -170,11 +169,11 @@ def _number_text(values: pl.Series) -> pl.Series:
     result = text.to_frame("text").select(shown.alias("number")).to_series()
     if rare.any():
         rows = rare.arg_true()
-        result = result.scatter(rows, [_shown(v) for v in text.gather(rows).to_list()])
+        result = result.scatter(rows, [_spreadsheet_number(v) for v in text.gather(rows).to_list()])
     return result
 
 
-def _shown(text: str) -> str | None:
+def _spreadsheet_number(text: str) -> str | None:
     try:
         value = float(text)
     except ValueError:
@@ -250,7 +249,7 @@ def _data_rows(piece: PieceCells, fields: dict[int, str], amounts: set[str]) -> 
             number = pl.col("number")
             values = [pl.when(number.is_null()).then("text").alias(name)]
             values.append(number.alias(f"{NUMERIC_PREFIX}{name}"))
-        elif name in _REQUIRED_CODES:
+        elif name in REQUIRED_CODES:
             values = [pl.col("text").alias(name)]
         else:
             # A NUL (written _x0000_) cannot be stored as Postgres text nor JSON: an optional
