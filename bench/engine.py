@@ -22,7 +22,7 @@ from app.domain.duplicates import FETCH_COLUMNS
 from app.domain.evaluation import evaluate
 from app.domain.ledger.format import LedgerOptions
 from app.domain.ledger.inspect import inspect_ledger
-from app.domain.ledger.reader import iter_movement_batches, ledger_row_fetcher, narrow
+from app.domain.ledger.reader import iter_movement_batches, narrow
 from app.domain.reference import Account, ReferenceData
 
 HEADER = "fecha,comprobante,cuenta,nombre_cuenta,tipo_doc,folio,glosa,debe,haber,centro_costo,rut\n"
@@ -140,12 +140,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--batch-rows", type=int, default=250_000)
-    parser.add_argument(
-        "--fetch",
-        choices=("parquet", "restream"),
-        default="parquet",
-        help="how duplicate candidates get their texts: a Parquet spill, or re-reading the CSV",
-    )
     parser.add_argument("--keep", type=Path, help="directory to keep the generated CSV in")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -167,18 +161,14 @@ def main() -> None:
         parts = []
         for n, batch in enumerate(iter_movement_batches(path, layout, args.batch_rows)):
             parts.append(narrow(batch))
-            if args.fetch == "parquet":
-                # What a service keeping movements for drill-down would do anyway.
-                texts = batch.select("line", *FETCH_COLUMNS)
-                texts.write_parquet(spill / f"{n:05d}.parquet", compression="lz4")
+            # What the worker does: its movements are kept for drill-down and fetched back.
+            texts = batch.select("line", *FETCH_COLUMNS)
+            texts.write_parquet(spill / f"{n:05d}.parquet", compression="lz4")
         movements = pl.concat(parts, rechunk=False)
         del parts
         t2 = time.perf_counter()
         rss_parse = peak_rss_mib()
-        if args.fetch == "parquet":
-            fetch = parquet_fetcher(spill)
-        else:
-            fetch = ledger_row_fetcher(path, layout, args.batch_rows)
+        fetch = parquet_fetcher(spill)
         result = evaluate(movements, ref, layout.has_document_type, fetch_rows=fetch)
         t3 = time.perf_counter()
         n = movements.height

@@ -1,5 +1,7 @@
-"""Where the suite finds the public third-party ledgers: shared/ beside the checkout."""
+"""Where the suite finds its data files: inside the repository, never beside it."""
 
 from pathlib import Path
 
-PUBLIC_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "public"
+DATA = Path(__file__).resolve().parent / "data"
+# Third-party public ledgers (MIT, see their README and LICENSE).
+PUBLIC_DATA = DATA / "accounting_analytics"

@@ -50,7 +50,8 @@ def parse_options(decimal_separator: str | None, column_map: str | None) -> Ledg
         raise InvalidLedgerOptions(
             'column_map must be a JSON object {"field": "Header in the file"}'
         )
-    return LedgerOptions(decimal_separator=decimal_separator or ".", column_map=mapping)
+    # No separator (or an empty field): detected from the file's amounts (SPEC §3).
+    return LedgerOptions(decimal_separator=decimal_separator or None, column_map=mapping)
 
 
 @asynccontextmanager

@@ -46,7 +46,7 @@ def upload(
     *,
     url: str,
     key: str | None,
-    decimal_separator: str = ".",
+    decimal_separator: str | None = None,
     column_map: str | None = None,
 ) -> int:
     """Upload, wait for the iteration to finish, print its summary; exit code 0 on success."""
@@ -58,7 +58,9 @@ def upload(
         console.print(f"[red]no such file: {path}[/red]")
         return 2
     headers = {"Authorization": f"Bearer {key}"}
-    fields = {"decimal_separator": decimal_separator}
+    fields = {}
+    if decimal_separator:  # without it, the service detects it from the amounts
+        fields["decimal_separator"] = decimal_separator
     if column_map:
         fields["column_map"] = column_map
     base = url.rstrip("/")
@@ -142,7 +144,11 @@ def register(commands: Any) -> None:
         "--url", default=os.environ.get("LEDGER_INCIDENCES_URL", "http://127.0.0.1:8000")
     )
     upload.add_argument("--key", default=os.environ.get("LEDGER_INCIDENCES_KEY"))
-    upload.add_argument("--decimal-separator", default=".", choices=[".", ","])
+    upload.add_argument(
+        "--decimal-separator",
+        choices=[".", ","],
+        help="the amounts' decimal separator (detected from them when not given)",
+    )
     upload.add_argument(
         "--column-map", default=None, help='JSON object {"field": "Header in the file"}'
     )

@@ -43,7 +43,9 @@ def layout_from_json(data: dict[str, Any]) -> LedgerLayout:
         header=tuple(data["header"]),
         columns=tuple(ColumnRef(**column) for column in data["columns"]),
         amount_mode=AmountMode(data["amount_mode"]),
-        decimal_separator=data["decimal_separator"],
+        # Layouts stored before detection existed always name their separator.
+        decimal_separator=data.get("decimal_separator"),
+        decimal_separator_detected=data.get("decimal_separator_detected", False),
     )
 
 

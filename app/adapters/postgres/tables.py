@@ -135,6 +135,8 @@ ledgers = sa.Table(
     # Distinct codes the ledger uses, so a reference-data change finds affected closings cheaply.
     sa.Column("account_codes", pg.ARRAY(sa.Text)),
     sa.Column("document_type_codes", pg.ARRAY(sa.Text)),
+    # How the file is read (SPEC §3 `parse`): what the upload showed, completed by the worker.
+    sa.Column("parse", pg.JSONB),
     sa.Index(None, "closing_id"),
 )
 
@@ -184,6 +186,8 @@ iterations = sa.Table(
     sa.Column("error", pg.JSONB),
     sa.Column("summary", pg.JSONB),
     sa.Column("diff", pg.JSONB),
+    # Its ledger's `parse` (copied when the iteration is requested and when it runs).
+    sa.Column("parse", pg.JSONB),
     sa.Column("request_id", sa.Text),
     sa.UniqueConstraint("closing_id", "number"),
     sa.CheckConstraint("status IN ('queued', 'running', 'succeeded', 'failed')", name="status"),

@@ -40,7 +40,12 @@ _UPLOAD_BODY = {
                             "description": "CSV (UTF-8/BOM/Windows-1252; , ; or tab) "
                             "or XLSX (first sheet)",
                         },
-                        "decimal_separator": {"type": "string", "enum": [".", ","], "default": "."},
+                        "decimal_separator": {
+                            "type": "string",
+                            "enum": [".", ","],
+                            "description": "When absent, detected from the file's amounts "
+                            "(the iteration's `parse` says which)",
+                        },
                         "column_map": {
                             "type": "string",
                             "description": 'JSON {"field": "Header in the file"}',

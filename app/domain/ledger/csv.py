@@ -1,118 +1,231 @@
-"""Streaming a CSV ledger as raw Utf8 frames with record-numbered lines, in bounded memory.
+"""Streaming a CSV ledger as raw text frames of its data rows, in bounded memory.
 
-The file is read in byte chunks cut at record boundaries (a newline outside double quotes;
-RFC 4180 doubles quotes inside quoted fields, so quote parity tells inside from outside), and
-each chunk is parsed by Polars with every column as text. Polars keeps blank lines as all-null
-rows, so the n-th row of the file is always record n: `line` is exact, quoted newlines included.
+`RecordSplitter` (records.py, the tokenizer the upload checks use too) cuts the byte stream
+into pieces of whole records; Polars reads each piece with every column as text. A piece with
+non-standard quoting (a stray quote, text after a closing quote) is first rewritten in standard
+quoting (fields.py). Polars keeps blank lines as all-null rows, so the n-th row of a piece is
+its n-th record: `line` is exact, quoted newlines included.
+
+Frames hold `line` (Int32), one text column per resolved field, and `_fields` (Int32, the
+row's field count when it has text beyond the header's width, else null). Blank rows are
+dropped here and counted.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 import polars as pl
 
-from app.domain.errors import MalformedLedger
-from app.domain.ledger.format import LedgerLayout
+from app.domain.errors import MalformedLedger, PayloadTooLarge
+from app.domain.ledger import fields
+from app.domain.ledger.format import MAX_COLUMNS, LedgerLayout
+from app.domain.ledger.records import Records, RecordSplitter, first_record_end
 from app.domain.ledger.sniff import UTF8_BOM
 
 # Rows parsed at a time. Small chunks keep the allocator's transient working set (several times
 # the chunk) small and cache-friendly; larger ones gain nothing measurable in speed.
 CHUNK_ROWS = 65_536
 MIN_CHUNK_BYTES = 64 * 1024
-MAX_CHUNK_BYTES = 64 * 1024 * 1024
-# A record longer than this means an unclosed quote swallowed the rest of the file.
-MAX_RECORD_BYTES = 64 * 1024 * 1024
+MAX_CHUNK_BYTES = 8 * 1024 * 1024
 # The first chunk is small: until it is parsed, the stages after reading (typing, storing) have
 # nothing to do. Later chunks are sized from the bytes per record it showed.
 FIRST_CHUNK_BYTES = 1024 * 1024
-_QUOTE = ord('"')
+# Up to this many columns Polars reads every column, and its error on a row with more fields
+# than the header is the (free) check for such rows. Wider files read only the mapped columns,
+# and count fields with numpy.
+WHOLE_ROW_COLUMNS = 32
+EXTRA_FIELDS = "_fields"
+
+
+@dataclass
+class RowCounts:
+    """Data rows seen (the header excluded, blank rows included) and blank rows dropped."""
+
+    read: int = 0
+    blank: int = 0
 
 
 def iter_csv_frames(
-    source: Path | BinaryIO, layout: LedgerLayout, batch_rows: int
-) -> Iterator[pl.DataFrame]:
-    """Yield raw frames: `line` (Int32) + `c0..c{n-1}` Utf8, header and blank rows included.
+    source: Path | BinaryIO, layout: LedgerLayout, batch_rows: int, counts: RowCounts | None = None
+) -> Generator[pl.DataFrame, None, None]:
+    """Yield raw frames of the non-blank data rows, in file order.
 
     `source` is the file, or a binary stream of it (reads may return fewer bytes than asked)."""
     width = len(layout.header)
-    delimiter = layout.delimiter or ","
-    schema = pl.Schema({f"c{i}": pl.String() for i in range(width)})
-    # A first row with every column keeps Polars from guessing the width from a short line.
-    sentinel = (delimiter * (width - 1) + "\n").encode()
-    chunk_rows = min(batch_rows, CHUNK_ROWS)
-    chunk_bytes = min(max(FIRST_CHUNK_BYTES, MIN_CHUNK_BYTES), MAX_CHUNK_BYTES)
+    if width > MAX_COLUMNS:
+        raise PayloadTooLarge(f"The header has {width} columns, more than {MAX_COLUMNS}")
+    counts = counts if counts is not None else RowCounts()
+    piece = _PieceReader(layout)
+    splitter = RecordSplitter(layout.delimiter or ",")
     records_before = 0
-    pending = b""
-    first = True
-    bare_cr = False
+    chunk_bytes = FIRST_CHUNK_BYTES
     with source.open("rb") if isinstance(source, Path) else nullcontext(source) as fh:
+        data = fh.read(chunk_bytes).removeprefix(UTF8_BOM)
         while True:
-            data = fh.read(chunk_bytes)
-            if first:
-                data = data.removeprefix(UTF8_BOM)
-                # Classic Mac files end records with a bare CR, which Polars does not split on.
-                bare_cr = b"\n" not in data and b"\r" in data
-                first = False
-            if bare_cr:
-                data = data.replace(b"\r", b"\n")
-            buf = pending + data if pending else data
-            if not buf:
-                return
-            cut = len(buf) if not data else _last_record_end(buf)
-            if cut <= 0:
-                if len(buf) > MAX_RECORD_BYTES:
-                    raise MalformedLedger(
-                        f"A record after line {records_before} never ends (unclosed quote?)"
-                    )
-                pending = buf
-                continue
-            body, pending = buf[:cut], buf[cut:]
-            frame = _parse_chunk(sentinel + _as_utf8(body, layout.encoding), schema, delimiter)
-            if frame.height == 0:
-                continue
-            frame = frame.with_columns(
-                pl.int_range(
-                    records_before + 1, records_before + 1 + frame.height, dtype=pl.Int32
-                ).alias("line")
-            )
-            records_before += frame.height
-            # Later chunks cover about chunk_rows records, whatever the row width.
-            chunk_bytes = min(
-                max(len(body) * chunk_rows // frame.height, MIN_CHUNK_BYTES), MAX_CHUNK_BYTES
-            )
-            for start in range(0, frame.height, batch_rows):
-                yield frame.slice(start, batch_rows)
+            records = splitter.push(data) if data else splitter.finish()
+            if records is not None:
+                raw, blank = piece.read(records)
+                yield from _data_rows(raw, blank, records_before, batch_rows, counts)
+                records_before += raw.height
+                # Later chunks cover about CHUNK_ROWS records, whatever the row width.
+                per_record = len(records.data) / max(1, raw.height)
+                chunk_bytes = int(
+                    min(max(per_record * CHUNK_ROWS, MIN_CHUNK_BYTES), MAX_CHUNK_BYTES)
+                )
             if not data:
                 return
+            data = fh.read(chunk_bytes)
 
 
-def count_quotes(data: bytes) -> int:
-    """The double quotes in `data`, whose parity tells records apart (see the module docstring).
-    numpy counts a byte about three to four times faster than bytes.count."""
-    return int(np.count_nonzero(np.frombuffer(data, dtype=np.uint8) == _QUOTE))
+def first_record_fields(records: Records, delimiter: str, encoding: str) -> list[str]:
+    """The fields of the first record of a piece (the header), read as any record is."""
+    end = first_record_end(records.data, records.runs)
+    first = records.data[:end]
+    standard = fields.standard_quoting(first, records.runs.head(end), ord(delimiter))
+    frame = pl.read_csv(
+        _as_utf8(standard or first, encoding),
+        has_header=False,
+        infer_schema=False,
+        separator=delimiter,
+        quote_char='"',
+        raise_if_empty=False,
+    )
+    return [value or "" for value in frame.row(0)] if frame.height else []
 
 
-def _last_record_end(buf: bytes) -> int:
-    """Offset just past the last newline that is outside quotes, or -1."""
-    quotes_after = 0
-    end = len(buf)
-    total = count_quotes(buf)
-    while True:
-        newline = buf.rfind(b"\n", 0, end)
-        if newline < 0:
-            return -1
-        quotes_after += buf.count(b'"', newline, end)
-        if (total - quotes_after) % 2 == 0:
-            return newline + 1
-        end = newline
+def _data_rows(
+    raw: pl.DataFrame, blank: np.ndarray, records_before: int, batch_rows: int, counts: RowCounts
+) -> Iterator[pl.DataFrame]:
+    """The piece's non-blank data rows with their `line`, in batches; counted."""
+    start = records_before + 1
+    raw = raw.with_columns(pl.int_range(start, start + raw.height, dtype=pl.Int32).alias("line"))
+    keep = ~blank
+    if records_before == 0:  # the header is record 1
+        keep[:1] = False
+        blank[:1] = False
+        counts.read -= 1
+    counts.read += raw.height
+    counts.blank += int(blank.sum())
+    rows = raw if keep.all() else raw.filter(pl.Series(keep))
+    for offset in range(0, rows.height, batch_rows):
+        yield rows.slice(offset, batch_rows)
 
 
-def _as_utf8(body: bytes, encoding: str | None) -> bytes:
+class _PieceReader:
+    """Reads pieces of whole records into raw frames, one row per record."""
+
+    def __init__(self, layout: LedgerLayout) -> None:
+        self.layout = layout
+        self.width = len(layout.header)
+        self.delimiter = layout.delimiter or ","
+        self.encoding = layout.encoding or "utf-8"
+        self.schema = pl.Schema({f"c{i}": pl.String() for i in range(self.width)})
+        # A first row with every column keeps Polars from taking the width from a short line.
+        self.sentinel = (self.delimiter * (self.width - 1) + "\n").encode()
+        self.mapped = [(f"c{ref.index}", ref.field) for ref in layout.columns]
+        self.indices = sorted(ref.index for ref in layout.columns)
+        account = layout.column("account_code")
+        assert account is not None
+        self.account = f"c{account.index}"
+
+    def read(self, records: Records) -> tuple[pl.DataFrame, np.ndarray]:
+        """The piece's rows (mapped fields and EXTRA_FIELDS) and which of them are blank."""
+        data, runs = records.data, records.runs
+        if (nul := data.find(b"\x00")) >= 0:  # refused at upload too: text has none
+            raise MalformedLedger(f"Byte {records.offset + nul} of the file is NUL: not text")
+        standard = fields.standard_quoting(data, runs, ord(self.delimiter)) or data
+        text = _as_utf8(standard, self.encoding)
+        if self.width <= WHOLE_ROW_COLUMNS:
+            try:
+                frame = self._polars(text, whole=True)
+            except pl.exceptions.ComputeError:
+                pass  # a row with more fields than the header: count them
+            else:
+                return self._renamed(frame, None), self._blank_rows(frame, frame.columns)
+        return self._read_counting_fields(records, text)
+
+    def _read_counting_fields(
+        self, records: Records, text: bytes
+    ) -> tuple[pl.DataFrame, np.ndarray]:
+        """The slow path: only mapped columns, and each record's fields counted with numpy."""
+        data, runs = records.data, records.runs
+        frame = self._polars(text, whole=False)
+        starts, ends = fields.record_bounds(data, runs)
+        if len(starts) != frame.height:  # both follow the csv module's rules: they must agree
+            raise MalformedLedger(
+                f"The CSV records after byte {records.offset} cannot be told apart "
+                f"({len(starts)} records, {frame.height} rows)"
+            )
+        delimiters = fields.delimiters_before(data, runs, ord(self.delimiter))
+        first = np.searchsorted(delimiters, starts)
+        count = np.searchsorted(delimiters, ends) - first + 1
+        extra = np.zeros(frame.height, dtype=np.int64)
+        long_rows = np.flatnonzero(count > self.width)
+        if long_rows.size:
+            # Fields past the header's width matter only when one holds text (a trailing
+            # delimiter on every data row, but not on the header, cuts nothing).
+            beyond = delimiters[first[long_rows] + self.width - 1] + 1
+            text_beyond = fields.has_text(
+                data, beyond, ends[long_rows], self.delimiter, self.encoding
+            )
+            extra[long_rows[text_beyond]] = count[long_rows[text_beyond]]
+        blank = self._blank_rows(frame, frame.columns)
+        suspects = np.flatnonzero(blank)
+        if suspects.size:  # blank in the mapped columns: the others may hold text
+            blank[suspects] = ~fields.has_text(
+                data, starts[suspects], ends[suspects], self.delimiter, self.encoding
+            )
+        counted = pl.Series(EXTRA_FIELDS, extra, dtype=pl.Int32)
+        return self._renamed(frame, pl.when(counted > 0).then(counted)), blank
+
+    def _polars(self, text: bytes, whole: bool) -> pl.DataFrame:
+        try:
+            frame = pl.read_csv(
+                self.sentinel + text,
+                has_header=False,
+                schema=self.schema,
+                columns=None if whole else self.indices,
+                separator=self.delimiter,
+                quote_char='"',
+                truncate_ragged_lines=not whole,
+                raise_if_empty=False,
+            )
+        except pl.exceptions.ComputeError as exc:
+            if whole and "more fields" in str(exc):
+                raise  # the caller counts fields
+            raise MalformedLedger(f"The CSV file cannot be parsed: {exc}") from exc
+        except pl.exceptions.PolarsError as exc:
+            raise MalformedLedger(f"The CSV file cannot be parsed: {exc}") from exc
+        return frame.slice(1)  # drop the sentinel row
+
+    def _renamed(self, frame: pl.DataFrame, extra: pl.Expr | None) -> pl.DataFrame:
+        return frame.select(
+            *(pl.col(column).alias(name) for column, name in self.mapped),
+            (extra if extra is not None else pl.lit(None)).cast(pl.Int32).alias(EXTRA_FIELDS),
+        )
+
+    def _blank_rows(self, frame: pl.DataFrame, columns: list[str]) -> np.ndarray:
+        """Rows whose cells (of `columns`) are all empty or whitespace. Only rows without an
+        account code can be: all cells are checked for those alone."""
+        text = pl.col(self.account).str.contains(r"\S").fill_null(False)
+        suspects = frame.with_row_index("_row").filter(~text)
+        blank = np.zeros(frame.height, dtype=bool)
+        if suspects.height:
+            any_text = pl.any_horizontal(
+                pl.col(c).str.contains(r"\S").fill_null(False) for c in columns
+            )
+            rows = suspects.filter(~any_text)["_row"].to_numpy()
+            blank[rows] = True
+        return blank
+
+
+def _as_utf8(body: bytes, encoding: str) -> bytes:
     if encoding == "cp1252":
         return body.decode("cp1252", errors="replace").encode("utf-8")
     if body.isascii():  # most ledgers, checked ten times faster than by decoding
@@ -123,19 +236,3 @@ def _as_utf8(body: bytes, encoding: str | None) -> bytes:
         # Files whose sampled head was ASCII may still be Windows-1252 further down.
         return body.decode("cp1252", errors="replace").encode("utf-8")
     return body
-
-
-def _parse_chunk(data: bytes, schema: pl.Schema, delimiter: str) -> pl.DataFrame:
-    try:
-        frame = pl.read_csv(
-            data,
-            has_header=False,
-            schema=schema,
-            separator=delimiter,
-            quote_char='"',
-            truncate_ragged_lines=True,
-            raise_if_empty=False,
-        )
-    except pl.exceptions.PolarsError as exc:
-        raise MalformedLedger(f"The CSV file cannot be parsed: {exc}") from exc
-    return frame.slice(1)  # drop the sentinel row

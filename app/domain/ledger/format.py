@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -23,13 +25,30 @@ class AmountMode(StrEnum):
 # Field → accepted header aliases (the field name itself is always accepted), in table order.
 FIELD_ALIASES: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
-        "account_code": ("cuenta", "codigo_cuenta", "account"),
-        "date": ("fecha",),
-        "voucher": ("comprobante", "asiento", "entry", "journal_entry"),
-        "debit": ("debe", "cargo"),
-        "credit": ("haber", "abono"),
+        "account_code": (
+            "cuenta",
+            "codigo_cuenta",
+            "cod_cuenta",
+            "account",
+            "account_number",
+            "gl_account",
+        ),
+        "date": ("fecha", "fecha_contable", "posting_date", "effective_date"),
+        "voucher": (
+            "comprobante",
+            "n_comprobante",
+            "no_comprobante",
+            "nro_comprobante",
+            "numero_comprobante",
+            "asiento",
+            "n_asiento",
+            "entry",
+            "journal_entry",
+        ),
+        "debit": ("debe", "cargo", "debito"),
+        "credit": ("haber", "abono", "credito"),
         "amount": ("monto", "importe"),
-        "document_type": ("tipo_doc", "tipo_documento", "doc_type"),
+        "document_type": ("tipo_doc", "tipo_documento", "tipo_de_documento", "doc_type"),
         "document_number": ("numero_doc", "num_doc", "folio"),
         "description": ("glosa", "detalle"),
         "account_name": ("nombre_cuenta",),
@@ -50,21 +69,47 @@ TEXT_FIELDS: tuple[str, ...] = (
 )
 DECIMAL_SEPARATORS: tuple[str, ...] = (".", ",")
 
+# Bounds on what a ledger file may hold, so that reading one never needs memory in proportion
+# to what a client sends (issue #16). They hold at upload (refused there, 413) and again in the
+# worker (the iteration fails), for files stored before a bound existed. Not settings: they
+# follow from the worker's memory budget and from what ledgers really are, not from a
+# deployment's taste; MAX_UPLOAD_BYTES, which is a setting, bounds everything else.
+# Characters of a header name that count (and are shown): no alias is longer than 30.
+MAX_HEADER_CHARS = 256
+# Bytes of a CSV header: a thousand names of that length.
+MAX_HEADER_BYTES = 1024 * 1024
+# Columns of a CSV header or of an XLSX sheet. A wide ERP export has a few hundred.
+MAX_COLUMNS = 1_000
+# Bytes of one CSV record: a real row is a few hundred bytes, and even a 32,767-character
+# spreadsheet cell in every one of a few hundred columns stays below this.
+MAX_RECORD_BYTES = 16 * 1024 * 1024
+# Rows of an XLSX sheet: what a spreadsheet program can hold.
+MAX_XLSX_ROWS = 1_048_576
+# Cells present in an XLSX sheet (they are streamed, never held: this bounds the time).
+MAX_XLSX_CELLS = 50_000_000
+_NOT_WORD = re.compile(r"[\W_]+")
+# Letters that do not decompose into a base letter and an accent.
+_LETTERS = str.maketrans({"ß": "ss", "æ": "ae", "ø": "o", "đ": "d", "ł": "l", "œ": "oe"})
 
-def normalize_header(name: str) -> str:
-    """Header comparison key: trimmed and case-folded."""
-    return name.strip().casefold()
+
+def fold_header(name: str) -> str:
+    """Header comparison key (SPEC §3): trimmed, case and accents dropped, and every run of
+    spaces or punctuation made one `_` (`Nº Comprobante` → `no_comprobante`)."""
+    name = name.strip()[:MAX_HEADER_CHARS]
+    decomposed = unicodedata.normalize("NFKD", name.casefold().translate(_LETTERS))
+    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return _NOT_WORD.sub("_", bare).strip("_")
 
 
 @dataclass(frozen=True)
 class LedgerOptions:
     """Upload options: decimal separator and a `{"field": "Header in the file"}` map."""
 
-    decimal_separator: str = "."
+    decimal_separator: str | None = None  # None: detected from the file's amounts
     column_map: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.decimal_separator not in DECIMAL_SEPARATORS:
+        if self.decimal_separator is not None and self.decimal_separator not in DECIMAL_SEPARATORS:
             raise InvalidLedgerOptions(
                 f"decimal_separator must be '.' or ',', got {self.decimal_separator!r}"
             )
@@ -100,7 +145,9 @@ class LedgerLayout:
     header: tuple[str, ...]
     columns: tuple[ColumnRef, ...]
     amount_mode: AmountMode
-    decimal_separator: str = "."
+    decimal_separator: str | None = None  # None: to be detected from the amounts
+    # The separator was detected (a file read again once its amounts showed ",").
+    decimal_separator_detected: bool = False
 
     @property
     def has_document_type(self) -> bool:
@@ -123,11 +170,11 @@ def resolve_columns(
     """Map fields to header columns (aliases, then column_map overrides) or raise."""
     positions: dict[str, int] = {}
     for position, name in enumerate(header):
-        positions.setdefault(normalize_header(name), position)  # first of duplicate headers wins
+        positions.setdefault(fold_header(name), position)  # first of duplicate headers wins
 
     found: dict[str, int] = {}
     for name, wanted in options.column_map.items():
-        index = positions.get(normalize_header(wanted))
+        index = positions.get(fold_header(wanted))
         if index is None:
             raise InvalidLedgerOptions(
                 f"column_map[{name!r}] names header {wanted!r}, which is not in the file; "

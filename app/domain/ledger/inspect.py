@@ -1,19 +1,31 @@
-"""Synchronous upload-time validation of a ledger file: kind, encoding, header, first movement."""
+"""Synchronous upload-time validation of a ledger file: kind, encoding, header, first movement.
+
+It reads the file with the worker's own readers (the same tokenizer, the same cells), so what
+the upload accepts is what the worker reads.
+"""
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
-from python_calamine import CalamineError, CalamineWorkbook
-
-from app.domain.errors import EmptyLedger, MalformedLedger, UnsupportedLedgerFile
-from app.domain.ledger.cells import cell_text
-from app.domain.ledger.format import LedgerLayout, LedgerOptions, resolve_columns
-from app.domain.ledger.sniff import detect_delimiter, detect_encoding, detect_kind
+from app.domain.errors import EmptyLedger, PayloadTooLarge
+from app.domain.ledger.csv import first_record_fields, iter_csv_frames
+from app.domain.ledger.format import (
+    MAX_COLUMNS,
+    MAX_HEADER_BYTES,
+    MAX_HEADER_CHARS,
+    LedgerLayout,
+    LedgerOptions,
+    resolve_columns,
+)
+from app.domain.ledger.records import RecordSplitter, RecordTooLong
+from app.domain.ledger.sniff import UTF8_BOM, detect_delimiter, detect_encoding, detect_kind
+from app.domain.ledger.workbook import Workbook
+from app.domain.ledger.xlsx import SharedStrings, header_of, iter_piece_cells
 
 HEAD_BYTES = 64 * 1024
+_READ_BYTES = 1024 * 1024
 
 
 def inspect_ledger(path: Path, options: LedgerOptions | None = None) -> LedgerLayout:
@@ -31,19 +43,11 @@ def _inspect_csv(path: Path, head: bytes, options: LedgerOptions) -> LedgerLayou
     if not head.strip():
         raise EmptyLedger("The file is empty: no header and no movements")
     encoding = detect_encoding(head)
-    header_line = head.decode(encoding, errors="replace").split("\n", 1)[0]
-    delimiter = detect_delimiter(header_line)
-    with path.open(encoding=encoding, errors="replace", newline="") as text:
-        rows = csv.reader(text, delimiter=delimiter)
-        try:
-            header = [h.strip() for h in next(rows, [])]
-            columns, mode = resolve_columns(header, options)
-            has_movement = any(non_blank(row) for row in rows)
-        except csv.Error as exc:
-            raise MalformedLedger(f"The CSV file cannot be read: {exc}") from exc
-    if not has_movement:
-        raise EmptyLedger("The ledger has a header but no movements")
-    return LedgerLayout(
+    delimiter = detect_delimiter(head.removeprefix(UTF8_BOM).decode(encoding, errors="replace"))
+    header = [h.strip()[:MAX_HEADER_CHARS] for h in _first_record(path, encoding, delimiter)]
+    _check_width(len(header))
+    columns, mode = resolve_columns(header, options)
+    layout = LedgerLayout(
         kind="csv",
         encoding=encoding,
         delimiter=delimiter,
@@ -52,13 +56,36 @@ def _inspect_csv(path: Path, head: bytes, options: LedgerOptions) -> LedgerLayou
         amount_mode=mode,
         decimal_separator=options.decimal_separator,
     )
+    with closing(iter_csv_frames(path, layout, batch_rows=1)) as rows:
+        if next(rows, None) is None:
+            raise EmptyLedger("The ledger has a header but no movements")
+    return layout
+
+
+def _first_record(path: Path, encoding: str, delimiter: str) -> list[str]:
+    """The fields of the file's first record, cut by the service's tokenizer."""
+    splitter = RecordSplitter(delimiter, max_record=MAX_HEADER_BYTES)
+    with path.open("rb") as fh:
+        data = fh.read(_READ_BYTES).removeprefix(UTF8_BOM)
+        try:
+            while (records := splitter.push(data) if data else splitter.finish()) is None and data:
+                data = fh.read(_READ_BYTES)
+        except RecordTooLong:
+            raise PayloadTooLarge(f"The header is longer than {MAX_HEADER_BYTES} bytes") from None
+    return [] if records is None else first_record_fields(records, delimiter, encoding)
 
 
 def _inspect_xlsx(path: Path, options: LedgerOptions) -> LedgerLayout:
-    rows = iter_xlsx_rows(path)
-    header = [(cell_text(v) or "").strip() for v in next(rows, [])]
-    columns, mode = resolve_columns(header, options)
-    if not any(non_blank(row) for row in rows):
+    with Workbook(path) as book:
+        pieces = iter_piece_cells(book, SharedStrings(book), None)
+        piece = next(pieces, None)
+        # Row 1 is in the first piece.
+        header = [h[:MAX_HEADER_CHARS] for h in header_of(piece)] if piece is not None else []
+        _check_width(len(header))
+        columns, mode = resolve_columns(header, options)
+        while piece is not None and not (piece.filled_rows >= 2).any():
+            piece = next(pieces, None)
+    if piece is None:
         raise EmptyLedger("The ledger has a header but no movements")
     return LedgerLayout(
         kind="xlsx",
@@ -71,19 +98,6 @@ def _inspect_xlsx(path: Path, options: LedgerOptions) -> LedgerLayout:
     )
 
 
-def iter_xlsx_rows(path: Path) -> Iterator[list]:
-    """Rows of the first sheet from A1 (blank leading rows included, so row n is line n)."""
-    try:
-        workbook = CalamineWorkbook.from_path(str(path))
-        if not workbook.sheet_names:
-            raise UnsupportedLedgerFile("The XLSX workbook has no sheets")
-        sheet = workbook.get_sheet_by_index(0)
-        yield from sheet.iter_rows()
-    except (CalamineError, OSError, ValueError) as exc:
-        # calamine raises its own types and plain ValueErrors for zips that are not workbooks.
-        raise UnsupportedLedgerFile(f"The file is not a readable XLSX workbook: {exc}") from exc
-
-
-def non_blank(row: list) -> bool:
-    """Whether a row has at least one non-empty cell."""
-    return any(v is not None and (not isinstance(v, str) or v.strip()) for v in row)
+def _check_width(width: int) -> None:
+    if width > MAX_COLUMNS:
+        raise PayloadTooLarge(f"The header has {width} columns, more than {MAX_COLUMNS}")

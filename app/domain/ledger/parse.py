@@ -1,10 +1,8 @@
-"""Columnar parsing of raw ledger text into typed movements (SPEC §3), with Polars expressions.
+"""Columnar typing of raw ledger text into movements (SPEC §3), with Polars expressions.
 
-Amounts are `Decimal(38, 18)`: a cell is valid when, after removing thousands noise, it has at
-most 18 decimal places and 18 integer digits, so it is stored exactly; anything longer is
-rejected (ROW_INVALID), never rounded. Eighteen places keep the shortest repr of every XLSX
-float of magnitude >= 0.01 exact (0.1 + 0.2 is stored by Excel as 0.30000000000000004, and that
-is what the ledger says). Totals stay exact below 1e20 (see `evaluation.check_totals_fit`).
+A raw frame holds `line`, one text column per resolved field, EXTRA_FIELDS (the field count of
+a row with text beyond the header's width) and, from a workbook, `_num_<field>`: the amounts
+of numeric cells, already exact decimal text (see amounts.py for the rest).
 """
 
 from __future__ import annotations
@@ -13,17 +11,18 @@ from collections.abc import Callable
 
 import polars as pl
 
+from app.domain.ledger.amounts import AMOUNT_DTYPE, parse_amounts
+from app.domain.ledger.csv import EXTRA_FIELDS
 from app.domain.ledger.format import AmountMode, LedgerLayout
 
-AMOUNT_SCALE = 18
-MAX_INTEGER_DIGITS = 18
-AMOUNT_DTYPE = pl.Decimal(38, AMOUNT_SCALE)
 DUP_HASH_SEED = 0x1ED9E7
+NUMERIC_PREFIX = "_num_"
 
 # One typed movement per non-blank data row. `line` is the row's record number in the file
 # (header = 1, blank rows counted); `invalid_field` is the first unparseable required field in
-# table order (null when the row is valid) and `invalid_reason` says why; `dup_hash` hashes the
-# duplicate-tuple text fields that the narrow frame leaves out (document_number, description).
+# table order, or `fields` before them all for a row with more fields than the header (null when
+# the row is valid) and `invalid_reason` says why; `dup_hash` hashes the duplicate-tuple text
+# fields that the narrow frame leaves out (document_number, description).
 MOVEMENT_SCHEMA: pl.Schema = pl.Schema(
     {
         "line": pl.Int32(),
@@ -53,23 +52,30 @@ _TEXT_COLUMNS = (
     "cost_center",
     "third_party",
 )
-# Accepted date spellings: YYYY-MM-DD, DD/MM/YYYY, DD-MM-YYYY (day and month may be one digit).
+# Accepted date spellings: YYYY-MM-DD, DD/MM/YYYY, DD-MM-YYYY (day and month may be one digit),
+# each perhaps with a time of day, which is dropped: the date part counts.
 _DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y")
 _DATE_SHAPE = r"^(\d{4}-\d{1,2}-\d{1,2}|\d{1,2}/\d{1,2}/\d{4}|\d{1,2}-\d{1,2}-\d{4})$"
-# Sign, optional "$", optional sign, integer digits, optional fraction (after noise removal).
-_AMOUNT_RE = r"^([+-]?)\$?([+-]?)(\d*)(?:\.(\d*))?$"
+_TIME_OF_DAY = (
+    r"(?i)[ T]+([01]?\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d+)?)?"
+    r"(\s*[ap]\.?m\.?)?(\s*(z|[+-]\d{2}:?\d{2}))?$"
+)
 _REASON_VALUE_CHARS = 60
-# Codes become incidence keys, stored as Postgres text (no NUL) in a btree index (rows of at
-# most ~2.7 kB): a longer code, or one with a NUL, cannot be a code and rejects its row. 100 is
-# also the longest code a client's chart or document types can hold.
+# Required codes become incidence keys, stored as Postgres text (no NUL) in a btree index (rows
+# of at most ~2.7 kB): a longer one, or one with a NUL, cannot be a code and rejects its row.
+# 100 is also the longest code a client's chart or document types can hold. An optional
+# document type is never rejected: a longer one is cut (with a hash, so that different ones
+# stay apart) to the same size, and is just an unknown document type.
 MAX_CODE_CHARS = 100
-_CODE_FIELDS = ("account_code", "voucher", "document_type")
+REQUIRED_CODES = ("account_code", "voucher")
+_CUT_CODE_CHARS = MAX_CODE_CHARS - 12
 
 
-def parse_movements(raw: pl.DataFrame, layout: LedgerLayout) -> pl.DataFrame:
-    """Turn a raw frame (`line` + one Utf8 column per resolved field) into MOVEMENT_SCHEMA."""
+def parse_movements(raw: pl.DataFrame, layout: LedgerLayout, separator: str) -> pl.DataFrame:
+    """Turn a raw frame into MOVEMENT_SCHEMA; text amounts use this decimal separator."""
     present = set(layout.fields)
-    amount_fields = _amount_fields(layout)
+    amount_fields = amount_fields_of(layout)
+    numeric = {name for name in amount_fields if f"{NUMERIC_PREFIX}{name}" in raw.columns}
     frame = _trimmed(
         raw.select(
             pl.col("line").cast(pl.Int32),
@@ -79,28 +85,34 @@ def parse_movements(raw: pl.DataFrame, layout: LedgerLayout) -> pl.DataFrame:
             ),
             pl.col("date").alias("_date_text"),
             *(pl.col(name).alias(f"_{name}_text") for name in amount_fields),
+            *(pl.col(f"{NUMERIC_PREFIX}{name}") for name in numeric),
+            (pl.col(EXTRA_FIELDS) if EXTRA_FIELDS in raw.columns else pl.lit(None, pl.Int32))
+            .cast(pl.Int32)
+            .alias(EXTRA_FIELDS),
         )
     )
     frame = frame.with_columns(
         _parse_dates(frame["_date_text"]).alias("date"),
         *(
-            parse_amounts(frame[f"_{name}_text"], layout.decimal_separator).alias(f"_{name}")
+            _amounts(frame, name, separator, name in numeric).alias(f"_{name}")
             for name in amount_fields
         ),
     )
     not_a_code = _not_a_code_check(frame)
+    long_types = frame.select((pl.col("document_type").str.len_bytes() > MAX_CODE_CHARS).any())
     checks = [
+        ("fields", pl.col(EXTRA_FIELDS).is_not_null()),
         ("account_code", pl.col("account_code").is_null() | not_a_code("account_code")),
         ("date", pl.col("date").is_null()),
         ("voucher", pl.col("voucher").is_null() | not_a_code("voucher")),
         *((name, pl.col(f"_{name}").is_null()) for name in amount_fields),
-        ("document_type", not_a_code("document_type")),
     ]
-    # The first failed check in table order names the field.
+    # The first failed check names the field.
     invalid = pl.coalesce(pl.when(failed).then(pl.lit(name)) for name, failed in checks)
     frame = frame.with_columns(
         invalid.alias("invalid_field"),
         *_debit_credit(layout),
+        *([_bounded_code(pl.col("document_type"))] if long_types.item() else []),
         pl.concat_str(
             [pl.col("document_number").fill_null(""), pl.col("description").fill_null("")],
             separator="\x1f",
@@ -108,8 +120,25 @@ def parse_movements(raw: pl.DataFrame, layout: LedgerLayout) -> pl.DataFrame:
         .hash(DUP_HASH_SEED)
         .alias("dup_hash"),
     )
-    frame = frame.with_columns(_reasons(frame, amount_fields))
+    frame = frame.with_columns(_reasons(frame, amount_fields, len(layout.header)))
     return frame.select(MOVEMENT_SCHEMA.names()).cast(MOVEMENT_SCHEMA)
+
+
+def amount_fields_of(layout: LedgerLayout) -> tuple[str, ...]:
+    """The amount columns a layout reads."""
+    if layout.amount_mode is AmountMode.SIGNED_AMOUNT:
+        return ("amount",)
+    return ("debit", "credit")
+
+
+def _amounts(frame: pl.DataFrame, name: str, separator: str, numeric: bool) -> pl.Series:
+    parsed = parse_amounts(frame[f"_{name}_text"], separator)
+    if not numeric:
+        return parsed
+    # A workbook's numeric cells are numbers, written with "." whatever the text cells use.
+    return parse_amounts(frame[f"{NUMERIC_PREFIX}{name}"], ".").zip_with(
+        frame[f"{NUMERIC_PREFIX}{name}"].is_not_null(), parsed
+    )
 
 
 def _trimmed(frame: pl.DataFrame) -> pl.DataFrame:
@@ -128,16 +157,17 @@ def _trimmed(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def _not_a_code_check(frame: pl.DataFrame) -> Callable[[str], pl.Expr]:
-    """name → "this code field's value cannot be a code" (too long, or with a NUL).
+    """name → "this required code's value cannot be a code" (too long, or with a NUL).
 
     Such values are rare: one cheap scan of the code columns (byte lengths, a memchr for NUL)
-    tells which columns have any, and only those get the exact per-row check."""
+    tells which columns have any, and only those get the exact per-row check. (A NUL can only
+    come from a workbook's escapes, which the XLSX reader keeps in required codes alone.)"""
     suspect = frame.select(
         (
             (pl.col(name).str.len_bytes() > MAX_CODE_CHARS)
             | pl.col(name).str.contains("\x00", literal=True)
         ).any()
-        for name in _CODE_FIELDS
+        for name in REQUIRED_CODES
     ).row(0, named=True)
 
     def check(name: str) -> pl.Expr:
@@ -149,6 +179,19 @@ def _not_a_code_check(frame: pl.DataFrame) -> Callable[[str], pl.Expr]:
     return check
 
 
+def _bounded_code(code: pl.Expr) -> pl.Expr:
+    """A document type of at most MAX_CODE_CHARS characters: a longer one is cut, with a hash
+    of the whole so that two different ones stay apart."""
+    suffix = (code.hash(DUP_HASH_SEED) % 10**10).cast(pl.String).str.zfill(10)
+    cut = pl.concat_str([code.str.slice(0, _CUT_CODE_CHARS), pl.lit("…#"), suffix])
+    return (
+        pl.when(code.str.len_chars() > MAX_CODE_CHARS)
+        .then(cut)
+        .otherwise(code)
+        .alias("document_type")
+    )
+
+
 def _parse_dates(texts: pl.Series) -> pl.Series:
     """Dates of trimmed texts (null when invalid). A ledger has a few hundred distinct dates at
     most, so each distinct text is parsed once and mapped back."""
@@ -158,72 +201,11 @@ def _parse_dates(texts: pl.Series) -> pl.Series:
 
 
 def _parse_date(value: pl.Expr) -> pl.Expr:
+    day = value.str.replace(_TIME_OF_DAY, "")
     # chrono alone is lenient (two-digit years, signs, spaces), so the shape is checked first;
     # the three shapes are disjoint, so at most one format parses a given text.
-    return pl.when(value.str.contains(_DATE_SHAPE)).then(
-        pl.coalesce(value.str.to_date(fmt, strict=False) for fmt in _DATE_FORMATS)
-    )
-
-
-def _amount_fields(layout: LedgerLayout) -> tuple[str, ...]:
-    if layout.amount_mode is AmountMode.SIGNED_AMOUNT:
-        return ("amount",)
-    return ("debit", "credit")
-
-
-def parse_amounts(text: pl.Series, decimal_separator: str) -> pl.Series:
-    """Exact Decimals of trimmed amount texts: null/empty is 0, unparseable or too long is null."""
-    plain_re = rf"^-?\d{{1,{MAX_INTEGER_DIGITS}}}(\{decimal_separator}\d{{1,{AMOUNT_SCALE}}})?$"
-    value = pl.col("text")
-    if decimal_separator != ".":
-        value = value.str.replace(decimal_separator, ".", literal=True)
-    frame = text.to_frame("text").with_columns(plain=pl.col("text").str.contains(plain_re))
-    # Fast path: empty cells and plain numbers, which are nearly all of them.
-    parsed = frame.select(
-        pl.when(pl.col("text").is_null())
-        .then(pl.lit(0, AMOUNT_DTYPE))
-        .when(pl.col("plain"))
-        .then(value.cast(AMOUNT_DTYPE, strict=False))
-    ).to_series()
-    rest = frame.with_row_index("_row").filter(pl.col("text").is_not_null() & ~pl.col("plain"))
-    if rest.height:
-        slow = rest.select(_general_amount(pl.col("text"), decimal_separator)).to_series()
-        parsed = parsed.scatter(rest["_row"], slow)
-    return parsed
-
-
-def _general_amount(raw: pl.Expr, decimal_separator: str) -> pl.Expr:
-    """Amount with thousands noise, spaces, `$` and signs; null when not a valid number."""
-    thousands = "," if decimal_separator == "." else "."
-    clean = raw.str.replace_all(r"\s", "").str.replace_all(thousands, "", literal=True)
-    if decimal_separator != ".":
-        clean = clean.str.replace_all(decimal_separator, ".", literal=True)
-    parts = clean.str.extract_groups(_AMOUNT_RE)
-    sign1, sign2 = parts.struct.field("1"), parts.struct.field("2")
-    digits = parts.struct.field("3")
-    whole = digits.str.strip_chars_start("0")
-    fraction = parts.struct.field("4").fill_null("")
-    well_formed = (
-        digits.is_not_null()
-        & ((sign1 == "") | (sign2 == ""))
-        & (digits.str.len_bytes() + fraction.str.len_bytes() > 0)
-        & (whole.str.len_bytes() <= MAX_INTEGER_DIGITS)
-        & (fraction.str.len_bytes() <= AMOUNT_SCALE)
-    )
-    negative = (sign1 == "-") | (sign2 == "-")
-    canonical = pl.concat_str(
-        [
-            pl.when(negative).then(pl.lit("-")).otherwise(pl.lit("")),
-            pl.when(whole == "").then(pl.lit("0")).otherwise(whole),
-            pl.lit("."),
-            pl.when(fraction == "").then(pl.lit("0")).otherwise(fraction),
-        ]
-    )
-    return (
-        pl.when(clean == "")
-        .then(pl.lit(0, AMOUNT_DTYPE))
-        .when(well_formed)
-        .then(canonical.cast(AMOUNT_DTYPE, strict=False))
+    return pl.when(day.str.contains(_DATE_SHAPE)).then(
+        pl.coalesce(day.str.to_date(fmt, strict=False) for fmt in _DATE_FORMATS)
     )
 
 
@@ -238,7 +220,7 @@ def _debit_credit(layout: LedgerLayout) -> list[pl.Expr]:
     ]
 
 
-def _reasons(frame: pl.DataFrame, amount_fields: tuple[str, ...]) -> pl.Series:
+def _reasons(frame: pl.DataFrame, amount_fields: tuple[str, ...], width: int) -> pl.Series:
     """Human reasons for the (usually few) invalid rows, computed on those rows only."""
     reasons = pl.repeat(None, frame.height, dtype=pl.String, eager=True).alias("invalid_reason")
     bad = frame.with_row_index("_row").filter(pl.col("invalid_field").is_not_null())
@@ -246,12 +228,14 @@ def _reasons(frame: pl.DataFrame, amount_fields: tuple[str, ...]) -> pl.Series:
         return reasons
     field = pl.col("invalid_field")
     empty = pl.coalesce(
-        pl.when(field == name).then(pl.col(name).is_null()) for name in _CODE_FIELDS
+        pl.when(field == name).then(pl.col(name).is_null()) for name in REQUIRED_CODES
     )
     reason = (
-        pl.when(field.is_in(_CODE_FIELDS) & empty)
+        pl.when(field == "fields")
+        .then(pl.format("the row has {} fields, the header {}", EXTRA_FIELDS, pl.lit(width)))
+        .when(field.is_in(REQUIRED_CODES) & empty)
         .then(pl.format("{} is empty", field))
-        .when(field.is_in(_CODE_FIELDS))
+        .when(field.is_in(REQUIRED_CODES))
         .then(
             pl.format(
                 "{} is longer than {} characters or has a NUL character",

@@ -1,17 +1,21 @@
-"""Streaming typed movement batches out of a validated ledger file."""
+"""Streaming typed movement batches out of a validated ledger file, and how it was read."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from threading import Event
+from typing import Any, BinaryIO
 
 import polars as pl
 
-from app.domain.duplicates import FETCH_COLUMNS, FetchRows
-from app.domain.ledger.csv import iter_csv_frames
+from app.domain.duplicates import FETCH_COLUMNS
+from app.domain.errors import DomainError
+from app.domain.ledger.amounts import AMOUNT_DTYPE, SeparatorEvidence
+from app.domain.ledger.csv import RowCounts, iter_csv_frames
 from app.domain.ledger.format import LedgerLayout
-from app.domain.ledger.parse import AMOUNT_DTYPE, MOVEMENT_SCHEMA, parse_movements
+from app.domain.ledger.parse import amount_fields_of, parse_movements
 from app.domain.ledger.prefetch import prefetched
 from app.domain.ledger.xlsx import iter_xlsx_frames
 
@@ -35,42 +39,97 @@ NARROW_SCHEMA: pl.Schema = pl.Schema(
 )
 
 
+class SeparatorChanged(DomainError):
+    """Rows already handed out were typed with "." as decimal separator while the file had
+    shown no evidence; evidence then showed ",". The caller reads the file again from the start
+    with `separator` (this happens only when values such as `1.234` came before any evidence)."""
+
+    def __init__(self, separator: str) -> None:
+        super().__init__(f"the amounts use {separator!r} as decimal separator: read them again")
+        self.separator = separator
+
+
+@dataclass
+class ReadReport:
+    """How a file was read (the iteration's `parse`, with the layout): rows, blank rows and the
+    decimal separator, given by the upload or detected from the amounts."""
+
+    rows_read: int = 0
+    blank_rows_skipped: int = 0
+    decimal_separator: str | None = None
+    decimal_separator_detected: bool = False
+    _evidence: SeparatorEvidence = field(default_factory=SeparatorEvidence)
+
+
 def iter_movement_batches(
-    source: Path | BinaryIO, layout: LedgerLayout, batch_rows: int = DEFAULT_BATCH_ROWS
+    source: Path | BinaryIO,
+    layout: LedgerLayout,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    report: ReadReport | None = None,
+    stop: Event | None = None,
 ) -> Iterator[pl.DataFrame]:
     """Yield MOVEMENT_SCHEMA frames of at most `batch_rows` movements, in file order.
 
     `source` is the file, or for a CSV ledger also a binary stream of it (a workbook is a zip
-    archive, read from its end: it needs the file)."""
-    # Reading runs one batch ahead in a thread while this one types the previous batch.
+    archive, read from its end: it needs the file). `report` is filled in as the file is read;
+    setting `stop` ends the reading thread at its next chunk. Raises SeparatorChanged (see
+    there) when the layout leaves the decimal separator to detect."""
+    report = report if report is not None else ReadReport()
+    counts = RowCounts()
     if layout.kind == "xlsx":
         if not isinstance(source, Path):
             raise TypeError("an XLSX ledger is read from a file, not a stream")
-        for raw in prefetched(iter_xlsx_frames(source, layout, batch_rows)):
-            yield parse_movements(raw, layout)
-        return
-    for raw in prefetched(iter_csv_frames(source, layout, batch_rows)):
-        # The header is record 1, the first row of the first frame (slicing copies nothing).
-        rows = _drop_blank_rows(raw.slice(1) if raw["line"][0] == 1 else raw, layout)
-        if rows.height:
-            yield parse_movements(rows, layout)
+        frames = iter_xlsx_frames(source, layout, batch_rows, counts)
+    else:
+        frames = iter_csv_frames(source, layout, batch_rows, counts)
+    # Reading runs one batch ahead in a thread while this one types the previous batch.
+    for raw in prefetched(frames, stop=stop):
+        separator = _separator(raw, layout, report)
+        report.rows_read, report.blank_rows_skipped = counts.read, counts.blank
+        yield parse_movements(raw, layout, separator)
+    report.rows_read, report.blank_rows_skipped = counts.read, counts.blank
+    if report.decimal_separator is None:
+        report.decimal_separator = "."  # no evidence either way
 
 
-def _drop_blank_rows(raw: pl.DataFrame, layout: LedgerLayout) -> pl.DataFrame:
-    """Keep rows with at least one non-whitespace cell, mapped or not; rename mapped columns."""
-    account = layout.column("account_code")
-    assert account is not None
-    # Only rows whose account code cell is empty can be blank: check all cells of those alone.
-    suspects = raw.filter(~pl.col(f"c{account.index}").str.contains(r"\S").fill_null(False))
-    if suspects.height:
-        cells = [c for c in raw.columns if c != "line"]
-        has_text = pl.any_horizontal(pl.col(c).str.contains(r"\S") for c in cells)
-        blank = suspects.filter(~has_text.fill_null(False))["line"]
-        if len(blank):
-            raw = raw.filter(~pl.col("line").is_in(blank.implode()))
-    return raw.select(
-        pl.col("line"), *(pl.col(f"c{ref.index}").alias(ref.field) for ref in layout.columns)
-    )
+def _separator(raw: pl.DataFrame, layout: LedgerLayout, report: ReadReport) -> str:
+    """The decimal separator for this batch: the upload's, or the one the evidence so far
+    shows ("." without evidence, as SPEC §3 says)."""
+    if layout.decimal_separator is not None:
+        report.decimal_separator = layout.decimal_separator
+        report.decimal_separator_detected = layout.decimal_separator_detected
+        return layout.decimal_separator
+    if report.decimal_separator is not None:
+        return report.decimal_separator
+    evidence = report._evidence
+    seen_before = evidence.separated
+    evidence.add([raw[name] for name in amount_fields_of(layout) if name in raw.columns])
+    decided = evidence.decided
+    report.decimal_separator_detected = True
+    if decided is None:
+        return "."
+    report.decimal_separator = decided
+    if decided == "," and seen_before:
+        raise SeparatorChanged(decided)
+    return decided
+
+
+def parse_record(layout: LedgerLayout, report: ReadReport | None) -> dict[str, Any]:
+    """The iteration's `parse` (SPEC §3): what the upload showed, and once the worker has read
+    the file, its rows and the decimal separator it used (null until then)."""
+    given = layout.decimal_separator is not None and not layout.decimal_separator_detected
+    return {
+        "kind": layout.kind,
+        "encoding": layout.encoding,
+        "delimiter": layout.delimiter,
+        "decimal_separator": (
+            report.decimal_separator if report is not None else layout.decimal_separator
+        ),
+        "decimal_separator_detected": not given,
+        "headers": {ref.field: ref.header for ref in layout.columns},
+        "rows_read": report.rows_read if report is not None else None,
+        "blank_rows_skipped": report.blank_rows_skipped if report is not None else None,
+    }
 
 
 def narrow(batch: pl.DataFrame, keep_text: bool = False) -> pl.DataFrame:
@@ -87,32 +146,3 @@ def narrow(batch: pl.DataFrame, keep_text: bool = False) -> pl.DataFrame:
         pl.col("dup_hash"),
         *(FETCH_COLUMNS if keep_text else ()),
     )
-
-
-def read_narrow(
-    path: Path, layout: LedgerLayout, batch_rows: int = DEFAULT_BATCH_ROWS, keep_text: bool = False
-) -> pl.DataFrame:
-    """All movements of a ledger as one narrow frame (streams the file batch by batch)."""
-    parts = [narrow(b, keep_text) for b in iter_movement_batches(path, layout, batch_rows)]
-    if not parts:
-        return pl.DataFrame(schema=NARROW_SCHEMA)  # (keep_text columns absent: nothing to keep)
-    return pl.concat(parts, rechunk=False)  # rechunking would double peak memory
-
-
-def ledger_row_fetcher(
-    path: Path, layout: LedgerLayout, batch_rows: int = DEFAULT_BATCH_ROWS
-) -> FetchRows:
-    """A FetchRows that re-streams the ledger file: exact and memory-bounded, one pass per call."""
-    columns = ("line", *FETCH_COLUMNS)
-
-    def fetch(lines: pl.Series) -> pl.DataFrame:
-        wanted = pl.DataFrame({"line": lines.cast(pl.Int32)})
-        parts = [
-            batch.select(columns).join(wanted, on="line", how="semi")
-            for batch in iter_movement_batches(path, layout, batch_rows)
-        ]
-        if not parts:
-            return pl.DataFrame(schema={c: MOVEMENT_SCHEMA[c] for c in columns})
-        return pl.concat(parts)
-
-    return fetch

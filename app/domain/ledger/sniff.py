@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from typing import Literal
 
 from app.domain.errors import UnsupportedLedgerFile
@@ -61,17 +63,14 @@ def detect_encoding(head: bytes) -> Encoding:
     return "cp1252"
 
 
-def detect_delimiter(header_line: str) -> str:
-    """The most frequent of `,` `;` tab outside quotes in the header line (`,` on a tie)."""
-    counts = dict.fromkeys(DELIMITERS, 0)
-    quoted = False
-    for char in header_line:
-        if char == '"':
-            quoted = not quoted
-        elif not quoted and char in counts:
-            counts[char] += 1
-    best = max(DELIMITERS, key=lambda d: counts[d])  # max keeps the first on ties: ","
-    return best if counts[best] else ","
+def detect_delimiter(head: str) -> str:
+    """The one of `,` `;` tab that splits the header (the first record of `head`, as the csv
+    module reads it) into the most fields (`,` on a tie)."""
+    counts = {}
+    for delimiter in DELIMITERS:
+        header = next(csv.reader(io.StringIO(head, newline=""), delimiter=delimiter), [])
+        counts[delimiter] = len(header)
+    return max(DELIMITERS, key=lambda d: counts[d])  # max keeps the first on ties: ","
 
 
 def _looks_binary(head: bytes) -> bool:

@@ -7,10 +7,11 @@ import asyncio
 import contextlib
 import io
 import logging
+import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -19,10 +20,17 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.adapters.postgres import ledger_store
-from app.adapters.postgres.tables import ledgers
-from app.domain.duplicates import FETCH_COLUMNS
+from app.adapters.postgres.tables import iterations, ledgers
+from app.domain.duplicates import FETCH_COLUMNS, FetchRows
 from app.domain.ledger.format import LedgerLayout
-from app.domain.ledger.reader import NARROW_SCHEMA, FetchRows, iter_movement_batches, narrow
+from app.domain.ledger.reader import (
+    NARROW_SCHEMA,
+    ReadReport,
+    SeparatorChanged,
+    iter_movement_batches,
+    narrow,
+    parse_record,
+)
 from app.services.iterations import claims
 from app.services.iterations.claims import Claim
 
@@ -68,6 +76,7 @@ async def load_movements(engine: AsyncEngine, claimed: Claim, workdir: Path) -> 
         files, frame = await _parse_and_store(engine, claimed, ledger, layout, workdir)
     else:
         files, frame = await _download(engine, claimed, workdir)
+        await _record_parse(engine, claimed, ledger.parse or parse_record(layout, None))
     claimed.movements_processed = frame.height
     return LoadedMovements(frame, layout.has_document_type, local_fetcher(files))
 
@@ -75,33 +84,20 @@ async def load_movements(engine: AsyncEngine, claimed: Claim, workdir: Path) -> 
 async def _parse_and_store(
     engine: AsyncEngine, claimed: Claim, ledger: sa.Row[Any], layout: LedgerLayout, workdir: Path
 ) -> tuple[list[Path], pl.DataFrame]:
-    async with engine.begin() as conn:
-        await ledger_store.delete_movements(conn, claimed.ledger_id)  # a retried partial parse
-    files: list[Path] = []
-    parts: list[pl.DataFrame] = []
-    # Storing batch n (Parquet encoding, INSERT) overlaps with parsing batch n+1.
-    pending: asyncio.Queue[pl.DataFrame | None] = asyncio.Queue(maxsize=2)
-    storer = asyncio.create_task(_store_batches(engine, claimed.ledger_id, workdir, pending, files))
+    report = ReadReport()
     try:
-        async with _ledger_source(engine, ledger, layout, workdir) as (source, parsed_share):
-            batches = iter_movement_batches(source, layout)
-            try:
-                while (parsed := await asyncio.to_thread(_next_with_narrow, batches)) is not None:
-                    batch, narrowed = parsed
-                    await _hand_over(pending, batch, storer)
-                    parts.append(narrowed)
-                    claimed.movements_processed += batch.height
-                    claimed.progress = PARSE_PROGRESS_SHARE * min(1.0, parsed_share(batch))
-            finally:
-                # Closing joins the reading thread, which may be waiting for a chunk that this
-                # event loop fetches: close from another thread, or the two wait for each other.
-                await asyncio.to_thread(_close, batches)
-        await _hand_over(pending, None, storer)
-        await storer
-    finally:
-        storer.cancel()
-    frame = _concat(parts)
+        files, frame = await _parse_once(engine, claimed, ledger, layout, workdir, report)
+    except SeparatorChanged as changed:
+        # Amounts such as 1.234 came before the first evidence of a decimal comma: the file is
+        # read again with it (rare: most files show their separator in the first rows).
+        logger.info("the ledger's decimal separator is %r: parsing it again", changed.separator)
+        layout = replace(
+            layout, decimal_separator=changed.separator, decimal_separator_detected=True
+        )
+        report = ReadReport()
+        files, frame = await _parse_once(engine, claimed, ledger, layout, workdir, report)
     logger.info("parsed %d movements in %d batches", frame.height, len(files))
+    parse = parse_record(layout, report)
     async with engine.begin() as conn:
         await conn.execute(
             sa.update(ledgers)
@@ -111,10 +107,60 @@ async def _parse_and_store(
                 movements_total=frame.height,
                 account_codes=_distinct(frame, "account_code"),
                 document_type_codes=_distinct(frame, "document_type"),
+                parse=parse,
             )
         )
+    await _record_parse(engine, claimed, parse)
     await claims.beat(engine, claimed)
     return files, frame
+
+
+async def _parse_once(
+    engine: AsyncEngine,
+    claimed: Claim,
+    ledger: sa.Row[Any],
+    layout: LedgerLayout,
+    workdir: Path,
+    report: ReadReport,
+) -> tuple[list[Path], pl.DataFrame]:
+    async with engine.begin() as conn:
+        await ledger_store.delete_movements(conn, claimed.ledger_id)  # a retried partial parse
+    claimed.movements_processed = 0
+    files: list[Path] = []
+    parts: list[pl.DataFrame] = []
+    # Storing batch n (Parquet encoding, INSERT) overlaps with parsing batch n+1.
+    pending: asyncio.Queue[pl.DataFrame | None] = asyncio.Queue(maxsize=2)
+    storer = asyncio.create_task(_store_batches(engine, claimed.ledger_id, workdir, pending, files))
+    # Threads cannot be interrupted: if this job fails, times out or is cancelled, the event
+    # tells the reading threads to stop after the chunk in hand (see prefetch.py).
+    stop = threading.Event()
+    try:
+        async with _ledger_source(engine, ledger, layout, workdir) as (source, parsed_share):
+            batches = iter_movement_batches(source, layout, report=report, stop=stop)
+            try:
+                while (parsed := await asyncio.to_thread(_next_with_narrow, batches)) is not None:
+                    batch, narrowed = parsed
+                    await _hand_over(pending, batch, storer)
+                    parts.append(narrowed)
+                    claimed.movements_processed += batch.height
+                    claimed.progress = PARSE_PROGRESS_SHARE * min(1.0, parsed_share(batch))
+            finally:
+                stop.set()
+                # Closing joins the reading thread, which may be waiting for a chunk that this
+                # event loop fetches: close from another thread, or the two wait for each other.
+                await asyncio.to_thread(_close, batches)
+        await _hand_over(pending, None, storer)
+        await storer
+    finally:
+        stop.set()
+        storer.cancel()
+    return files, _concat(parts)
+
+
+async def _record_parse(engine: AsyncEngine, claimed: Claim, parse: dict[str, Any]) -> None:
+    """The iteration shows how its file was read (complete once the file has been parsed)."""
+    async with engine.begin() as conn:
+        await conn.execute(sa.update(iterations).where(claimed.owned()).values(parse=parse))
 
 
 @asynccontextmanager

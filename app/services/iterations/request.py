@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.adapters.postgres.tables import closings, iterations
+from app.adapters.postgres.tables import closings, iterations, ledgers
 from app.adapters.queue import enqueue_iteration
 from app.domain.errors import Conflict, NotFound
 from app.resources import Resources
@@ -42,6 +42,7 @@ _PUBLIC = (
     iterations.c.error,
     iterations.c.summary,
     iterations.c.diff,
+    iterations.c.parse,
     iterations.c.attempts,
 )
 
@@ -70,6 +71,7 @@ def to_resource(row: Any) -> dict[str, Any]:
         "error": data["error"],
         "summary": data["summary"],
         "diff": data["diff"],
+        "parse": data.get("parse"),
         "attempts": data["attempts"],
     }
 
@@ -155,6 +157,13 @@ async def request_iteration(
     row that is no longer queued, so the request gets an iteration of its own.
     """
     assert trigger in TRIGGERS, trigger
+    # How the closing's current ledger is read, as far as known (see migration 0008).
+    parse = (
+        sa.select(ledgers.c.parse)
+        .join(closings, closings.c.ledger_id == ledgers.c.id)
+        .where(closings.c.id == closing_id)
+        .scalar_subquery()
+    )
     queued = (
         await conn.execute(
             sa.select(
@@ -176,6 +185,7 @@ async def request_iteration(
                 .values(
                     coalesced_triggers=merged_triggers(queued, trigger),
                     notes=merged_notes(queued, notes, requested_by),
+                    parse=parse,
                 )
                 .returning(*_PUBLIC)
             )
@@ -199,6 +209,7 @@ async def request_iteration(
                 requested_by=requested_by,
                 notes=notes,
                 request_id=request_id,
+                parse=parse,
             )
             .returning(*_PUBLIC)
         )

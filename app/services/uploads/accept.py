@@ -14,6 +14,7 @@ from app.adapters.postgres.tables import closings, ledgers
 from app.domain.errors import Conflict
 from app.domain.ledger.format import LedgerOptions
 from app.domain.ledger.inspect import inspect_ledger
+from app.domain.ledger.reader import parse_record
 from app.resources import Resources
 from app.services.audit.record import Actor, Change, record
 from app.services.iterations import request as iterations
@@ -59,6 +60,7 @@ async def accept_ledger(
                 size_bytes=spool.size,
                 sha256=spool.sha256,
                 layout=layout_to_json(layout),
+                parse=parse_record(layout, None),  # the rows are counted by the worker
                 uploaded_by=actor.key_name,
                 uploaded_at=sa.func.now(),
                 receiving=False,

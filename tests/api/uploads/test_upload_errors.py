@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
-from python_calamine import CalamineWorkbook
 
 from app.adapters.postgres.tables import ledgers
 from app.api.state import app_state
@@ -19,9 +19,8 @@ from app.main import create_app
 from app.settings import Settings
 from tests.conftest import KeyMaker, bearer
 from tests.helpers import API, assert_problem, create_closing, get_json, upload
-from tests.paths import PUBLIC_DATA
+from tests.workbooks import JE_HEADER, je_like_workbook
 
-WORKBOOK = PUBLIC_DATA / "je_samples.xlsx"
 GOOD = b"fecha,comprobante,cuenta,debe,haber\n2026-10-01,V1,1101,10,0\n2026-10-01,V1,4101,0,10\n"
 
 
@@ -67,16 +66,16 @@ async def test_missing_required_columns(
 
 
 async def test_missing_columns_of_a_real_workbook(
-    app: FastAPI, client: AsyncClient, analyst: str
+    app: FastAPI, client: AsyncClient, analyst: str, tmp_path: Path
 ) -> None:
-    """je_samples.xlsx without column_map: Debit/Credit/Amount match, the key fields do not."""
-    sheet = CalamineWorkbook.from_path(str(WORKBOOK)).get_sheet_by_index(0)
-    header = [str(cell).strip() for cell in next(iter(sheet.iter_rows()))]
+    """A je_samples-like workbook without column_map: Debit/Credit/Amount match, the key fields
+    do not."""
+    workbook = je_like_workbook(tmp_path / "je_samples.xlsx", vouchers=20).path
     closing = (await create_closing(client, analyst)).id
-    content = await asyncio.to_thread(WORKBOOK.read_bytes)
-    body = assert_problem(await upload(client, analyst, closing, content, WORKBOOK.name), 422)
+    content = await asyncio.to_thread(workbook.read_bytes)
+    body = assert_problem(await upload(client, analyst, closing, content, workbook.name), 422)
     assert body["missing_fields"] == ["account_code", "date", "voucher"]
-    assert body["header_found"] == header
+    assert body["header_found"] == JE_HEADER
     assert "JENumber" in body["detail"] and "GLAccountNumber" in body["detail"]
     await assert_nothing_stored(app, client, analyst, closing)
 

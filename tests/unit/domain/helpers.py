@@ -7,12 +7,15 @@ from pathlib import Path
 
 import polars as pl
 
+from app.adapters.postgres.ledger_store import batch_to_parquet
+from app.domain.duplicates import FetchRows
 from app.domain.evaluation import Evaluation, evaluate
 from app.domain.incidence import Incidence
 from app.domain.ledger.format import LedgerLayout, LedgerOptions
 from app.domain.ledger.inspect import inspect_ledger
 from app.domain.ledger.reader import iter_movement_batches, narrow
 from app.domain.reference import Account, ReferenceData
+from app.services.iterations.movements import local_fetcher
 
 HEADER = "cuenta,fecha,comprobante,debe,haber,tipo_doc,folio,glosa,nombre_cuenta"
 
@@ -47,6 +50,23 @@ def read(
     return layout, pl.concat(batches) if batches else pl.DataFrame()
 
 
+def narrow_frame(
+    path: Path, layout: LedgerLayout, keep_text: bool = False, batch_rows: int = 250_000
+) -> pl.DataFrame:
+    """The narrow frame of a whole ledger, as the worker builds it batch by batch."""
+    batches = iter_movement_batches(path, layout, batch_rows)
+    return pl.concat(narrow(batch, keep_text) for batch in batches)
+
+
+def stored_fetcher(path: Path, layout: LedgerLayout, folder: Path) -> FetchRows:
+    """The worker's FetchRows: full batches kept as Parquet files, read back by line."""
+    files = []
+    for n, batch in enumerate(iter_movement_batches(path, layout)):
+        files.append(folder / f"batch-{n:05d}.parquet")
+        files[-1].write_bytes(batch_to_parquet(batch))
+    return local_fetcher(files)
+
+
 def parse_text(
     tmp_path: Path, text: str, options: LedgerOptions | None = None, **kw: str
 ) -> pl.DataFrame:
@@ -64,8 +84,7 @@ def run(
     """Evaluate a CSV made of a header and rows (narrow frame with texts, no fetcher)."""
     path = write(tmp_path, "\n".join([header, *rows]) + "\n")
     layout = inspect_ledger(path, options or LedgerOptions())
-    frame = pl.concat(narrow(b, keep_text=True) for b in iter_movement_batches(path, layout))
-    return evaluate(frame, reference, layout.has_document_type)
+    return evaluate(narrow_frame(path, layout, keep_text=True), reference, layout.has_document_type)
 
 
 def by_key(evaluation: Evaluation) -> Mapping[str, Incidence]:

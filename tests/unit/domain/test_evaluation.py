@@ -12,8 +12,16 @@ import pytest
 from app.domain.errors import AmountOverflow
 from app.domain.evaluation import Evaluation, evaluate
 from app.domain.ledger.inspect import inspect_ledger
-from app.domain.ledger.reader import iter_movement_batches, ledger_row_fetcher, narrow, read_narrow
-from tests.unit.domain.helpers import HEADER, REFERENCE, row, run, write
+from app.domain.ledger.reader import iter_movement_batches, narrow
+from tests.unit.domain.helpers import (
+    HEADER,
+    REFERENCE,
+    narrow_frame,
+    row,
+    run,
+    stored_fetcher,
+    write,
+)
 
 D = Decimal
 
@@ -158,15 +166,16 @@ def _ledger(tmp_path: Path) -> Path:
 def test_fetch_rows_path_matches_in_frame_texts(tmp_path: Path) -> None:
     path = _ledger(tmp_path)
     layout = inspect_ledger(path)
-    with_text = evaluate(read_narrow(path, layout, keep_text=True), REFERENCE, True)
+    with_text = evaluate(narrow_frame(path, layout, keep_text=True), REFERENCE, True)
     calls: list[list[int]] = []
-    fetch = ledger_row_fetcher(path, layout)
+    (tmp_path / "batches").mkdir()
+    fetch = stored_fetcher(path, layout, tmp_path / "batches")
 
     def spy(lines: pl.Series) -> pl.DataFrame:
         calls.append(lines.to_list())
         return fetch(lines)
 
-    fetched = evaluate(read_narrow(path, layout), REFERENCE, True, fetch_rows=spy)
+    fetched = evaluate(narrow_frame(path, layout), REFERENCE, True, fetch_rows=spy)
     assert _dicts(fetched) == _dicts(with_text)
     assert fetched.statistics == with_text.statistics
     # One call: the duplicate candidates (2, 3; line 4's number differs, so does its hash),
@@ -177,13 +186,13 @@ def test_fetch_rows_path_matches_in_frame_texts(tmp_path: Path) -> None:
 def test_narrow_frame_without_texts_needs_a_fetcher(tmp_path: Path) -> None:
     path = _ledger(tmp_path)
     with pytest.raises(ValueError, match="fetch_rows"):
-        evaluate(read_narrow(path, inspect_ledger(path)), REFERENCE, True)
+        evaluate(narrow_frame(path, inspect_ledger(path)), REFERENCE, True)
 
 
 def test_duplicates_survive_no_hash_collision(tmp_path: Path) -> None:
     # Force every dup_hash equal: texts still decide, exactly.
     path = _ledger(tmp_path)
-    frame = read_narrow(path, inspect_ledger(path), keep_text=True).with_columns(
+    frame = narrow_frame(path, inspect_ledger(path), keep_text=True).with_columns(
         pl.lit(42, pl.UInt64).alias("dup_hash")
     )
     duplicate = next(
@@ -195,7 +204,7 @@ def test_duplicates_survive_no_hash_collision(tmp_path: Path) -> None:
 def test_unsorted_input_is_sorted(tmp_path: Path) -> None:
     path = _ledger(tmp_path)
     layout = inspect_ledger(path)
-    frame = read_narrow(path, layout, keep_text=True)
+    frame = narrow_frame(path, layout, keep_text=True)
     shuffled = frame.reverse()
     assert _dicts(evaluate(shuffled, REFERENCE, True)) == _dicts(evaluate(frame, REFERENCE, True))
 

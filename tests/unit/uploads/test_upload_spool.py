@@ -10,6 +10,7 @@ from pathlib import Path
 import zstandard
 
 from app.adapters.postgres.ledger_store import FILE_CHUNK_BYTES
+from app.domain.ledger.inspect import HEAD_BYTES
 from app.services.uploads.spool import UploadSpool
 
 
@@ -41,7 +42,9 @@ async def test_the_stored_blocks_are_the_file_in_order(tmp_path: Path) -> None:
     assert spool.path.read_bytes() == data
     assert spool.sha256 == hashlib.sha256(data).hexdigest()
     assert spool.size == len(data)
-    assert spool.seen.quotes == data.count(b'"')
+    # The guards saw every byte, in order.
+    assert spool.seen.first_nul == data.find(b"\x00")
+    assert spool.seen.head == data[:HEAD_BYTES]
 
 
 async def test_a_discarded_spool_waits_for_its_blocks(tmp_path: Path) -> None:

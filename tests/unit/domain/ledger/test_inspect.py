@@ -16,7 +16,7 @@ from app.domain.ledger.format import AmountMode, LedgerOptions
 from app.domain.ledger.inspect import inspect_ledger
 from app.domain.ledger.sniff import detect_delimiter, detect_encoding, detect_kind
 from tests.unit.domain.helpers import write
-from tests.unit.domain.xlsx_writer import write_xlsx
+from tests.workbooks import write_xlsx
 
 
 class TestDetectKind:

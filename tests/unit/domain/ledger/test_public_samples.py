@@ -3,36 +3,33 @@
 from __future__ import annotations
 
 import csv
-import datetime as dt
 from collections import Counter, defaultdict
 from decimal import Decimal
 from pathlib import Path
 
-import polars as pl
-from python_calamine import CalamineWorkbook
-
 from app.domain.evaluation import Evaluation, evaluate
 from app.domain.ledger.format import AmountMode, LedgerLayout, LedgerOptions
 from app.domain.ledger.inspect import inspect_ledger
-from app.domain.ledger.reader import iter_movement_batches, ledger_row_fetcher, narrow
 from app.domain.reference import Account, ReferenceData
 from tests.paths import PUBLIC_DATA
+from tests.unit.domain.helpers import narrow_frame, stored_fetcher
+from tests.workbooks import JE_COLUMN_MAP, je_like_workbook
 
 DATA = PUBLIC_DATA
 
 
 def _evaluate(
-    path: Path, options: LedgerOptions, reference: ReferenceData, refetch: bool
+    path: Path, options: LedgerOptions, reference: ReferenceData, folder: Path
 ) -> tuple[LedgerLayout, Evaluation]:
-    """Evaluate a file; texts come from re-reading it (refetch) or ride in the narrow frame."""
+    """Evaluate a file as the worker does: texts fetched from the stored batches."""
     layout = inspect_ledger(path, options)
-    batches = iter_movement_batches(path, layout, batch_rows=10_000)
-    frame = pl.concat(narrow(b, keep_text=not refetch) for b in batches)
-    fetch = ledger_row_fetcher(path, layout) if refetch else None
+    frame = narrow_frame(path, layout, batch_rows=10_000)
+    (folder / "batches").mkdir()
+    fetch = stored_fetcher(path, layout, folder / "batches")
     return layout, evaluate(frame, reference, layout.has_document_type, fetch)
 
 
-def test_journal_entries_csv() -> None:
+def test_journal_entries_csv(tmp_path: Path) -> None:
     path = DATA / "journal_entries.csv"
     with (DATA / "chart_of_accounts.csv").open(newline="") as fh:
         chart = {
@@ -40,7 +37,7 @@ def test_journal_entries_csv() -> None:
         }
     reference = ReferenceData(accounts=chart, document_types={}, period="2025-01")
     options = LedgerOptions(column_map={"voucher": "entry_id", "account_code": "account"})
-    layout, result = _evaluate(path, options, reference, refetch=True)
+    layout, result = _evaluate(path, options, reference, tmp_path)
 
     with path.open(newline="", encoding="utf-8") as fh:
         rows = [r for r in csv.DictReader(fh) if any(v.strip() for v in r.values())]
@@ -77,53 +74,31 @@ def test_journal_entries_csv() -> None:
     assert not_in_chart == {a for a in per_account if a not in chart}
 
 
-def test_je_samples_xlsx() -> None:
-    path = DATA / "je_samples.xlsx"
-    options = LedgerOptions(
-        column_map={
-            "voucher": "JENumber",
-            "account_code": "GLAccountNumber",
-            "date": "EffectiveDate",
-            "amount": "Amount",
-            "description": "JEDescription",
-            "account_name": "GLAccountName",
-        }
-    )
-    reference = ReferenceData(accounts={}, document_types={}, period="2015-01")
-    layout, result = _evaluate(path, options, reference, refetch=False)
+def test_je_like_workbook(tmp_path: Path) -> None:
+    """A workbook with je_samples.xlsx's traits (tests/workbooks.py), checked against the
+    movements it was built from."""
+    ledger = je_like_workbook(tmp_path / "je.xlsx")
+    options = LedgerOptions(column_map=JE_COLUMN_MAP)
+    reference = ReferenceData(accounts={}, document_types={}, period="2015-06")
+    layout, result = _evaluate(ledger.path, options, reference, tmp_path)
 
-    sheet = (
-        CalamineWorkbook.from_path(str(path)).get_sheet_by_index(0).to_python(skip_empty_area=False)
-    )
-    header = sheet[0]
-    amount, voucher, date = (
-        header.index("Amount"),
-        header.index("JENumber"),
-        header.index("EffectiveDate"),
-    )
-    rows = [r for r in sheet[1:] if any(v != "" for v in r)]
-    amounts = [Decimal(repr(r[amount])) for r in rows]
+    movements = ledger.movements
     balance: dict[str, Decimal] = defaultdict(Decimal)
-    for r, a in zip(rows, amounts, strict=True):
-        balance[str(r[voucher])] += a
-    in_period = sum(
-        1
-        for r in rows
-        if isinstance(r[date], dt.date) and (r[date].year, r[date].month) == (2015, 1)
-    )
-
+    for m in movements:
+        balance[m.voucher] += m.debit - m.credit
     stats = result.statistics
     # Debit/Credit columns are found by alias, but column_map names amount alone: signed mode.
     assert layout.amount_mode is AmountMode.SIGNED_AMOUNT
-    assert stats.movements_total == len(rows) == 37905
+    assert stats.movements_total == len(movements)
     assert stats.movements_rejected == 0
-    assert stats.debit_total == sum(a for a in amounts if a > 0)
-    assert stats.credit_total == -sum(a for a in amounts if a < 0)
-    unbalanced = {i.element.code for i in result.incidences if i.type == "VOUCHER_UNBALANCED"}
-    assert unbalanced == {v for v, b in balance.items() if b != 0}
+    assert stats.debit_total == sum(m.debit for m in movements)
+    assert stats.credit_total == sum(m.credit for m in movements)
+    assert not any(balance.values())
+    assert not [i for i in result.incidences if i.type == "VOUCHER_UNBALANCED"]
     out = sum(i.movement_count for i in result.incidences if i.type == "MOVEMENT_OUT_OF_PERIOD")
-    assert out == len(rows) - in_period
-    # Numeric account cells become codes without ".0"; text codes stay as they are.
+    assert out == sum(1 for m in movements if (m.date.year, m.date.month) != (2015, 6))
+    # Numeric account cells become codes without ".0", padded by their format; text codes stay.
     codes = {i.element.code for i in result.incidences if i.type == "ACCOUNT_NOT_IN_CHART"}
-    assert "11845" in codes and "70300-FS" in codes
+    assert codes == {m.account_code for m in movements}
+    assert {"11845", "001234", "70300-FS"} <= codes
     assert not any(c.endswith(".0") for c in codes)

@@ -64,8 +64,13 @@ class TestLines:
         assert frame["credit"].to_list() == [D(0), D(5)]
 
     def test_short_and_long_rows(self, tmp_path: Path) -> None:
-        frame = parse_text(tmp_path, HEAD + "1,2026-10-01,1,5\n2,2026-10-01,1,,5,extra\n")
-        assert frame["credit"].to_list() == [D(0), D(5)]
+        text = HEAD + "1,2026-10-01,1,5\n2,2026-10-01,1,,5,extra\n3,2026-10-01,1,,5,\n"
+        frame = parse_text(tmp_path, text)
+        # Missing trailing fields are empty; a field past the header's width is refused when
+        # it holds text (an empty one cuts nothing).
+        assert frame["credit"].to_list() == [D(0), D(5), D(5)]
+        assert frame["invalid_field"].to_list() == [None, "fields", None]
+        assert frame["invalid_reason"][1] == "the row has 6 fields, the header 5"
 
 
 class TestDates:
@@ -140,19 +145,32 @@ class TestAmounts:
         ]
 
     def test_other_separator_is_noise(self, tmp_path: Path) -> None:
-        # With "." as decimal separator, "," is thousands noise wherever it appears.
-        assert amounts(tmp_path, ["12,34"]) == [D(1234)]
+        # With "." as decimal separator, "," is thousands noise anywhere before the decimals.
+        assert amounts(tmp_path, ["12,34", "1,2,3.5"]) == [D(1234), D("123.5")]
 
     @pytest.mark.parametrize(
-        "cell", ["abc", "1.2.3", "--5", "-$-5", "$", "-", "12-", "1e5", "(5)", "5 USD"]
+        "cell",
+        ["abc", "1.2.3", "--5", "-$-5", "$", "1e5", "(5", "5)", "-(5)", "(5)-", "5-5", "1,2.3,4"],
     )
     def test_invalid(self, tmp_path: Path, cell: str) -> None:
         frame = parse_text(
-            tmp_path, "cuenta;fecha;comprobante;debe;haber\n" + f"1;2026-10-01;1;{cell};\n"
+            tmp_path,
+            "cuenta;fecha;comprobante;debe;haber\n" + f"1;2026-10-01;1;{cell};\n",
+            LedgerOptions(decimal_separator="."),
         )
         assert frame["debit"].to_list() == [None]
         assert frame["invalid_field"].to_list() == ["debit"]
         assert frame["invalid_reason"].to_list() == [f"debit '{cell}' is not a valid amount"]
+
+    def test_signs_and_currency_noise(self, tmp_path: Path) -> None:
+        cells = [
+            "(100)", "50-", "-7", "(1,234.56)", "1,234.56-", "-", " - ", "$ -", "$ (3)",
+            "US$ 1,000", "€ 2", "CLP 3", "4 USD", "1\u00a0234.5", "+4", "usd 5",
+        ]  # fmt: skip
+        assert amounts(tmp_path, cells) == [
+            D(-100), D(-50), D(-7), D("-1234.56"), D("-1234.56"), D(0), D(0), D(0), D(-3),
+            D(1000), D(2), D(3), D(4), D("1234.5"), D(4), D(5),
+        ]  # fmt: skip
 
     def test_scale_limits_reject_instead_of_rounding(self, tmp_path: Path) -> None:
         eighteen = "0." + "1" * 18
