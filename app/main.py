@@ -11,6 +11,7 @@ from fastapi_offline import FastAPIOffline
 
 from app import __version__
 from app.api.callers import KnownKeys, PrincipalCache
+from app.api.middleware.body_limit import BodyLimitMiddleware
 from app.api.middleware.metrics import MetricsMiddleware
 from app.api.middleware.rate_limit import RateLimitMiddleware
 from app.api.middleware.request_id import RequestIdMiddleware
@@ -84,6 +85,9 @@ def create_app(settings: Settings) -> FastAPI:
     install_problem_openapi(app)
     # Innermost: hot snapshot reads are answered here, still behind the rate limiter.
     app.add_middleware(SnapshotReadFastPath)
+    # Bodies are bounded before any route reads them; behind the rate limiter, so a flood of
+    # refused bodies is limited too, and its key lookup tells which keys are known invalid.
+    app.add_middleware(BodyLimitMiddleware, settings=settings)
     # Add request-id/metrics middleware after: they wrap it.
     app.add_middleware(RateLimitMiddleware, settings=settings, known_keys=state.known_keys)
 
