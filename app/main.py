@@ -10,6 +10,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi_offline import FastAPIOffline
 
 from app import __version__
+from app.adapters.cpu_pool import CpuPool
 from app.api.callers import KnownKeys, PrincipalCache
 from app.api.middleware.body_limit import BodyLimitMiddleware
 from app.api.middleware.metrics import MetricsMiddleware
@@ -61,6 +62,7 @@ def create_app(settings: Settings) -> FastAPI:
             state.draining = True
             await snapshots.aclose()
             await resources.aclose()
+            state.cpu.close()
             state.resources = state.snapshots = None
 
     # Swagger UI 5 and ReDoc are served from the package's own static files: no CDN.
@@ -78,6 +80,7 @@ def create_app(settings: Settings) -> FastAPI:
         migration_head=head_revision(),
         principals=PrincipalCache(settings.auth_cache_ttl_seconds),
         known_keys=KnownKeys(),
+        cpu=CpuPool(settings.cpu_pool_processes, settings.cpu_pool_queue),
     )
     app.state.ledger = state
     install_problem_handlers(app)

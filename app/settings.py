@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     health_cache_min_reads: int = Field(default=100, ge=1)
     health_disk_warn_percent: float = Field(default=90.0, gt=0, le=100)
     health_memory_warn_percent: float = Field(default=90.0, gt=0, le=100)
+    # Worker processes of the API for CPU-heavy reads (filtered views, diffs, bulk bodies), and
+    # how many such requests may wait for one before the next is refused with 503.
+    cpu_pool_processes: int = Field(default=2, ge=1)
+    cpu_pool_queue: int = Field(default=16, ge=0)
     # Full incidence sets (result document + drill-down lines) kept per closing; older
     # iterations keep their history row, summary and diff. The served snapshot is always kept.
     iteration_retention: int = Field(default=100, ge=1)

@@ -8,6 +8,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 
+from app.adapters.cpu_pool import CpuPool
 from app.api.callers import KnownKeys, PrincipalCache
 from app.resources import Resources
 from app.services.ops.probe_memo import ProbeMemo
@@ -24,6 +25,7 @@ class AppState:
     migration_head: str | None
     principals: PrincipalCache  # key hash → principal, for AUTH_CACHE_TTL_SECONDS
     known_keys: KnownKeys  # key hash → key id or invalid: the rate limiter's subject
+    cpu: CpuPool  # CPU-heavy reads run here, never on the event loop
     health: ProbeMemo[dict[str, Any]] = field(default_factory=ProbeMemo)  # once a second
     cache_hit_rate: HitRateWindow = field(default_factory=HitRateWindow)  # /health's window
     draining: bool = False  # set on SIGTERM: /ready answers 503 from then on
