@@ -47,7 +47,7 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         resources = Resources.build(settings)
-        snapshots = SnapshotRepository(resources)
+        snapshots = SnapshotRepository(resources, state.cpu)
         state.resources, state.snapshots = resources, snapshots
         snapshots.start()
         if settings.bootstrap_api_key is not None:

@@ -6,11 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from cachetools import LRUCache
 from starlette.applications import Starlette
 
 from app.adapters.cpu_pool import CpuPool
 from app.api.callers import KnownKeys, PrincipalCache
 from app.resources import Resources
+from app.services.iterations.history import DiffKey, diff_cache
 from app.services.ops.probe_memo import ProbeMemo
 from app.services.ops.probes import HitRateWindow
 from app.services.snapshot_cache.repository import SnapshotRepository
@@ -28,6 +30,7 @@ class AppState:
     cpu: CpuPool  # CPU-heavy reads run here, never on the event loop
     health: ProbeMemo[dict[str, Any]] = field(default_factory=ProbeMemo)  # once a second
     cache_hit_rate: HitRateWindow = field(default_factory=HitRateWindow)  # /health's window
+    diffs: LRUCache[DiffKey, bytes] = field(default_factory=diff_cache)  # computed diffs
     draining: bool = False  # set on SIGTERM: /ready answers 503 from then on
     resources: Resources | None = None
     snapshots: SnapshotRepository | None = None

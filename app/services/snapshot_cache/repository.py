@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
+from app.adapters.cpu_pool import CpuPool
 from app.adapters.redis import REDIS_FAILURES
 from app.adapters.redis.snapshot_cache import Event, SnapshotCache
 from app.domain.snapshot import WHOLE, SnapshotEntry, SnapshotQuery, snapshot_view
@@ -55,8 +56,9 @@ _Loader = Callable[[], Awaitable[Served]]
 class SnapshotRepository:
     """One per process: the near cache, the breaker, the single flights and the listener."""
 
-    def __init__(self, resources: Resources) -> None:
+    def __init__(self, resources: Resources, cpu: CpuPool) -> None:
         settings = resources.settings
+        self.cpu = cpu  # views of large snapshots are computed there, off the event loop
         self.settings = settings
         self.engine = resources.engine
         self.cache = SnapshotCache.for_settings(resources.redis, settings)
@@ -156,7 +158,10 @@ class SnapshotRepository:
         if not view:
             served = await self._single_flight(key[:2], lambda: self._fill(tenant, closing))
         else:
-            served = await self._view_from(key, query, await self.get(tenant, closing, WHOLE))
+            whole = await self.get(tenant, closing, WHOLE)
+            # One computation for all concurrent readers of this view of this version.
+            flight = (*key, str(whole.entry.version))
+            served = await self._single_flight(flight, lambda: self._view_from(key, query, whole))
         self.near.put(key, served.entry, generation)
         return served
 
@@ -168,7 +173,7 @@ class SnapshotRepository:
 
     async def _view_from(self, key: NearKey, query: SnapshotQuery, whole: Served) -> Served:
         """Filter and page the whole snapshot, and store the view for the next readers."""
-        entry = replace(whole.entry, body=snapshot_view(whole.entry.body, query))
+        entry = replace(whole.entry, body=await self._view(whole.entry.body, query))
         if whole.outcome != "bypass" and self.breaker.allow():
             try:
                 async with asyncio.timeout(self._timeout):
@@ -260,5 +265,9 @@ class SnapshotRepository:
             return served
         if held is not None and held.version == served.entry.version:  # the view is current
             return Served(held, "bypass")
-        body = snapshot_view(served.entry.body, query)
+        body = await self._view(served.entry.body, query)
         return Served(replace(served.entry, body=body), "bypass")
+
+    async def _view(self, document: bytes, query: SnapshotQuery) -> bytes:
+        """Filter and page a snapshot document (in the CPU pool when it is large)."""
+        return await self.cpu.run(len(document), snapshot_view, document, query)

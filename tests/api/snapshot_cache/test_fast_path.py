@@ -57,7 +57,6 @@ async def test_fast_lane_matches_the_route(
         ({}, {"If-None-Match": f'W/{etag}, "x"'}),
         ({"limit": 5, "offset": 2}, {}),
         ({"severity": "error", "type": "ACCOUNT_NOT_IN_CHART"}, {}),
-        ({"type": "NOPE"}, {}),
     ]
     for params, headers in cases:
         lane_answers.clear()
@@ -69,7 +68,13 @@ async def test_fast_lane_matches_the_route(
         assert by_lane.status_code in (200, 304)
 
     lane_answers.clear()
-    for params in ({"severity": "bad"}, {"limit": 0}, {"limit": "1e3"}, {"offset": -1}):
+    for params in (
+        {"severity": "bad"},
+        {"type": "NOPE"},
+        {"limit": 0},
+        {"limit": "1e3"},
+        {"offset": -1},
+    ):
         refused = await client.get(path, params=params, headers=bearer(key))
         assert refused.status_code == 422  # the route's validation, not the lane's
     assert (await client.get(path, headers={"Authorization": "Bearer li_nope"})).status_code == 401

@@ -25,7 +25,7 @@ def _die() -> None:
 
 @pytest.fixture
 async def pool() -> AsyncIterator[CpuPool]:
-    pool = CpuPool(processes=1, queue=1, inline_below=100)
+    pool = CpuPool(workers=1, queue=1, inline_below=100)
     try:
         yield pool
     finally:
@@ -53,3 +53,13 @@ async def test_a_dead_worker_process_costs_one_request(pool: CpuPool) -> None:
     with pytest.raises(Busy):
         await pool.run(100, _die)
     assert await pool.run(100, _pid_after, 0) != os.getpid()
+
+
+async def test_threads_are_bounded_the_same_way(pool: CpuPool) -> None:
+    running = asyncio.create_task(pool.thread(time.sleep, 0.5))
+    waiting = asyncio.create_task(pool.thread(time.sleep, 0))
+    await asyncio.sleep(0.1)
+    with pytest.raises(Busy):
+        await pool.thread(time.sleep, 0)
+    await asyncio.gather(running, waiting)
+    assert await pool.thread(os.getpid) == os.getpid()

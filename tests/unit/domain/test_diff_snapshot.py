@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 
 from app.domain.amounts import format_amount
-from app.domain.diff import assign_first_seen, diff_incidences
+from app.domain.diff import assign_first_seen, diff_documents, diff_incidences
 from app.domain.incidence import Element, Incidence
 from app.domain.snapshot import build_snapshot, canonical_json, content_hash
 from app.domain.statistics import Statistics, Tally
@@ -39,7 +39,23 @@ def inc(
     )
 
 
+def _document(incidences: list[Incidence]) -> bytes:
+    at = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    return canonical_json(build_snapshot("c", 1, {}, incidences, computed_at=at))
+
+
 class TestDiff:
+    def test_stored_documents_diff_as_the_incidences_do(self) -> None:
+        before = [inc("A:1"), inc("A:2", 2, "10"), inc("A:3", 1, "5", "5"), inc("A:4")]
+        after = [
+            inc("A:5"),
+            inc("A:2", 3, "10"),
+            inc("A:3", 1, "5.00", "5"),
+            inc("A:4", 1, "0", "1"),
+        ]
+        stored = json.loads(diff_documents(_document(before), _document(after), (3, 7)))
+        assert stored == {"from": 3, "to": 7, **diff_incidences(before, after).to_dict()}
+
     def test_new_resolved_changed_unchanged(self) -> None:
         before = [inc("A:1"), inc("A:2", 2, "10"), inc("A:3", 1, "5", "5"), inc("A:4")]
         after = [
