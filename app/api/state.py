@@ -14,7 +14,7 @@ from app.api.callers import KnownKeys, PrincipalCache
 from app.resources import Resources
 from app.services.iterations.history import DiffKey, diff_cache
 from app.services.ops.probe_memo import ProbeMemo
-from app.services.ops.probes import HitRateWindow
+from app.services.ops.probes import HitRateWindow, Readiness
 from app.services.snapshot_cache.repository import SnapshotRepository
 from app.settings import Settings
 
@@ -29,6 +29,7 @@ class AppState:
     known_keys: KnownKeys  # key hash → key id or invalid: the rate limiter's subject
     cpu: CpuPool  # CPU-heavy reads run here, never on the event loop
     health: ProbeMemo[dict[str, Any]] = field(default_factory=ProbeMemo)  # once a second
+    readiness: ProbeMemo[Readiness] = field(default_factory=ProbeMemo)  # once a second
     cache_hit_rate: HitRateWindow = field(default_factory=HitRateWindow)  # /health's window
     diffs: LRUCache[DiffKey, bytes] = field(default_factory=diff_cache)  # computed diffs
     draining: bool = False  # set on SIGTERM: /ready answers 503 from then on
