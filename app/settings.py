@@ -31,10 +31,17 @@ class RatePolicy:
         return policy
 
 
+# BOOTSTRAP_API_KEY is an admin key chosen by an operator: it must be hard to guess.
+MIN_BOOTSTRAP_KEY_LENGTH = 32
+
+
 class Settings(BaseSettings):
     """Every knob of the service; unset URLs mean "use the embedded servers under DATA_DIR"."""
 
-    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
+    # hide_input_in_errors: a refused value (a key, a URL with a password) is never echoed.
+    model_config = SettingsConfigDict(
+        env_file=None, extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     database_url: SecretStr | None = None
     redis_url: SecretStr | None = None
@@ -101,6 +108,17 @@ class Settings(BaseSettings):
     @classmethod
     def _valid_rate(cls, value: str) -> str:
         RatePolicy.parse(value)
+        return value
+
+    @field_validator("bootstrap_api_key")
+    @classmethod
+    def _long_bootstrap_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_BOOTSTRAP_KEY_LENGTH:
+            raise ValueError(
+                f"it must have at least {MIN_BOOTSTRAP_KEY_LENGTH} characters; "
+                'make one with: python3 -c \'import secrets; print("li_" + '
+                "secrets.token_urlsafe(32))'"
+            )
         return value
 
     @field_validator("trusted_proxies")

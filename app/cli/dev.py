@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from app.cli.context import migrate_database, resolved, with_connection
-from app.settings import Settings
+from app.settings import MIN_BOOTSTRAP_KEY_LENGTH, Settings
 
 DEV_KEY_FILE = "dev-api-key"
 
@@ -28,10 +28,11 @@ def _dev_key(settings: Settings) -> str:
         key = settings.bootstrap_api_key.get_secret_value()
     else:
         key_file = settings.data_dir / DEV_KEY_FILE
-        if not key_file.exists():
-            key_file.write_text(api_keys.generate_key())
+        key = key_file.read_text().strip() if key_file.exists() else ""
+        if len(key) < MIN_BOOTSTRAP_KEY_LENGTH:  # none yet, or one made too short by hand
+            key = api_keys.generate_key()
+            key_file.write_text(key)
             key_file.chmod(0o600)
-        key = key_file.read_text().strip()
     asyncio.run(with_connection(settings, lambda conn: api_keys.ensure_bootstrap_key(conn, key)))
     return key
 

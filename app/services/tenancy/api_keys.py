@@ -15,9 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.adapters.postgres.tables import api_keys, tenants
 from app.domain.errors import InvalidInput
+from app.settings import MIN_BOOTSTRAP_KEY_LENGTH
 
 KEY_PREFIX = "li_"
 DEFAULT_TENANT = "default"
+BOOTSTRAP_NAME = "bootstrap"  # the name of BOOTSTRAP_API_KEY's key, reserved in `default`
+# The start of a key shown to operators (`api-key list`): at most this many characters, and at
+# most a quarter of the key, so what is stored in clear never gives much of a key away.
+PREFIX_SHOWN = 10
 
 
 class Role(IntEnum):
@@ -75,30 +80,62 @@ async def ensure_tenant(conn: AsyncConnection, name: str) -> uuid.UUID:
     return (await conn.execute(sa.select(tenants.c.id).where(tenants.c.name == name))).scalar_one()
 
 
-async def create_key(
-    conn: AsyncConnection, *, tenant: str, role: str, name: str, key: str | None = None
-) -> str:
-    """Store a new key (or the given one) for the tenant and return it in clear, once."""
+def shown_prefix(key: str) -> str:
+    """The part of a key stored in clear, for operators to tell keys apart."""
+    return key[: min(PREFIX_SHOWN, len(key) // 4)]
+
+
+async def create_key(conn: AsyncConnection, *, tenant: str, role: str, name: str) -> str:
+    """Store a new random key for the tenant and return it in clear, once."""
     parsed_role = Role.parse(role)
-    key = key or generate_key()
+    if tenant == DEFAULT_TENANT and name == BOOTSTRAP_NAME:
+        raise InvalidInput(f"the name {BOOTSTRAP_NAME!r} is reserved for BOOTSTRAP_API_KEY")
+    key = generate_key()
     tenant_id = await ensure_tenant(conn, tenant)
     await conn.execute(
-        insert(api_keys)
-        .values(
+        sa.insert(api_keys).values(
             tenant_id=tenant_id,
             name=name,
             role=parsed_role.name,
             key_hash=hash_key(key),
-            key_prefix=key[:10],
+            key_prefix=shown_prefix(key),
         )
-        .on_conflict_do_nothing(index_elements=[api_keys.c.key_hash])
     )
     return key
 
 
 async def ensure_bootstrap_key(conn: AsyncConnection, key: str) -> None:
-    """BOOTSTRAP_API_KEY: an admin key with that value exists for tenant `default`."""
-    await create_key(conn, tenant=DEFAULT_TENANT, role="admin", name="bootstrap", key=key)
+    """BOOTSTRAP_API_KEY: a live admin key with that value exists for tenant `default`, and
+    it is the only live bootstrap key: a previous value is revoked (and what was shown of it
+    forgotten), so changing the setting is how the bootstrap key is rotated."""
+    if len(key) < MIN_BOOTSTRAP_KEY_LENGTH:
+        raise ValueError(
+            f"BOOTSTRAP_API_KEY must have at least {MIN_BOOTSTRAP_KEY_LENGTH} characters"
+        )
+    tenant_id = await ensure_tenant(conn, DEFAULT_TENANT)
+    digest = hash_key(key)
+    bootstrap = {
+        "tenant_id": tenant_id,
+        "name": BOOTSTRAP_NAME,
+        "role": Role.admin.name,
+        "key_prefix": shown_prefix(key),
+    }
+    await conn.execute(
+        insert(api_keys)
+        .values(**bootstrap, key_hash=digest)
+        .on_conflict_do_update(
+            index_elements=[api_keys.c.key_hash], set_={**bootstrap, "revoked_at": None}
+        )
+    )
+    await conn.execute(
+        sa.update(api_keys)
+        .where(
+            api_keys.c.tenant_id == tenant_id,
+            api_keys.c.name == BOOTSTRAP_NAME,
+            api_keys.c.key_hash != digest,
+        )
+        .values(revoked_at=sa.func.coalesce(api_keys.c.revoked_at, sa.func.now()), key_prefix="")
+    )
 
 
 async def authenticate(conn: AsyncConnection, key: str) -> Principal | None:
