@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import io
 import logging
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -75,13 +74,15 @@ async def load_movements(engine: AsyncEngine, claimed: Claim, workdir: Path) -> 
 async def _parse_and_store(
     engine: AsyncEngine, claimed: Claim, ledger: sa.Row[Any], layout: LedgerLayout, workdir: Path
 ) -> tuple[list[Path], pl.DataFrame]:
-    async with engine.begin() as conn:
+    # Every write here is guarded by the claim: a job whose iteration was taken over must not
+    # delete or add the new owner's batches (LeaseLost stops it at its next write).
+    async with claims.owned_transaction(engine, claimed) as conn:
         await ledger_store.delete_movements(conn, claimed.ledger_id)  # a retried partial parse
     files: list[Path] = []
     parts: list[pl.DataFrame] = []
     # Storing batch n (Parquet encoding, INSERT) overlaps with parsing batch n+1.
     pending: asyncio.Queue[pl.DataFrame | None] = asyncio.Queue(maxsize=2)
-    storer = asyncio.create_task(_store_batches(engine, claimed.ledger_id, workdir, pending, files))
+    storer = asyncio.create_task(_store_batches(engine, claimed, workdir, pending, files))
     try:
         async with _ledger_source(engine, ledger, layout, workdir) as (source, parsed_share):
             batches = iter_movement_batches(source, layout)
@@ -102,7 +103,7 @@ async def _parse_and_store(
         storer.cancel()
     frame = _concat(parts)
     logger.info("parsed %d movements in %d batches", frame.height, len(files))
-    async with engine.begin() as conn:
+    async with claims.owned_transaction(engine, claimed) as conn:
         await conn.execute(
             sa.update(ledgers)
             .where(ledgers.c.id == claimed.ledger_id)
@@ -141,17 +142,18 @@ async def _ledger_source(
 
 async def _store_batches(
     engine: AsyncEngine,
-    ledger_id: uuid.UUID,
+    claimed: Claim,
     workdir: Path,
     pending: asyncio.Queue[pl.DataFrame | None],
     files: list[Path],
 ) -> None:
-    """Encode each parsed batch once, keep it locally for this run, and store it durably."""
+    """Encode each parsed batch once, keep it locally for this run, and store it durably
+    while the claim is still this job's."""
     while (batch := await pending.get()) is not None:
         data, path = await asyncio.to_thread(_encode_and_keep, workdir, len(files), batch)
         files.append(path)
-        async with engine.begin() as conn:
-            await ledger_store.store_batch(conn, ledger_id, batch, data)
+        async with claims.owned_transaction(engine, claimed) as conn:
+            await ledger_store.store_batch(conn, claimed.ledger_id, batch, data)
 
 
 async def _hand_over(
@@ -159,13 +161,16 @@ async def _hand_over(
     item: pl.DataFrame | None,
     storer: asyncio.Task[None],
 ) -> None:
-    """Queue an item for the storer, surfacing its failure instead of waiting on a dead queue."""
-    put = asyncio.ensure_future(pending.put(item))
-    await asyncio.wait({put, storer}, return_when=asyncio.FIRST_COMPLETED)
-    if not put.done():
+    """Queue an item for the storer, surfacing its failure (as soon as it failed, not once the
+    queue is full: a refused write means the job must stop) instead of waiting on a dead queue."""
+    if not storer.done():
+        put = asyncio.ensure_future(pending.put(item))
+        await asyncio.wait({put, storer}, return_when=asyncio.FIRST_COMPLETED)
+        if put.done():
+            return
         put.cancel()
-        await storer  # it stopped early: raise its error
-        raise RuntimeError("the batch storer stopped before the end of the ledger")
+    await storer  # it stopped early: raise its error
+    raise RuntimeError("the batch storer stopped before the end of the ledger")
 
 
 async def _download(
