@@ -155,9 +155,13 @@ async def list_iterations(closing_id: uuid.UUID, principal: Viewer, conn: ConnDe
 )
 async def get_iteration(
     closing_id: uuid.UUID, number: IterationNumber, principal: Viewer, conn: ConnDep
-) -> Any:
+) -> Response:
     await check_closing(conn, principal.tenant_id, closing_id)
-    return await iterations.get_iteration(conn, closing_id, number)
+    resource, diff_json = await iterations.get_iteration(conn, closing_id, number)
+    # The resource as the response model writes it, and the stored diff spliced in as it is.
+    head = IterationOut.model_validate(resource).model_dump_json().encode()
+    diff = diff_json.encode() if diff_json is not None else b"null"
+    return Response(head[:-1] + b',"diff":' + diff + b"}", media_type="application/json")
 
 
 @router.get(
