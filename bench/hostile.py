@@ -272,7 +272,8 @@ class Flood:
 async def _get(port: int, path: str, key: str | None = None) -> tuple[int, float]:
     """One GET on a fresh connection, its body read and dropped: (status, seconds)."""
     started = time.perf_counter()
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    # A reader buffer that holds a whole diff: the client must not be what is slow.
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=64 * MIB)
     try:
         auth = f"Authorization: Bearer {key}\r\n" if key else ""
         writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}\r\n".encode())
@@ -289,9 +290,11 @@ def _viewer_path(closing: str, incidences: int) -> tuple[str, str]:
     """A heavy read, as a viewer clicking around would make: (kind, path)."""
     base = f"{API}/closings/{closing}"
     roll = random.random()
-    if roll < 0.35:
+    if roll < 0.25:
         first, second = random.sample((1, 2), 2)
         return "diff", f"{base}/diff?from={first}&to={second}"
+    if roll < 0.35:  # with its stored diff
+        return "iteration", f"{base}/iterations/{random.choice((1, 2))}"
     if roll < 0.85:
         severity = random.choice(("", "&severity=error", "&severity=warning"))
         kind = random.choice(("", "&type=ACCOUNT_NOT_IN_CHART"))

@@ -104,7 +104,7 @@ async def test_hostile_corpus(chaos_stack: ChaosStack) -> None:
         p99 = flood.percentile(0.99)
         assert p99 < MAX_ALIVE_P99_MS, f"/alive p99 {p99:.0f} ms ({len(flood.alive_ms)} probes)"
         assert flood.ready_failures == 0 and flood.ready_checks >= FLOOD_SECONDS // 2
-        for kind in ("diff", "view", "drill-down"):
+        for kind in ("diff", "iteration", "view", "drill-down"):
             answered = flood.answers.get(kind, {})
             assert answered.get(200, 0) > 0, (kind, answered)
             assert set(answered) <= {200, 503}, (kind, answered)  # 503: busy, retry later

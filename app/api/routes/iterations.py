@@ -160,8 +160,8 @@ async def get_iteration(
     resource, diff_json = await iterations.get_iteration(conn, closing_id, number)
     # The resource as the response model writes it, and the stored diff spliced in as it is.
     head = IterationOut.model_validate(resource).model_dump_json().encode()
-    diff = diff_json.encode() if diff_json is not None else b"null"
-    return Response(head[:-1] + b',"diff":' + diff + b"}", media_type="application/json")
+    body = b"".join((head[:-1], b',"diff":', b"null" if diff_json is None else diff_json, b"}"))
+    return Response(body, media_type="application/json")
 
 
 @router.get(

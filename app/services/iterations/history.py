@@ -19,7 +19,7 @@ from app.domain.diff import diff_documents
 from app.domain.errors import Conflict, NotFound
 
 DiffKey = tuple[uuid.UUID, int, int]
-DIFF_CACHE_BYTES = 64 * 1024 * 1024
+DIFF_CACHE_BYTES = 128 * 1024 * 1024  # a 100,000-change diff is about 20 MB
 
 
 def diff_cache() -> LRUCache[DiffKey, bytes]:
@@ -81,6 +81,6 @@ async def diff_between(
         return cached
     old, new = await _document(conn, first), await _document(conn, second)
     diff = await cpu.run(len(old) + len(new), diff_documents, old, new, (before, after))
-    if len(diff) <= cache.maxsize // 8:  # one huge diff must not push all others out
+    if len(diff) <= cache.maxsize // 4:  # one huge diff must not push all others out
         cache[key] = diff
     return diff

@@ -239,12 +239,13 @@ async def list_iterations(conn: AsyncConnection, closing_id: uuid.UUID) -> list[
 
 async def get_iteration(
     conn: AsyncConnection, closing_id: uuid.UUID, number: int
-) -> tuple[dict[str, Any], str | None]:
-    """One iteration of the closing, and its diff as JSON text: a diff of thousands of keys is
+) -> tuple[dict[str, Any], bytes | None]:
+    """One iteration of the closing, and its diff as UTF-8 JSON: a diff of thousands of keys is
     passed on as Postgres writes it, never parsed and encoded again on the event loop."""
+    diff_json = sa.func.convert_to(iterations.c.diff.cast(sa.Text), "UTF8", type_=sa.LargeBinary)
     row = (
         await conn.execute(
-            sa.select(*_PUBLIC, iterations.c.diff.cast(sa.Text).label("diff_json")).where(
+            sa.select(*_PUBLIC, diff_json.label("diff_json")).where(
                 iterations.c.closing_id == closing_id, iterations.c.number == number
             )
         )
