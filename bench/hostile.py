@@ -192,20 +192,44 @@ BODY_CASES = [
 
 
 @dataclass(frozen=True)
-class BodyResult:
-    case: BodyCase
+class HeadCase:
+    """A hostile request line or header: `start`, then `size` bytes of `x`, then `end`."""
+
+    name: str
+    start: bytes
+    end: bytes
+    size: int = 100 * MIB
+    expect: int = 431
+
+    def pieces(self) -> Iterator[bytes]:
+        return _pieces(self.size // 64, b"x" * 64, self.start, self.end)
+
+
+HEAD_CASES = [
+    HeadCase("header of 100 MiB, no key", b"GET /alive HTTP/1.1\r\nX-Big: ", b"\r\n\r\n"),
+    HeadCase("URL of 100 MiB, no key", b"GET /alive?q=", b" HTTP/1.1\r\nHost: x\r\n\r\n"),
+]
+
+
+@dataclass(frozen=True)
+class Refusal:
+    name: str
+    expect: int
     status: int
     growth_mib: float
     seconds: float
 
 
-def refuse_bodies(port: int, api_pid: int, key: str, ids: dict[str, str]) -> list[BodyResult]:
-    """Every body case against the API; its answer and the API's peak RSS growth."""
+def refuse_bodies(port: int, api_pid: int, key: str, ids: dict[str, str]) -> list[Refusal]:
+    """Every head and body case against the API; its answer and the API's peak RSS growth."""
+    requests = [(c.name, c.expect, "", c.pieces) for c in HEAD_CASES] + [
+        (c.name, c.expect, c.head(key, ids), c.body) for c in BODY_CASES
+    ]
     results = []
-    for case in BODY_CASES:
+    for name, expect, head, body in requests:
         started = time.perf_counter()
-        status, growth = peak_growth(api_pid, lambda c=case: send(port, c.head(key, ids), c.body()))
-        results.append(BodyResult(case, status, growth, time.perf_counter() - started))
+        status, growth = peak_growth(api_pid, lambda h=head, b=body: send(port, h, b()))
+        results.append(Refusal(name, expect, status, growth, time.perf_counter() - started))
     return results
 
 
@@ -437,13 +461,11 @@ SERVICE_SETTINGS = {
 }
 
 
-def _print_figures(bodies: list[BodyResult], flood: Flood, steal: LeaseSteal) -> None:
-    print(f"\nrefused bodies (API peak RSS growth, limit {MAX_REFUSED_GROWTH_MIB} MiB):")
-    for r in bodies:
-        ok = "ok" if r.status == r.case.expect else f"EXPECTED {r.case.expect}"
-        print(
-            f"  {r.case.name:<40} {r.status} {ok:<12} +{r.growth_mib:5.1f} MiB  {r.seconds:5.2f} s"
-        )
+def _print_figures(refusals: list[Refusal], flood: Flood, steal: LeaseSteal) -> None:
+    print(f"\nrefused requests (API peak RSS growth, limit {MAX_REFUSED_GROWTH_MIB} MiB):")
+    for r in refusals:
+        ok = "ok" if r.status == r.expect else f"EXPECTED {r.expect}"
+        print(f"  {r.name:<40} {r.status} {ok:<12} +{r.growth_mib:5.1f} MiB  {r.seconds:5.2f} s")
     print(
         f"\nviewer flood: /alive p50 {flood.percentile(0.5):.1f} ms, p99 "
         f"{flood.percentile(0.99):.1f} ms, max {max(flood.alive_ms):.1f} ms over "
@@ -483,7 +505,7 @@ def main() -> None:
         wait_ready(base)
         ids = setup(base, key, args.incidences)
         print(f"API pid {api.pid}: RSS {status_kib(api.pid, 'VmRSS') / 1024:.0f} MiB after setup")
-        bodies = refuse_bodies(port, api.pid, key, ids)
+        refusals = refuse_bodies(port, api.pid, key, ids)
         flood = asyncio.run(
             viewer_flood(
                 port, key, ids["closing"], args.incidences, args.flood_seconds, args.viewers
@@ -491,7 +513,7 @@ def main() -> None:
         )
         dsn = admin_dsn(bench.database_url)
         steal = asyncio.run(steal_lease_mid_parse(base, key, dsn, worker_log, args.steal_rows))
-        _print_figures(bodies, flood, steal)
+        _print_figures(refusals, flood, steal)
         ready = httpx.get(f"{base}/ready", timeout=5).status_code
         print(f"\nafter all: /ready {ready}, API RSS {status_kib(api.pid, 'VmRSS') / 1024:.0f} MiB")
 
