@@ -96,7 +96,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.include_router(probes.router)
     app.include_router(metrics_route.router)
-    api = APIRouter(prefix=API_PREFIX, responses=problem_responses(401, 429, 503))
+    api = APIRouter(prefix=API_PREFIX, responses=problem_responses(401, 413, 429, 503))
     api.include_router(clients.router)
     api.include_router(reference_data.router)
     api.include_router(closings.router)

@@ -153,7 +153,8 @@ _WHY = {
     403: "The API key's role is too low for this operation",
     404: "Not found (another tenant's resources are not found either)",
     409: "The request conflicts with the resource's state",
-    413: "The body is too large",
+    413: "The body is over its limit: 1 MiB (16 MiB for bulk reference data, MAX_UPLOAD_BYTES "
+    "for a ledger upload), refused before it is read whole",
     415: "The body's media type is not accepted",
     422: "The request is invalid; validation failures are listed in `errors`",
     429: "Rate limit exceeded",
