@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 from array import array
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -130,15 +131,23 @@ class SnapshotQuery:
 WHOLE = SnapshotQuery()
 
 
+# The filters of a view: the SnapshotQuery field, and the incidence's value it must equal.
+VIEW_FILTERS: dict[str, Callable[[Mapping[str, Any]], str]] = {
+    "type": lambda incidence: incidence["type"],
+    "severity": lambda incidence: incidence["severity"],
+}
+_Filter = tuple[str | None, ...]  # one value per VIEW_FILTERS entry, None matching any
+
+
 @dataclass(frozen=True)
 class ViewIndex:
     """A snapshot document taken apart once, so that any view of it is cheap: its members but
-    the incidences, each incidence's JSON, and for each (type, severity) filter the positions
-    of the incidences it keeps (None matches any)."""
+    the incidences, each incidence's JSON, and for every combination of filter values the
+    positions of the incidences it keeps."""
 
     members: dict[str, Any]
     incidences: list[bytes]
-    positions: dict[tuple[str | None, str | None], array[int]]
+    positions: dict[_Filter, array[int]]
 
     @property
     def size(self) -> int:
@@ -151,17 +160,18 @@ def view_index(document: bytes) -> ViewIndex:
     members = orjson.loads(document)
     incidences = members["incidences"]
     members["incidences"] = None  # the key keeps its place: views are laid out like documents
-    positions: dict[tuple[str | None, str | None], array[int]] = {}
+    positions: dict[_Filter, array[int]] = {}
     for at, incidence in enumerate(incidences):
-        kind, severity = incidence["type"], incidence["severity"]
-        for key in ((None, None), (kind, None), (None, severity), (kind, severity)):
+        values = [(None, value(incidence)) for value in VIEW_FILTERS.values()]
+        for key in itertools.product(*values):  # every filter this incidence passes
             positions.setdefault(key, array("i")).append(at)
     return ViewIndex(members, [orjson.dumps(i) for i in incidences], positions)
 
 
 def indexed_view(index: ViewIndex, query: SnapshotQuery) -> bytes:
     """The view of the indexed document: cheap (its incidences are copied, never parsed)."""
-    selected = index.positions.get((query.type, query.severity), array("i"))
+    key = tuple(getattr(query, name) for name in VIEW_FILTERS)
+    selected = index.positions.get(key, array("i"))
     end = None if query.limit is None else query.offset + query.limit
     view = dict(index.members)
     view["incidences"] = [
