@@ -11,7 +11,9 @@ from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 
 from app import __version__
+from app.adapters.cpu_pool import CpuPool
 from app.api.callers import KnownKeys, PrincipalCache
+from app.api.middleware.body_limit import BodyLimitMiddleware
 from app.api.middleware.metrics import MetricsMiddleware
 from app.api.middleware.rate_limit import RateLimitMiddleware
 from app.api.middleware.request_id import RequestIdMiddleware
@@ -56,7 +58,7 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         resources = Resources.build(settings)
-        snapshots = SnapshotRepository(resources)
+        snapshots = SnapshotRepository(resources, state.cpu)
         state.resources, state.snapshots = resources, snapshots
         snapshots.start()
         if settings.bootstrap_api_key is not None:
@@ -71,6 +73,7 @@ def create_app(settings: Settings) -> FastAPI:
             state.draining = True
             await snapshots.aclose()
             await resources.aclose()
+            state.cpu.close()
             state.resources = state.snapshots = None
 
     # Swagger UI 5 and ReDoc are served from the package's own static files: no CDN.
@@ -89,6 +92,7 @@ def create_app(settings: Settings) -> FastAPI:
         migration_head=head_revision(),
         principals=PrincipalCache(settings.auth_cache_ttl_seconds),
         known_keys=KnownKeys(),
+        cpu=CpuPool(settings.cpu_pool_processes, settings.cpu_pool_queue),
     )
     app.state.ledger = state
     install_problem_handlers(app)
@@ -96,12 +100,15 @@ def create_app(settings: Settings) -> FastAPI:
     install_problem_openapi(app)
     # Innermost: hot snapshot reads are answered here, still behind the rate limiter.
     app.add_middleware(SnapshotReadFastPath)
+    # Bodies are bounded before any route reads them; behind the rate limiter, so a flood of
+    # refused bodies is limited too, and its key lookup tells which keys are known invalid.
+    app.add_middleware(BodyLimitMiddleware, settings=settings)
     # Add request-id/metrics middleware after: they wrap it.
     app.add_middleware(RateLimitMiddleware, settings=settings, known_keys=state.known_keys)
 
     app.include_router(probes.router)
     app.include_router(metrics_route.router)
-    api = APIRouter(prefix=API_PREFIX, responses=problem_responses(401, 429, 503))
+    api = APIRouter(prefix=API_PREFIX, responses=problem_responses(401, 413, 429, 503))
     api.include_router(clients.router)
     api.include_router(reference_data.router)
     api.include_router(closings.router)

@@ -31,10 +31,17 @@ class RatePolicy:
         return policy
 
 
+# BOOTSTRAP_API_KEY is an admin key chosen by an operator: it must be hard to guess.
+MIN_BOOTSTRAP_KEY_LENGTH = 32
+
+
 class Settings(BaseSettings):
     """Every knob of the service; unset URLs mean "use the embedded servers under DATA_DIR"."""
 
-    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
+    # hide_input_in_errors: a refused value (a key, a URL with a password) is never echoed.
+    model_config = SettingsConfigDict(
+        env_file=None, extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     database_url: SecretStr | None = None
     redis_url: SecretStr | None = None
@@ -91,6 +98,10 @@ class Settings(BaseSettings):
     health_memory_warn_percent: float = Field(default=90.0, gt=0, le=100)
     # Share of API requests answered 5xx (per API process, last 5 minutes) above which it warns.
     health_error_warn_percent: float = Field(default=5.0, ge=0, le=100)
+    # Worker processes of the API for CPU-heavy reads (filtered views, diffs, bulk bodies), and
+    # how many such requests may wait for one before the next is refused with 503.
+    cpu_pool_processes: int = Field(default=2, ge=1)
+    cpu_pool_queue: int = Field(default=16, ge=0)
     # Full incidence sets (result document + drill-down lines) kept per closing; older
     # iterations keep their history row, summary and diff. The served snapshot is always kept.
     iteration_retention: int = Field(default=100, ge=1)
@@ -99,6 +110,17 @@ class Settings(BaseSettings):
     @classmethod
     def _valid_rate(cls, value: str) -> str:
         RatePolicy.parse(value)
+        return value
+
+    @field_validator("bootstrap_api_key")
+    @classmethod
+    def _long_bootstrap_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_BOOTSTRAP_KEY_LENGTH:
+            raise ValueError(
+                f"it must have at least {MIN_BOOTSTRAP_KEY_LENGTH} characters; "
+                'make one with: python3 -c \'import secrets; print("li_" + '
+                "secrets.token_urlsafe(32))'"
+            )
         return value
 
     @field_validator("trusted_proxies")

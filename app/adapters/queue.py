@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 from arq.connections import ArqRedis
+from arq.constants import job_key_prefix
 from arq.worker import Worker
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -36,13 +37,15 @@ async def enqueue_iteration(
     attempt: int,
     handoff_after: int | None = None,
 ) -> bool:
-    """Queue the iteration's job; False when Redis is unreachable (the sweeper will retry)."""
+    """Queue the iteration's job; False when Redis is unreachable (the sweeper will retry).
+
+    arq stores the job with a TTL (a day), which would make it evictable under the `volatile-*`
+    maxmemory policies that keep Redis's memory bounded: its TTL is removed, so only cache
+    entries are ever evicted, never a queued job (arq deletes the job once it has run)."""
+    job_id = iteration_job_id(prefix, iteration_id, attempt, handoff_after)
     try:
-        await redis.enqueue_job(
-            PROCESS_ITERATION,
-            str(iteration_id),
-            _job_id=iteration_job_id(prefix, iteration_id, attempt, handoff_after),
-        )
+        await redis.enqueue_job(PROCESS_ITERATION, str(iteration_id), _job_id=job_id)
+        await redis.persist(job_key_prefix + job_id)
     except Exception as exc:
         logger.warning("could not enqueue iteration %s: %s", iteration_id, type(exc).__name__)
         return False

@@ -9,6 +9,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.adapters.cpu_pool import CpuPool
 from app.api.state import app_state
 from app.resources import Resources
 from app.services.audit.record import Actor
@@ -36,6 +37,14 @@ async def get_snapshots(request: Request) -> SnapshotRepository:
 
 
 SnapshotsDep = Annotated[SnapshotRepository, Depends(get_snapshots)]
+
+
+async def get_cpu_pool(request: Request) -> CpuPool:
+    """The process's pool for CPU-heavy work (app/adapters/cpu_pool.py)."""
+    return app_state(request.app).cpu
+
+
+CpuPoolDep = Annotated[CpuPool, Depends(get_cpu_pool)]
 
 
 async def get_conn(resources: ResourcesDep) -> AsyncIterator[AsyncConnection]:

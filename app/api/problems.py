@@ -34,7 +34,10 @@ _DOMAIN_STATUS: dict[type[domain.DomainError], tuple[int, str]] = {
     domain.Conflict: (409, "conflict"),
     domain.InvalidInput: (422, "invalid-input"),
     domain.PayloadTooLarge: (413, "payload-too-large"),
+    domain.Busy: (503, "busy"),
 }
+# Seconds a client is told to wait before retrying a request refused as Busy.
+BUSY_RETRY_AFTER_SECONDS = 2
 
 
 class ProblemResponse(Response):
@@ -135,7 +138,8 @@ def install_problem_handlers(app: FastAPI) -> None:
             (value for cls, value in _DOMAIN_STATUS.items() if isinstance(exc, cls)),
             (400, "bad-request"),
         )
-        return problem(status, exc.detail, type_slug=slug, **_extra_members(exc))
+        headers = {"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)} if status == 503 else None
+        return problem(status, exc.detail, type_slug=slug, headers=headers, **_extra_members(exc))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -152,11 +156,12 @@ _WHY = {
     403: "The API key's role is too low for this operation",
     404: "Not found (another tenant's resources are not found either)",
     409: "The request conflicts with the resource's state",
-    413: "The body is too large",
+    413: "The body is over its limit: 1 MiB (16 MiB for bulk reference data, MAX_UPLOAD_BYTES "
+    "for a ledger upload), refused before it is read whole",
     415: "The body's media type is not accepted",
     422: "The request is invalid; validation failures are listed in `errors`",
     429: "Rate limit exceeded",
-    503: "Postgres or Redis is unavailable: retry later",
+    503: "Postgres or Redis is unavailable, or the server is busy: retry later",
 }
 _HEADERS: dict[int, dict[str, Any]] = {
     401: {"WWW-Authenticate": {"required": True, "schema": {"type": "string"}}},

@@ -6,11 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from cachetools import LRUCache
 from starlette.applications import Starlette
 
+from app.adapters.cpu_pool import CpuPool
 from app.api.callers import KnownKeys, PrincipalCache
 from app.resources import Resources
+from app.services.iterations.history import DiffKey, diff_cache
 from app.services.ops.probe_memo import ProbeMemo
+from app.services.ops.probes import Readiness
 from app.services.ops.traffic import TrafficWindow
 from app.services.snapshot_cache.repository import SnapshotRepository
 from app.settings import Settings
@@ -24,8 +28,11 @@ class AppState:
     migration_head: str | None
     principals: PrincipalCache  # key hash → principal, for AUTH_CACHE_TTL_SECONDS
     known_keys: KnownKeys  # key hash → key id or invalid: the rate limiter's subject
+    cpu: CpuPool  # CPU-heavy reads run here, never on the event loop
     health: ProbeMemo[dict[str, Any]] = field(default_factory=ProbeMemo)  # once a second
     traffic: TrafficWindow = field(default_factory=TrafficWindow)  # /health's window
+    readiness: ProbeMemo[Readiness] = field(default_factory=ProbeMemo)  # once a second
+    diffs: LRUCache[DiffKey, bytes] = field(default_factory=diff_cache)  # computed diffs
     draining: bool = False  # set on SIGTERM: /ready answers 503 from then on
     resources: Resources | None = None
     snapshots: SnapshotRepository | None = None

@@ -1,5 +1,6 @@
 """`ledger-incidences dev`: everything on one machine (embedded servers, migrations, the API and
-a worker), printing the docs URL and an admin key."""
+a worker), printing the docs URL and an admin key, and restarting the API or the worker
+whenever one of them stops."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ import time
 from typing import Any
 
 from app.cli.context import migrate_database, resolved, with_connection
-from app.settings import Settings
+from app.settings import MIN_BOOTSTRAP_KEY_LENGTH, Settings
 
 DEV_KEY_FILE = "dev-api-key"
+
+logger = logging.getLogger(__name__)
 
 
 def _dev_key(settings: Settings) -> str:
@@ -28,26 +31,73 @@ def _dev_key(settings: Settings) -> str:
         key = settings.bootstrap_api_key.get_secret_value()
     else:
         key_file = settings.data_dir / DEV_KEY_FILE
-        if not key_file.exists():
-            key_file.write_text(api_keys.generate_key())
+        key = key_file.read_text().strip() if key_file.exists() else ""
+        if len(key) < MIN_BOOTSTRAP_KEY_LENGTH:  # none yet, or one made too short by hand
+            key = api_keys.generate_key()
+            key_file.write_text(key)
             key_file.chmod(0o600)
-        key = key_file.read_text().strip()
     asyncio.run(with_connection(settings, lambda conn: api_keys.ensure_bootstrap_key(conn, key)))
     return key
 
 
+class Supervised:
+    """A child process (`api` or `worker`) that is started again whenever it stops.
+
+    Restart budget: a child that ran at least HEALTHY_AFTER_SECONDS before stopping is simply
+    restarted (after a second). One that stops sooner is restarted after a pause that doubles
+    each time (1, 2, 4, 8, 16 s); past RESTART_LIMIT such quick failures in a row it is beyond
+    restarting (a port taken, a broken setting) and `dev` gives up rather than loop forever.
+    """
+
+    RESTART_LIMIT = 5
+    HEALTHY_AFTER_SECONDS = 60.0
+
+    def __init__(self, name: str, command: str, env: dict[str, str]) -> None:
+        self.name = name
+        self.args = [sys.executable, "-m", "app.cli", command]
+        self.env = env
+        self.quick_failures = 0
+        self.restart_at: float | None = None
+        self.process = self._start()
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        self.started_at = time.monotonic()
+        return subprocess.Popen(self.args, env=self.env)
+
+    def exited(self, now: float) -> float | None:
+        """When the child stopped since the last call, the pause before its restart (then
+        scheduled); else None."""
+        if self.restart_at is not None or self.process.poll() is None:
+            return None
+        quick = now - self.started_at < self.HEALTHY_AFTER_SECONDS
+        self.quick_failures = self.quick_failures + 1 if quick else 0
+        pause = min(2.0 ** max(self.quick_failures - 1, 0), 16.0)
+        self.restart_at = now + pause
+        return pause
+
+    @property
+    def exhausted(self) -> bool:
+        """Whether it failed quickly too many times in a row to be worth starting again."""
+        return self.quick_failures > self.RESTART_LIMIT
+
+    def restart_if_due(self, now: float) -> None:
+        """Start the child again once its pause is over."""
+        if self.restart_at is not None and now >= self.restart_at:
+            self.restart_at = None
+            self.process = self._start()
+            logger.warning("dev: the %s was restarted (pid %d)", self.name, self.process.pid)
+
+
 def _wait_until_ready(
-    url: str,
-    stop: threading.Event,
-    children: list[subprocess.Popen[bytes]],
-    timeout: float = 60.0,
+    url: str, stop: threading.Event, children: list[Supervised], timeout: float = 60.0
 ) -> bool:
-    """Poll /ready; give up at once on Ctrl+C or when a child died (e.g. the port is taken)."""
+    """Poll /ready; give up at once on Ctrl+C or when a child died (e.g. the port is taken):
+    a child that cannot even start is not restarted."""
     import httpx
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not stop.is_set():
-        if any(child.poll() is not None for child in children):
+        if any(child.process.poll() is not None for child in children):
             return False
         try:
             if httpx.get(url, timeout=1.0).status_code == 200:
@@ -56,6 +106,32 @@ def _wait_until_ready(
             pass
         stop.wait(0.25)
     return False
+
+
+def _supervise(children: list[Supervised], stop: threading.Event) -> int:
+    """Restart whichever child stops, until Ctrl+C (0) or a child's budget is spent (1)."""
+    while not stop.wait(0.5):
+        now = time.monotonic()
+        for child in children:
+            pause = child.exited(now)
+            if pause is not None and not stop.is_set():
+                if child.exhausted:
+                    logger.error(
+                        "dev: the %s stopped %d times in a row within %.0f s of its start; "
+                        "giving up",
+                        child.name,
+                        child.quick_failures,
+                        child.HEALTHY_AFTER_SECONDS,
+                    )
+                    return 1
+                logger.warning(
+                    "dev: the %s stopped (exit status %s); restarting it in %.0f s",
+                    child.name,
+                    child.process.returncode,
+                    pause,
+                )
+            child.restart_if_due(now)
+    return 0
 
 
 def cmd_dev(settings: Settings, _: argparse.Namespace) -> int:
@@ -74,10 +150,7 @@ def cmd_dev(settings: Settings, _: argparse.Namespace) -> int:
         # Installed before the children start, so Ctrl+C at any moment stops them all and then
         # the embedded servers (when `resolved` exits), in that order.
         stop = _install_stop_handler()
-        children = [
-            subprocess.Popen([sys.executable, "-m", "app.cli", "serve"], env=env),
-            subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env),
-        ]
+        children = [Supervised("api", "serve", env), Supervised("worker", "worker", env)]
         base = f"http://{concrete.host}:{concrete.port}"
         status = 0
         if _wait_until_ready(f"{base}/ready", stop, children):
@@ -86,16 +159,11 @@ def cmd_dev(settings: Settings, _: argparse.Namespace) -> int:
                 f"  API key:  {key}\n\nPress Ctrl+C to stop.",
                 flush=True,
             )
+            status = _supervise(children, stop)
         elif not stop.is_set():
             print(f"the API did not become ready at {base}/ready", file=sys.stderr)
-            stop.set()
             status = 1
-        while not stop.is_set() and all(child.poll() is None for child in children):
-            stop.wait(0.5)
-        if not stop.is_set():
-            print("a child process exited unexpectedly; stopping", file=sys.stderr)
-            status = 1
-        _stop_children(children)
+        _stop_children([child.process for child in children])
     return status
 
 

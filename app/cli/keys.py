@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 from app.cli.context import resolved, with_connection
+from app.domain.errors import InvalidInput
 from app.settings import Settings
 
 
@@ -17,14 +18,18 @@ def cmd_api_key(settings: Settings, args: argparse.Namespace) -> int:
 
     with resolved(settings) as concrete:
         if args.action == "create":
-            key = asyncio.run(
-                with_connection(
-                    concrete,
-                    lambda conn: api_keys.create_key(
-                        conn, tenant=args.tenant, role=args.role, name=args.name
-                    ),
+            try:
+                key = asyncio.run(
+                    with_connection(
+                        concrete,
+                        lambda conn: api_keys.create_key(
+                            conn, tenant=args.tenant, role=args.role, name=args.name
+                        ),
+                    )
                 )
-            )
+            except InvalidInput as exc:  # a reserved name
+                print(exc.detail, file=sys.stderr)
+                return 2
             print(f"API key for tenant {args.tenant!r}, role {args.role}, name {args.name!r}:")
             print(key)  # the last line of stdout, so scripts can `| tail -n 1`
         elif args.action == "list":

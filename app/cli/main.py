@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pydantic import ValidationError
+
 from app.cli import backup, cache, context, dev, keys, monitor, serve, upload
 from app.logging import configure_logging
 from app.settings import get_settings
@@ -28,7 +30,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script."""
     args = build_parser().parse_args(argv)
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as exc:  # a clear refusal to start, never the refused value
+        for error in exc.errors(include_url=False, include_input=False):
+            name = "_".join(str(part) for part in error["loc"]).upper()
+            reason = error["msg"].removeprefix("Value error, ")
+            print(f"not starting: invalid {name}: {reason}", file=sys.stderr)
+        return 2
     configure_logging(settings.log_level)
     status: int = args.handler(settings, args)
     return status

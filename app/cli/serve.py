@@ -12,13 +12,57 @@ import threading
 from types import FrameType
 from typing import Any
 
+import orjson
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from app.api.state import app_state
 from app.cli.context import resolved
 from app.main import create_app
 from app.settings import Settings
+
+# The request line and headers of one request, at most (nginx allows 32 KiB by default).
+MAX_HEAD_BYTES = 64 * 1024
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, with each request's line and headers bounded.
+
+    llhttp sets no bound, and httptools gathers a header value (uvicorn the URL) by
+    concatenation: one endless header would cost memory and quadratic time before any of our
+    code sees the request. Bytes received while a request's head is incomplete are counted;
+    past MAX_HEAD_BYTES the request is answered 431 and the connection closed."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_head = True
+        self._head_bytes = 0
+
+    def data_received(self, data: bytes) -> None:
+        if self._in_head:
+            self._head_bytes += len(data)
+        super().data_received(data)
+        if self._in_head and self._head_bytes > MAX_HEAD_BYTES and not self.transport.is_closing():
+            detail = f"The request line and headers are over {MAX_HEAD_BYTES} bytes"
+            body = orjson.dumps(
+                {"type": "about:blank", "title": "Request Header Fields Too Large",
+                 "status": 431, "detail": detail}
+            )  # fmt: skip
+            self.transport.write(
+                b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+                b"content-type: application/problem+json\r\nconnection: close\r\n"
+                b"content-length: %d\r\n\r\n%s" % (len(body), body)
+            )
+            self.transport.close()
+
+    def on_headers_complete(self) -> None:
+        self._in_head, self._head_bytes = False, 0
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._in_head = True  # the next request's head comes next
+        super().on_message_complete()
 
 
 class DrainingServer(uvicorn.Server):
@@ -56,6 +100,7 @@ def serve(settings: Settings) -> None:
         app,
         host=settings.host,
         port=settings.port,
+        http=BoundedHttpToolsProtocol,
         log_config=None,  # our JSON logging is already configured
         access_log=False,
         proxy_headers=False,  # client IPs are resolved by our own TRUSTED_PROXIES logic

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
 from app.domain.amounts import format_amount
 from app.domain.incidence import Incidence, IncidenceLike, as_incidence
 
@@ -77,6 +79,46 @@ def diff_incidences(before: Sequence[IncidenceLike], after: Sequence[IncidenceLi
         changed=changed,
         unchanged=len(both) - len(changed),
     )
+
+
+# What a diff compares, in the order its before/after show them.
+_FIGURES = ("movement_count", "debit_total", "credit_total")
+
+
+def diff_documents(before: bytes, after: bytes, numbers: tuple[int, int]) -> bytes:
+    """The JSON of the diff between two stored snapshot documents (SPEC §4), `from` and `to`
+    being `numbers`. Pure bytes in, bytes out, so it can run in another process.
+
+    Stored amounts are canonical text (format_amount), which depends only on the value: text
+    equality is numeric equality here, and no Decimal needs to be built."""
+    old, new = _figures(before), _figures(after)
+    both = sorted(old.keys() & new.keys())
+    changed = [
+        {
+            "key": key,
+            "before": dict(zip(_FIGURES, old[key], strict=True)),
+            "after": dict(zip(_FIGURES, new[key], strict=True)),
+        }
+        for key in both
+        if old[key] != new[key]
+    ]
+    return orjson.dumps(
+        {
+            "from": numbers[0],
+            "to": numbers[1],
+            "new": sorted(new.keys() - old.keys()),
+            "resolved": sorted(old.keys() - new.keys()),
+            "changed": changed,
+            "unchanged": len(both) - len(changed),
+        }
+    )
+
+
+def _figures(document: bytes) -> dict[str, tuple[Any, ...]]:
+    return {
+        incidence["key"]: tuple(incidence[name] for name in _FIGURES)
+        for incidence in orjson.loads(document)["incidences"]
+    }
 
 
 def assign_first_seen(

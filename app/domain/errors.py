@@ -81,3 +81,7 @@ class InvalidInput(DomainError):
 
 class PayloadTooLarge(DomainError):
     """The body is over MAX_UPLOAD_BYTES."""
+
+
+class Busy(DomainError):
+    """Too many heavy requests are being computed already: retry shortly (HTTP 503)."""

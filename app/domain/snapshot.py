@@ -1,6 +1,6 @@
 """The snapshot document and its canonical JSON / content hash (SPEC §2, §4), the entry a
 cache serves, and filtered/paged views of it (GET /incidences with `type`, `severity`,
-`limit`, `offset`).
+`limit`, `offset`), made from a ViewIndex so that a document is parsed once per version.
 
 `content_hash` is the sha256 (hex) of the canonical JSON of the snapshot's content:
 {"closing_id", "iteration", "statistics", "incidences"} — every field of the document except
@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Mapping, Sequence
+import itertools
+from array import array
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -130,19 +132,53 @@ class SnapshotQuery:
 WHOLE = SnapshotQuery()
 
 
-def snapshot_view(document: bytes, query: SnapshotQuery) -> bytes:
-    """The snapshot document with its incidences filtered and paged (bytes in, bytes out)."""
-    if query.is_whole():
-        return document
-    snapshot = orjson.loads(document)
-    selected = [
-        incidence
-        for incidence in snapshot["incidences"]
-        if (query.type is None or incidence["type"] == query.type)
-        and (query.severity is None or incidence["severity"] == query.severity)
-        and (query.review is None or incidence["review"]["status"] == query.review)
-    ]
+# The filters of a view: the SnapshotQuery field, and the incidence's value it must equal.
+VIEW_FILTERS: dict[str, Callable[[Mapping[str, Any]], str]] = {
+    "type": lambda incidence: incidence["type"],
+    "severity": lambda incidence: incidence["severity"],
+    # A document stored before reviews existed has none: all its incidences are open.
+    "review": lambda incidence: incidence.get("review", {}).get("status", "open"),
+}
+_Filter = tuple[str | None, ...]  # one value per VIEW_FILTERS entry, None matching any
+
+
+@dataclass(frozen=True)
+class ViewIndex:
+    """A snapshot document taken apart once, so that any view of it is cheap: its members but
+    the incidences, each incidence's JSON, and for every combination of filter values the
+    positions of the incidences it keeps."""
+
+    members: dict[str, Any]
+    incidences: list[bytes]
+    positions: dict[_Filter, array[int]]
+
+    @property
+    def size(self) -> int:
+        """Bytes held, roughly (for a cache bounded by size)."""
+        return sum(map(len, self.incidences)) + 100 * len(self.incidences)
+
+
+def view_index(document: bytes) -> ViewIndex:
+    """Parse a snapshot document into its ViewIndex (the costly part: run it off the loop)."""
+    members = orjson.loads(document)
+    incidences = members["incidences"]
+    members["incidences"] = None  # the key keeps its place: views are laid out like documents
+    positions: dict[_Filter, array[int]] = {}
+    for at, incidence in enumerate(incidences):
+        values = [(None, value(incidence)) for value in VIEW_FILTERS.values()]
+        for key in itertools.product(*values):  # every filter this incidence passes
+            positions.setdefault(key, array("i")).append(at)
+    return ViewIndex(members, [orjson.dumps(i) for i in incidences], positions)
+
+
+def indexed_view(index: ViewIndex, query: SnapshotQuery) -> bytes:
+    """The view of the indexed document: cheap (its incidences are copied, never parsed)."""
+    key = tuple(getattr(query, name) for name in VIEW_FILTERS)
+    selected = index.positions.get(key, array("i"))
     end = None if query.limit is None else query.offset + query.limit
-    snapshot["incidences"] = selected[query.offset : end]
-    snapshot["page"] = {"total": len(selected), "offset": query.offset, "limit": query.limit}
-    return orjson.dumps(snapshot)
+    view = dict(index.members)
+    view["incidences"] = [
+        orjson.Fragment(index.incidences[at]) for at in selected[query.offset : end]
+    ]
+    view["page"] = {"total": len(selected), "offset": query.offset, "limit": query.limit}
+    return orjson.dumps(view)

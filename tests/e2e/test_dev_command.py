@@ -192,3 +192,46 @@ def test_dev_fails_fast_when_the_port_is_taken(tmp_path: Path, data_dir: Path) -
     while processes_under(data_dir) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert processes_under(data_dir) == [], "embedded servers left running"
+
+
+def _child(dev: Child, command: str) -> psutil.Process:
+    """The dev command's `serve` or `worker` child process, once it runs."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        for proc in psutil.Process(dev.process.pid).children():
+            with suppress(psutil.NoSuchProcess):
+                cmdline = proc.cmdline()
+                if "app.cli" in cmdline and command in cmdline and proc.status() != "zombie":
+                    return proc
+        time.sleep(0.2)
+    raise AssertionError(f"no running `{command}` child\n{dev.output()}")
+
+
+def test_dev_restarts_a_child_that_crashed(tmp_path: Path, data_dir: Path) -> None:
+    port = free_port()
+    env = clean_env(DATA_DIR=str(data_dir), PORT=str(port))
+    with run_cli(["dev"], env, tmp_path / "run") as dev:
+        base, key = wait_for_banner(dev)
+        for command in ("serve", "worker"):
+            crashed = _child(dev, command)
+            crashed.kill()  # SIGKILL: a crash, not a shutdown
+            crashed.wait(10)
+            restarted = _child(dev, command)
+            assert restarted.pid != crashed.pid
+        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            with suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
+                    break
+            time.sleep(0.25)
+        listed = httpx.get(f"{base}/api/v1/clients", headers=bearer(key), timeout=5)
+        assert listed.status_code == 200, dev.output()
+        assert dev.process.poll() is None  # dev itself kept running
+        for name in ("api", "worker"):
+            assert f"the {name} was restarted" in dev.stderr, dev.output()
+        watched = [
+            *(p.pid for p in psutil.Process(dev.process.pid).children(recursive=True)),
+            postmaster_pid(data_dir),
+            redis_pid(data_dir),
+        ]
+        stop_with_ctrl_c(dev, data_dir, watched)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import uuid
+from bisect import bisect_left
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import asdict
@@ -206,13 +207,38 @@ async def iter_batch_bytes(
         ).scalar_one()
 
 
-async def read_lines(conn: AsyncConnection, ledger_id: uuid.UUID, lines: list[int]) -> pl.DataFrame:
-    """The full movements at these lines (for drill-down), in line order."""
+async def batches_holding(
+    conn: AsyncConnection, ledger_id: uuid.UUID, lines: Sequence[int]
+) -> AsyncIterator[bytes]:
+    """The stored Parquet batches that hold at least one of these (ascending) lines, in line
+    order, one at a time: a drill-down page reads only the batches it shows."""
     if not lines:
-        return pl.DataFrame()
+        return
+    spans = await conn.execute(
+        sa.select(movement_batches.c.first_line, movement_batches.c.last_line)
+        .where(
+            movement_batches.c.ledger_id == ledger_id,
+            movement_batches.c.last_line >= lines[0],
+            movement_batches.c.first_line <= lines[-1],
+        )
+        .order_by(movement_batches.c.first_line)
+    )
+    for first, last in spans.all():
+        at = bisect_left(lines, first)
+        if at == len(lines) or lines[at] > last:
+            continue  # no wanted line in this batch
+        yield (
+            await conn.execute(
+                sa.select(movement_batches.c.data).where(
+                    movement_batches.c.ledger_id == ledger_id,
+                    movement_batches.c.first_line == first,
+                )
+            )
+        ).scalar_one()
+
+
+def lines_of_batch(data: bytes, lines: Sequence[int]) -> pl.DataFrame:
+    """The full movements of one stored batch at these lines (Polars decodes without the GIL:
+    run it in a thread)."""
     wanted = pl.Series("line", lines, dtype=pl.Int32)
-    parts = [
-        pl.read_parquet(io.BytesIO(data)).filter(pl.col("line").is_in(wanted.implode()))
-        async for data in iter_batch_bytes(conn, ledger_id, min(lines), max(lines))
-    ]
-    return pl.concat(parts).sort("line")
+    return pl.read_parquet(io.BytesIO(data)).filter(pl.col("line").is_in(wanted.implode()))

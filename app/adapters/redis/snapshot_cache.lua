@@ -50,9 +50,18 @@ return 1
 
 -- @script set_view
 -- KEYS[1] snapshot hash, KEYS[2] view key, KEYS[3] members set. ARGV: v, h, payload, view ttl,
--- members ttl. Stored only while (v, h) is the current version.
+-- members ttl, most views. Stored only while (v, h) is the current version, and while the
+-- closing has fewer than `most views` live views: past that a view is computed, not cached, so
+-- no caller can fill Redis by asking for ever new filters and pages.
 local stored = redis.call('HMGET', KEYS[1], 'v', 'h')
 if stored[1] ~= ARGV[1] or stored[2] ~= ARGV[2] then return 0 end
+local most = tonumber(ARGV[6])
+if redis.call('SISMEMBER', KEYS[3], KEYS[2]) == 0 and redis.call('SCARD', KEYS[3]) >= most then
+  for _, member in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+    if redis.call('EXISTS', member) == 0 then redis.call('SREM', KEYS[3], member) end
+  end
+  if redis.call('SCARD', KEYS[3]) >= most then return 0 end
+end
 redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
 redis.call('SADD', KEYS[3], KEYS[2])
 redis.call('EXPIRE', KEYS[3], ARGV[5])

@@ -29,6 +29,8 @@ ZLIB_LEVEL = 6
 KINDS = ("snapshot", "view")
 _KIND_PATTERNS = {"snapshot": "snap", "view": "snapview"}
 _SCAN_LIMIT = 20_000  # admin stats stop counting there (and say so) rather than stall Redis
+# Views (filters and pages) cached per closing at most; others are served without caching.
+MAX_CACHED_VIEWS = 32
 
 
 def encode(payload: bytes, compress_min_bytes: int) -> bytes:
@@ -75,6 +77,7 @@ class CachePolicy:
     snapshot_ttl: int
     view_ttl: int
     compress_min_bytes: int
+    max_views: int = MAX_CACHED_VIEWS
 
 
 class SnapshotCache:
@@ -144,7 +147,8 @@ class SnapshotCache:
     async def store_view(
         self, tenant: object, closing: object, view: str, entry: SnapshotEntry
     ) -> bool:
-        """Store a filtered view, only while its (version, hash) is the current snapshot."""
+        """Store a filtered view, only while its (version, hash) is the current snapshot and
+        the closing holds fewer than `max_views` views; False when it was not stored."""
         views = keys.snapshot_views(self.prefix, tenant, closing)
         stored = await self._scripts["set_view"](
             keys=[
@@ -158,6 +162,7 @@ class SnapshotCache:
                 encode(entry.body, self.policy.compress_min_bytes),
                 self.policy.view_ttl,
                 self.policy.snapshot_ttl,
+                self.policy.max_views,
             ],
         )
         return bool(stored)

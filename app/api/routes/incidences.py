@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query
 from starlette.responses import Response
 
-from app.api.deps import ConnDep, SnapshotsDep, Viewer
+from app.api.deps import ConnDep, CpuPoolDep, SnapshotsDep, Viewer
 from app.api.problems import problem_responses
 from app.api.schemas.snapshot import Snapshot
 from app.api.snapshot_view import SnapshotFilters, answer
@@ -68,7 +68,10 @@ async def list_movements(
     key: str,
     principal: Viewer,
     conn: ConnDep,
+    cpu: CpuPoolDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> dict[str, Any]:
-    return await queries.movements_page(conn, principal.tenant_id, closing_id, key, limit, cursor)
+    return await queries.movements_page(
+        conn, cpu, principal.tenant_id, closing_id, key, limit, cursor
+    )

@@ -7,11 +7,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from app.api.deps import AnalystActor, ConnDep, ResourcesDep, Viewer
+from app.api.deps import AnalystActor, ConnDep, CpuPoolDep, ResourcesDep, Viewer
 from app.api.multipart import receive_ledger
 from app.api.problems import problem_responses
 from app.api.schemas import Page
 from app.api.schemas.iterations import DiffBetween, IterationOut, ReprocessIn
+from app.api.state import app_state
 from app.services.iterations import history as closing_reads
 from app.services.iterations import request as iterations
 from app.services.tenancy.closings import check_closing
@@ -171,23 +172,34 @@ async def list_iterations(
 )
 async def get_iteration(
     closing_id: uuid.UUID, number: IterationNumber, principal: Viewer, conn: ConnDep
-) -> Any:
+) -> Response:
     await check_closing(conn, principal.tenant_id, closing_id)
-    return await iterations.get_iteration(conn, closing_id, number)
+    resource, diff_json = await iterations.get_iteration(conn, closing_id, number)
+    # The resource as the response model writes it, and the stored diff spliced in as it is.
+    head = IterationOut.model_validate(resource).model_dump_json(exclude={"diff"}).encode()
+    body = b"".join((head[:-1], b',"diff":', b"null" if diff_json is None else diff_json, b"}"))
+    return Response(body, media_type="application/json")
 
 
 @router.get(
     "/diff",
     response_model=DiffBetween,
     summary="Diff between two succeeded iterations",
-    responses=problem_responses((409, "One of the iterations has not succeeded")),
+    responses={
+        200: {"content": {"application/json": {}}},
+        **problem_responses((409, "One of the iterations has not succeeded")),
+    },
 )
 async def get_diff(
     closing_id: uuid.UUID,
+    request: Request,
     principal: Viewer,
     conn: ConnDep,
+    cpu: CpuPoolDep,
     from_: Annotated[int, Query(alias="from", ge=1, le=MAX_NUMBER)],
     to: Annotated[int, Query(ge=1, le=MAX_NUMBER)],
-) -> Any:
+) -> Response:
     await check_closing(conn, principal.tenant_id, closing_id)
-    return await closing_reads.diff_between(conn, closing_id, from_, to)
+    cache = app_state(request.app).diffs
+    body = await closing_reads.diff_between(conn, cpu, cache, closing_id, from_, to)
+    return Response(body, media_type="application/json")

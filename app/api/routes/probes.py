@@ -35,7 +35,8 @@ async def get_ready(request: Request, resources: ResourcesDep) -> Response:
             type_slug="not-ready",
             checks={"shutdown": "in_progress"},
         )
-    readiness = await check_readiness(resources, state.migration_head)
+    # Checked at most once a second per process: a probe flood cannot starve the pools.
+    readiness = await state.readiness.get(lambda: check_readiness(resources, state.migration_head))
     checks = {"postgres": readiness.postgres, "redis": readiness.redis}
     if not readiness.ready:
         failing = ", ".join(f"{name} is {state}" for name, state in checks.items() if state != "ok")

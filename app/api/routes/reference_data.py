@@ -9,9 +9,11 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import TypeAdapter, ValidationError
 
-from app.api.deps import AnalystActor, ConnDep, ResourcesDep, Viewer
+from app.adapters.cpu_pool import CpuPool
+from app.api.bulk import read_csv, read_json
+from app.api.deps import AnalystActor, ConnDep, CpuPoolDep, ResourcesDep, Viewer
+from app.api.middleware.body_limit import BULK_BODY_BYTES
 from app.api.problems import problem_responses
 from app.api.schemas import Items, StrictModel
 from app.api.schemas.reference_data import (
@@ -21,21 +23,16 @@ from app.api.schemas.reference_data import (
     DocumentTypeOut,
     UpsertResult,
 )
-from app.domain.errors import InvalidInput, PayloadTooLarge
+from app.domain.errors import InvalidInput
 from app.services.reference_data import upsert as reference_data
-from app.services.reference_data.changes import MAX_ITEMS, Entry, parse_csv
+from app.services.reference_data.changes import MAX_ITEMS, Entry
 from app.services.reference_data.upsert import ACCOUNTS, DOCUMENT_TYPES, Kind
 
 router = APIRouter(
     prefix="/clients", tags=["reference data"], responses=problem_responses((404, "No such client"))
 )
 
-# Reference data is small; a cap far below MAX_UPLOAD_BYTES keeps a whole body in memory safely.
-MAX_BODY_BYTES = 16 * 1024 * 1024
 _CSV_TYPES = {"text/csv", "application/csv", "text/tab-separated-values", "text/plain"}
-
-_ACCOUNTS_JSON = TypeAdapter(list[AccountIn])
-_DOCUMENT_TYPES_JSON = TypeAdapter(list[DocumentTypeIn])
 
 _COLUMN_MAP = 'CSV only: JSON object `{"field": "Header in the file"}` for other headers'
 AccountsColumnMap = Annotated[
@@ -58,7 +55,7 @@ def _description(kind: Kind, what: str, rules: str) -> str:
         f"Bulk upsert of the client's {what}: codes not in the body are kept.\n\n"
         "Body: a JSON array (`application/json`) or CSV (`text/csv`: UTF-8 with or without BOM "
         "or Windows-1252; delimiter `,` `;` or tab, detected from the header line), at most "
-        f"{MAX_BODY_BYTES // 2**20} MiB (else 413). CSV headers are matched ignoring case, "
+        f"{BULK_BODY_BYTES // 2**20} MiB (else 413). CSV headers are matched ignoring case, "
         "accents and surrounding spaces (inner spaces and `-` read as `_`); other columns are "
         "ignored; `column_map` names any other header. Aliases, the first present wins:\n\n"
         f"{_aliases(kind)}\n\n"
@@ -75,7 +72,7 @@ def _description(kind: Kind, what: str, rules: str) -> str:
 
 _PUT_PROBLEMS = problem_responses(
     403,
-    (413, f"The body is larger than {MAX_BODY_BYTES // 2**20} MiB"),
+    (413, f"The body is larger than {BULK_BODY_BYTES // 2**20} MiB"),
     (415, "The body is neither application/json nor text/csv"),
     (422, "Invalid rows (each is named), or a CSV without the required columns"),
 )
@@ -95,16 +92,9 @@ def _openapi_body(model: type[StrictModel], csv_example: str) -> dict[str, Any]:
 
 
 async def _read_body(request: Request) -> bytes:
-    declared = request.headers.get("content-length", "")
-    too_large = PayloadTooLarge(f"The body is larger than {MAX_BODY_BYTES} bytes")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise too_large
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:  # a lying or absent Content-Length is caught here
-            raise too_large
-    return bytes(body)
+    # At most BULK_BODY_BYTES: the body-limit middleware refuses more while it streams in.
+    chunks = [chunk async for chunk in request.stream()]
+    return b"".join(chunks)
 
 
 def _column_map(raw: str | None) -> Mapping[str, str]:
@@ -120,27 +110,22 @@ def _column_map(raw: str | None) -> Mapping[str, str]:
 
 
 async def _entries(
-    request: Request, adapter: TypeAdapter[list[Any]], kind: Kind, column_map: str | None
+    request: Request, cpu: CpuPool, model: type[StrictModel], kind: Kind, column_map: str | None
 ) -> list[Entry]:
-    """The body as entries, whichever content type carried it."""
+    """The body as entries, whichever content type carried it (read in the CPU pool)."""
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     is_json = media_type == "application/json" or media_type.endswith("+json")
     if not is_json and media_type not in _CSV_TYPES:
         got = repr(media_type) if media_type else "no Content-Type"
         raise HTTPException(415, f"Send the rows as application/json or text/csv, not {got}")
     body = await _read_body(request)
-    if not is_json:
-        return parse_csv(body, kind.aliases, _column_map(column_map))
-    try:
-        items = adapter.validate_json(body)
-    except ValidationError as exc:
-        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
-        raise RequestValidationError(errors) from None
-    # Only the fields the caller sent, so an omitted optional field is left as stored.
-    return [
-        Entry(f"item {i}", item.model_dump(include=item.model_fields_set))
-        for i, item in enumerate(items)
-    ]
+    if is_json:
+        read = await cpu.run(len(body), read_json, body, model)
+    else:
+        read = await cpu.run(len(body), read_csv, body, kind.aliases, _column_map(column_map))
+    if read.errors:
+        raise RequestValidationError(read.errors)
+    return read.entries
 
 
 @router.put(
@@ -166,9 +151,10 @@ async def upsert_accounts(
     request: Request,
     actor: AnalystActor,
     resources: ResourcesDep,
+    cpu: CpuPoolDep,
     column_map: AccountsColumnMap = None,
 ) -> dict[str, Any]:
-    entries = await _entries(request, _ACCOUNTS_JSON, ACCOUNTS, column_map)
+    entries = await _entries(request, cpu, AccountIn, ACCOUNTS, column_map)
     return await reference_data.put_reference_data(resources, actor, client_id, ACCOUNTS, entries)
 
 
@@ -212,9 +198,10 @@ async def upsert_document_types(
     request: Request,
     actor: AnalystActor,
     resources: ResourcesDep,
+    cpu: CpuPoolDep,
     column_map: DocumentTypesColumnMap = None,
 ) -> dict[str, Any]:
-    entries = await _entries(request, _DOCUMENT_TYPES_JSON, DOCUMENT_TYPES, column_map)
+    entries = await _entries(request, cpu, DocumentTypeIn, DOCUMENT_TYPES, column_map)
     return await reference_data.put_reference_data(
         resources, actor, client_id, DOCUMENT_TYPES, entries
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.adapters.postgres.tables import closings, iterations
 
@@ -56,6 +57,11 @@ class Claim:
 
 class Busy(Exception):
     """Another iteration of the same closing is running; this one waits its turn."""
+
+
+class LeaseLost(Exception):
+    """The job no longer owns its iteration: another job took it over, or the lease could not
+    be renewed for a whole lease period (after which another job may take it over)."""
 
 
 class Abandoned(Exception):
@@ -133,10 +139,10 @@ async def claim(engine: AsyncEngine, iteration_id: uuid.UUID, lease_seconds: flo
     return claimed
 
 
-async def beat(engine: AsyncEngine, claimed: Claim) -> None:
-    """Refresh the lease and publish progress."""
+async def beat(engine: AsyncEngine, claimed: Claim) -> bool:
+    """Refresh the lease and publish progress; False when the claim is no longer this job's."""
     async with engine.begin() as conn:
-        await conn.execute(
+        renewed = await conn.execute(
             sa.update(iterations)
             .where(claimed.owned())
             .values(
@@ -145,23 +151,73 @@ async def beat(engine: AsyncEngine, claimed: Claim) -> None:
                 movements_processed=claimed.movements_processed,
             )
         )
+    return renewed.rowcount == 1
+
+
+@contextlib.asynccontextmanager
+async def owned_transaction(engine: AsyncEngine, claimed: Claim) -> AsyncIterator[AsyncConnection]:
+    """A transaction in which the claim is still this job's, and stays so until it commits
+    (the iteration's row is locked against a takeover); LeaseLost, with nothing written, when
+    it is not. Every write of a job goes through one."""
+    async with engine.begin() as conn:
+        held = await conn.scalar(
+            sa.select(iterations.c.id).where(claimed.owned()).with_for_update(read=True)
+        )
+        if held is None:
+            raise LeaseLost(f"iteration {claimed.iteration_id} attempt {claimed.attempt}")
+        yield conn
+
+
+async def _ended_by_this_job(engine: AsyncEngine, claimed: Claim) -> bool:
+    """Whether the iteration is no longer running because this very attempt ended it."""
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                sa.select(iterations.c.status, iterations.c.attempts).where(
+                    iterations.c.id == claimed.iteration_id
+                )
+            )
+        ).one()
+    return row.attempts == claimed.attempt and row.status != "running"
 
 
 @contextlib.asynccontextmanager
 async def lease(engine: AsyncEngine, claimed: Claim, lease_seconds: float) -> AsyncIterator[None]:
-    """Keep the claim's lease alive in the background while the block runs."""
+    """Keep the claim's lease alive in the background while the block runs.
 
-    async def loop() -> None:
+    When the lease is lost (another job took the iteration over, or no renewal went through
+    for a whole lease, after which another job may have), the block is cancelled and LeaseLost
+    raised: the job stops instead of working on for nothing."""
+    scope = asyncio.timeout(None)  # expired by the renewal loop when the lease is lost
+    lost = False
+
+    async def renew() -> None:
+        nonlocal lost
+        renewed_at = time.monotonic()
         while True:
             await asyncio.sleep(lease_seconds / RENEWALS_PER_LEASE)
             try:
-                await beat(engine, claimed)
+                if await beat(engine, claimed):
+                    renewed_at = time.monotonic()
+                    continue
+                if await _ended_by_this_job(engine, claimed):
+                    return  # it published or failed it: nothing left to keep
             except Exception as exc:  # a missed renewal is fine: a lease spans several
                 logger.warning("iteration heartbeat failed: %s", type(exc).__name__)
+                if time.monotonic() - renewed_at < lease_seconds:
+                    continue
+            lost = True
+            scope.reschedule(asyncio.get_running_loop().time())
+            return
 
-    task = asyncio.create_task(loop())
+    task = asyncio.create_task(renew())
     try:
-        yield
+        async with scope:
+            yield
+    except TimeoutError:
+        if lost:
+            raise LeaseLost(f"iteration {claimed.iteration_id} attempt {claimed.attempt}") from None
+        raise
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -8,7 +8,6 @@ import contextlib
 import io
 import logging
 import threading
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -98,7 +97,7 @@ async def _parse_and_store(
         files, frame = await _parse_once(engine, claimed, ledger, layout, workdir, report)
     logger.info("parsed %d movements in %d batches", frame.height, len(files))
     parse = parse_record(layout, report)
-    async with engine.begin() as conn:
+    async with claims.owned_transaction(engine, claimed) as conn:
         await conn.execute(
             sa.update(ledgers)
             .where(ledgers.c.id == claimed.ledger_id)
@@ -123,14 +122,16 @@ async def _parse_once(
     workdir: Path,
     report: ReadReport,
 ) -> tuple[list[Path], pl.DataFrame]:
-    async with engine.begin() as conn:
+    # Every write here is guarded by the claim: a job whose iteration was taken over must not
+    # delete or add the new owner's batches (LeaseLost stops it at its next write).
+    async with claims.owned_transaction(engine, claimed) as conn:
         await ledger_store.delete_movements(conn, claimed.ledger_id)  # a retried partial parse
     claimed.movements_processed = 0
     files: list[Path] = []
     parts: list[pl.DataFrame] = []
     # Storing batch n (Parquet encoding, INSERT) overlaps with parsing batch n+1.
     pending: asyncio.Queue[pl.DataFrame | None] = asyncio.Queue(maxsize=2)
-    storer = asyncio.create_task(_store_batches(engine, claimed.ledger_id, workdir, pending, files))
+    storer = asyncio.create_task(_store_batches(engine, claimed, workdir, pending, files))
     # Threads cannot be interrupted: if this job fails, times out or is cancelled, the event
     # tells the reading threads to stop after the chunk in hand (see prefetch.py).
     stop = threading.Event()
@@ -159,7 +160,7 @@ async def _parse_once(
 
 async def _record_parse(engine: AsyncEngine, claimed: Claim, parse: dict[str, Any]) -> None:
     """The iteration shows how its file was read (complete once the file has been parsed)."""
-    async with engine.begin() as conn:
+    async with claims.owned_transaction(engine, claimed) as conn:
         await conn.execute(sa.update(iterations).where(claimed.owned()).values(parse=parse))
 
 
@@ -187,17 +188,18 @@ async def _ledger_source(
 
 async def _store_batches(
     engine: AsyncEngine,
-    ledger_id: uuid.UUID,
+    claimed: Claim,
     workdir: Path,
     pending: asyncio.Queue[pl.DataFrame | None],
     files: list[Path],
 ) -> None:
-    """Encode each parsed batch once, keep it locally for this run, and store it durably."""
+    """Encode each parsed batch once, keep it locally for this run, and store it durably
+    while the claim is still this job's."""
     while (batch := await pending.get()) is not None:
         data, path = await asyncio.to_thread(_encode_and_keep, workdir, len(files), batch)
         files.append(path)
-        async with engine.begin() as conn:
-            await ledger_store.store_batch(conn, ledger_id, batch, data)
+        async with claims.owned_transaction(engine, claimed) as conn:
+            await ledger_store.store_batch(conn, claimed.ledger_id, batch, data)
 
 
 async def _hand_over(
@@ -205,13 +207,16 @@ async def _hand_over(
     item: pl.DataFrame | None,
     storer: asyncio.Task[None],
 ) -> None:
-    """Queue an item for the storer, surfacing its failure instead of waiting on a dead queue."""
-    put = asyncio.ensure_future(pending.put(item))
-    await asyncio.wait({put, storer}, return_when=asyncio.FIRST_COMPLETED)
-    if not put.done():
+    """Queue an item for the storer, surfacing its failure (as soon as it failed, not once the
+    queue is full: a refused write means the job must stop) instead of waiting on a dead queue."""
+    if not storer.done():
+        put = asyncio.ensure_future(pending.put(item))
+        await asyncio.wait({put, storer}, return_when=asyncio.FIRST_COMPLETED)
+        if put.done():
+            return
         put.cancel()
-        await storer  # it stopped early: raise its error
-        raise RuntimeError("the batch storer stopped before the end of the ledger")
+    await storer  # it stopped early: raise its error
+    raise RuntimeError("the batch storer stopped before the end of the ledger")
 
 
 async def _download(

@@ -19,7 +19,7 @@ from app.memory import gc_paused
 from app.resources import Resources
 from app.services.iterations import claims
 from app.services.iterations import publish as snapshots
-from app.services.iterations.claims import MAX_ATTEMPTS, Abandoned, Busy, Claim
+from app.services.iterations.claims import MAX_ATTEMPTS, Abandoned, Busy, Claim, LeaseLost
 from app.services.iterations.evaluate import evaluate_iteration
 from app.services.iterations.movements import load_movements
 from app.services.iterations.request import enqueue_by_id
@@ -57,11 +57,18 @@ async def run_iteration(resources: Resources, iteration_id: uuid.UUID) -> str:
     try:
         async with claims.lease(engine, claimed, lease_seconds):
             outcome = await _process(resources, claimed)
+    except LeaseLost:
+        # Stopped at once: another job has taken the iteration over (then nothing is left to
+        # do), or the lease could not be renewed (Postgres out of reach): then it is given up
+        # to be run again.
+        return await _retry_later(resources, claimed, "its lease was lost", log)
     except Exception as exc:
         if unavailable(exc):
             # Not the iteration's fault: it is run again, like one whose worker died. Still
             # running, so the closing's queued iteration (if any) waits for the retry's end.
-            return await _retry_later(resources, claimed, exc, log)
+            # The type only: a message may carry a host, a user or a connection string.
+            reason = f"Postgres or Redis unreachable ({type(exc).__name__})"
+            return await _retry_later(resources, claimed, reason, log)
         logger.exception("iteration %s failed", iteration_id, extra=log)
         await claims.fail(engine, claimed, _problem(exc))
         outcome = "failed"
@@ -109,24 +116,21 @@ async def _process(resources: Resources, claimed: Claim) -> str:
 
 
 async def _retry_later(
-    resources: Resources, claimed: Claim, exc: Exception, log: dict[str, Any]
+    resources: Resources, claimed: Claim, reason: str, log: dict[str, Any]
 ) -> str:
-    """Postgres or Redis was lost mid-run (restart, failover, a terminated backend): give the
-    claim up and queue a job to take it over at once, rather than let an accepted upload end
-    `failed`. The takeover is a new attempt, so MAX_ATTEMPTS still bounds an error that only
-    looks transient (a query that crashes the server each time).
+    """Postgres or Redis was lost mid-run (restart, failover, a terminated backend), or the
+    lease was: give the claim up, if still ours, and queue a job to take it over at once,
+    rather than let an accepted upload end `failed`. The takeover is a new attempt, so
+    MAX_ATTEMPTS still bounds an error that only looks transient (a query that crashes the
+    server each time).
 
     Releasing needs Postgres: it is tried for a few seconds (a bounce or a failover is over by
     then). If it stays out of reach, the claim's lease runs out, as a dead worker's does, and the
     sweeper queues the iteration again; this job must not wait that long in a worker's slot.
     """
     iteration_id = claimed.iteration_id
-    # The type only: a message may carry a host, a user or a connection string.
     logger.warning(
-        "iteration %s interrupted: Postgres or Redis unreachable (%s); it will be retried",
-        iteration_id,
-        type(exc).__name__,
-        extra=log,
+        "iteration %s interrupted: %s; it will be retried", iteration_id, reason, extra=log
     )
     # The lease loop has stopped (its `async with` is over): nothing renews the claim anymore.
     retrying = AsyncRetrying(

@@ -4,16 +4,24 @@ upsert and name its reprocessing trigger (SPEC §5). Pure: no database."""
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
+import itertools
+import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from app.domain.errors import InvalidInput
 from app.domain.ledger.sniff import detect_delimiter
 
 MAX_ITEMS = 20_000
+# A reference-data row is a code, a name, an English name and a classification: far below this.
+MAX_RECORD_CHARS = 64 * 1024
+# Members of one JSON item: the model's fields and room to name a few unknown ones.
+MAX_JSON_MEMBERS = 16
+_DECODE_PIECE = 1024 * 1024
 MAX_CODE_LENGTH = 100
 MAX_TEXT_LENGTH = 500
 _MAX_PROBLEMS_SHOWN = 20
@@ -31,6 +39,21 @@ DOCUMENT_TYPE_ALIASES: dict[str, tuple[str, ...]] = {
     "code": ("code", "document_type", "doc_type", "tipo_documento", "tipo_doc", "codigo"),
     "name": ("name", "document_type_name", "description", "nombre", "descripcion"),
 }
+
+
+# A JSON array item, matched without backtracking (possessive quantifiers): an object of at most
+# MAX_JSON_MEMBERS members whose values are strings or scalar literals (which the item's model
+# then validates); anything nested is not an item of a reference-data body.
+_JSON_STRING = rb'"(?:[^"\\]++|\\.)*+"'
+_JSON_MEMBER = rb"%s\s*+:\s*+(?:%s|[^\s{}\[\]:,\"]++)" % (_JSON_STRING, _JSON_STRING)
+_JSON_ITEM = re.compile(
+    rb"\{\s*+(?:%s\s*+(?:,\s*+%s\s*+){0,%d}+)?\}"
+    % (_JSON_MEMBER, _JSON_MEMBER, MAX_JSON_MEMBERS - 1),
+    re.S,
+)
+_JSON_SEPARATOR = re.compile(rb"\s*+([,\]])\s*+")
+_JSON_SPACE = re.compile(rb"\s*+")
+_JSON_SHAPE = f"a JSON object of at most {MAX_JSON_MEMBERS} members whose values are text or null"
 
 
 @dataclass(frozen=True)
@@ -56,17 +79,58 @@ def _header_key(text: str) -> str:
     return "_".join(plain.replace("-", " ").split())
 
 
-def _decode(body: bytes) -> str:
+def _text_lines(body: bytes) -> Iterator[str]:
+    """The body's lines, decoded one at a time (UTF-8 with or without BOM, else Windows-1252),
+    each cut at MAX_RECORD_CHARS + 1 characters so no line is ever held longer than that."""
     if b"\x00" in body:
         raise InvalidInput(
             "The CSV body has NUL bytes: it is binary or UTF-16; send UTF-8 or Windows-1252 text"
         )
-    for encoding in ("utf-8-sig", "cp1252"):  # utf-8-sig also reads UTF-8 without a BOM
-        try:
-            return body.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    raise InvalidInput("The CSV body is neither UTF-8 nor Windows-1252 text")
+    stream = io.TextIOWrapper(io.BytesIO(body), encoding=_encoding(body), newline="")
+    try:
+        while line := stream.readline(MAX_RECORD_CHARS + 1):
+            yield line
+    except UnicodeDecodeError:
+        raise InvalidInput("The CSV body is neither UTF-8 nor Windows-1252 text") from None
+
+
+def _encoding(body: bytes) -> str:
+    """utf-8-sig when the whole body is UTF-8 (checked piecewise: no copy of it as text)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    view = memoryview(body)
+    try:
+        for start in range(0, len(body), _DECODE_PIECE):
+            decoder.decode(view[start : start + _DECODE_PIECE])
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return "cp1252"
+    return "utf-8-sig"  # also reads UTF-8 without a BOM
+
+
+class _Records:
+    """Lines for csv.reader, refusing a record (one or more lines) over MAX_RECORD_CHARS."""
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self._lines = lines
+        self.record = 1  # the header is line 1
+        self._chars = 0
+
+    def __iter__(self) -> _Records:
+        return self
+
+    def next_record(self) -> None:
+        """The reader has returned the current record: count the next one's characters."""
+        self.record += 1
+        self._chars = 0
+
+    def __next__(self) -> str:
+        line = next(self._lines)
+        self._chars += len(line)
+        if self._chars > MAX_RECORD_CHARS:
+            raise InvalidInput(
+                f"line {self.record} of the CSV body is longer than {MAX_RECORD_CHARS} characters"
+            )
+        return line
 
 
 def _resolve_columns(
@@ -97,23 +161,69 @@ def parse_csv(
     aliases: Mapping[str, tuple[str, ...]],
     column_map: Mapping[str, str] | None = None,
 ) -> list[Entry]:
-    """CSV rows as entries; `line` counts records with the header as line 1; blank rows skipped."""
-    text = _decode(body)
-    if not text.strip():
+    """CSV rows as entries; `line` counts records with the header as line 1; blank rows skipped.
+
+    Read record by record: past MAX_ITEMS rows it stops, and a record is never longer than
+    MAX_RECORD_CHARS, so what it holds is bounded whatever the body's shape."""
+    lines = _Records(_text_lines(body))
+    first = next(lines, "")
+    if not first.strip() and not any(line.strip() for line in lines):
         raise InvalidInput("The CSV body is empty: a header line is required")
-    delimiter = detect_delimiter(text.split("\n", 1)[0])
+    reader = csv.reader(itertools.chain([first], lines), delimiter=detect_delimiter(first))
+    entries: list[Entry] = []
     try:
-        records = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+        columns = _resolve_columns(next(reader), aliases, column_map or {})
+        lines.next_record()
+        for record in reader:
+            where = f"line {lines.record}"
+            lines.next_record()
+            if not any(cell.strip() for cell in record):
+                continue
+            if len(entries) == MAX_ITEMS:
+                raise InvalidInput(_too_many(f"more than {MAX_ITEMS}"))
+            values = {f: record[i].strip() if i < len(record) else "" for f, i in columns.items()}
+            entries.append(Entry(where, values))
     except csv.Error as exc:
         raise InvalidInput(f"The CSV body cannot be read: {exc}") from None
-    columns = _resolve_columns(records[0], aliases, column_map or {})
-    entries = []
-    for line, record in enumerate(records[1:], start=2):
-        if not any(cell.strip() for cell in record):
-            continue
-        values = {f: record[i].strip() if i < len(record) else "" for f, i in columns.items()}
-        entries.append(Entry(f"line {line}", values))
     return entries
+
+
+def json_items(body: bytes) -> Iterator[bytes]:
+    """The items of a JSON array of flat objects (members whose values are text, numbers,
+    booleans or null), one at a time: the body is never parsed whole, and past MAX_ITEMS
+    items, or at an item of another shape, it stops with InvalidInput."""
+    position = _after_space(body, 0)
+    if body[position : position + 1] != b"[":
+        raise InvalidInput(f"The body must be a JSON array, each item {_JSON_SHAPE}")
+    position = _after_space(body, position + 1)
+    if body[position : position + 1] == b"]":
+        position += 1
+    else:
+        for index in itertools.count():
+            item = _JSON_ITEM.match(body, position)
+            if item is None:
+                raise InvalidInput(f"item {index} of the body is not {_JSON_SHAPE}")
+            if index == MAX_ITEMS:
+                raise InvalidInput(_too_many(f"more than {MAX_ITEMS}"))
+            yield item.group()
+            separator = _JSON_SEPARATOR.match(body, item.end())
+            if separator is None:
+                raise InvalidInput(f"item {index} of the body is not followed by `,` or `]`")
+            position = separator.end()
+            if separator.group(1) == b"]":
+                break
+    if _after_space(body, position) != len(body):
+        raise InvalidInput("The body goes on after its JSON array")
+
+
+def _after_space(body: bytes, position: int) -> int:
+    space = _JSON_SPACE.match(body, position)
+    assert space is not None  # it matches the empty string
+    return space.end()
+
+
+def _too_many(count: str) -> str:
+    return f"Too many rows: {count} (at most {MAX_ITEMS} per request)"
 
 
 def normalise(
@@ -121,7 +231,7 @@ def normalise(
 ) -> dict[str, dict[str, str | None]]:
     """Validated rows keyed by normalised code; every problem is reported in one InvalidInput."""
     if len(entries) > MAX_ITEMS:
-        raise InvalidInput(f"Too many rows: {len(entries)} (at most {MAX_ITEMS} per request)")
+        raise InvalidInput(_too_many(str(len(entries))))
     problems: list[str] = []
     rows: dict[str, dict[str, str | None]] = {}
     seen: dict[str, list[str]] = {}

@@ -11,6 +11,7 @@ import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.adapters.cpu_pool import CpuPool
 from app.adapters.postgres import ledger_store
 from app.adapters.postgres.lines_codec import page_after
 from app.adapters.postgres.tables import incidence_lines, iterations, snapshots
@@ -34,6 +35,7 @@ def _decode_cursor(cursor: str) -> tuple[uuid.UUID, int]:
 
 async def movements_page(
     conn: AsyncConnection,
+    cpu: CpuPool,
     tenant_id: uuid.UUID,
     closing_id: uuid.UUID,
     key: str,
@@ -43,7 +45,8 @@ async def movements_page(
     """A page of the movements behind `key`, by ascending line (keyset pagination).
 
     The cursor pins the iteration it started on, so paging stays consistent even if a new
-    snapshot is published meanwhile.
+    snapshot is published meanwhile. Decoding the movements (stored batches of up to 250,000
+    rows) is done in the CPU pool's threads, never on the event loop.
     """
     await check_closing(conn, tenant_id, closing_id)
     if "\x00" in key:  # no key has one, and Postgres text cannot even compare with it
@@ -84,32 +87,40 @@ async def movements_page(
     ).scalar_one_or_none()
     if ledger_id is None:  # a forged or foreign cursor: its iteration is not this closing's
         raise InvalidInput("cursor is not one this API returned for this closing")
-    rows = await ledger_store.read_lines(conn, ledger_id, lines)
+    parts = [
+        await cpu.thread(ledger_store.lines_of_batch, data, lines)
+        async for data in ledger_store.batches_holding(conn, ledger_id, lines)
+    ]
     return {
-        "items": _movement_json(rows),
+        "items": await cpu.thread(_movement_json, parts),
         "next_cursor": _encode_cursor(iteration_id, lines[-1]) if has_more else None,
     }
 
 
-def _movement_json(rows: pl.DataFrame) -> list[dict[str, Any]]:
-    """Movements as JSON: ISO dates, amounts as canonical decimal strings (like incidences)."""
-    if rows.is_empty():
+def _movement_json(parts: list[pl.DataFrame]) -> list[dict[str, Any]]:
+    """Movements by line as JSON: ISO dates, amounts as canonical decimal strings (like
+    incidences)."""
+    if not parts:
         return []
-    shown = rows.select(
-        "line",
-        "account_code",
-        "date",
-        "voucher",
-        "document_type",
-        "document_number",
-        "description",
-        "account_name",
-        "cost_center",
-        "third_party",
-        "debit",
-        "credit",
-        "invalid_field",
-        "invalid_reason",
+    shown = (
+        pl.concat(parts)
+        .sort("line")
+        .select(
+            "line",
+            "account_code",
+            "date",
+            "voucher",
+            "document_type",
+            "document_number",
+            "description",
+            "account_name",
+            "cost_center",
+            "third_party",
+            "debit",
+            "credit",
+            "invalid_field",
+            "invalid_reason",
+        )
     )
     movements = shown.to_dicts()
     for movement in movements:

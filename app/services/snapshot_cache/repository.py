@@ -12,15 +12,26 @@ to Postgres and a circuit breaker stops paying a Redis timeout on every request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
+from cachetools import LRUCache
+
+from app.adapters.cpu_pool import CpuPool
 from app.adapters.redis import REDIS_FAILURES
 from app.adapters.redis.snapshot_cache import Event, SnapshotCache
-from app.domain.snapshot import WHOLE, SnapshotEntry, SnapshotQuery, snapshot_view
+from app.domain.snapshot import (
+    WHOLE,
+    SnapshotEntry,
+    SnapshotQuery,
+    ViewIndex,
+    indexed_view,
+    view_index,
+)
 from app.metrics import CACHE_ERRORS, CACHE_LOOKUPS
 from app.resources import Resources
 from app.services.snapshot_cache import local
@@ -38,6 +49,8 @@ _OUTCOMES = {
 }
 # The listener notices its stop flag within one ping period (1 s).
 SHUTDOWN_WAIT_SECONDS = 3.0
+# View indexes kept in each process, in bytes: a few large snapshots' worth.
+INDEX_CACHE_BYTES = 128 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,13 +63,20 @@ class Served:
 
 
 _Loader = Callable[[], Awaitable[Served]]
+# (tenant, closing, version, content hash): a version's document, and so its index, never change.
+_IndexKey = tuple[str, str, int, str]
 
 
 class SnapshotRepository:
     """One per process: the near cache, the breaker, the single flights and the listener."""
 
-    def __init__(self, resources: Resources) -> None:
+    def __init__(self, resources: Resources, cpu: CpuPool) -> None:
         settings = resources.settings
+        self.cpu = cpu  # large snapshots are indexed for views there, off the event loop
+        self._indexes: LRUCache[_IndexKey, ViewIndex] = LRUCache(
+            INDEX_CACHE_BYTES, getsizeof=lambda index: index.size
+        )
+        self._indexing: dict[_IndexKey, asyncio.Future[ViewIndex]] = {}
         self.settings = settings
         self.engine = resources.engine
         self.cache = SnapshotCache.for_settings(resources.redis, settings)
@@ -156,7 +176,10 @@ class SnapshotRepository:
         if not view:
             served = await self._single_flight(key[:2], lambda: self._fill(tenant, closing))
         else:
-            served = await self._view_from(key, query, await self.get(tenant, closing, WHOLE))
+            whole = await self.get(tenant, closing, WHOLE)
+            # One computation for all concurrent readers of this view of this version.
+            flight = (*key, str(whole.entry.version))
+            served = await self._single_flight(flight, lambda: self._view_from(key, query, whole))
         self.near.put(key, served.entry, generation)
         return served
 
@@ -168,7 +191,7 @@ class SnapshotRepository:
 
     async def _view_from(self, key: NearKey, query: SnapshotQuery, whole: Served) -> Served:
         """Filter and page the whole snapshot, and store the view for the next readers."""
-        entry = replace(whole.entry, body=snapshot_view(whole.entry.body, query))
+        entry = replace(whole.entry, body=await self._view(key, whole.entry, query))
         if whole.outcome != "bypass" and self.breaker.allow():
             try:
                 async with asyncio.timeout(self._timeout):
@@ -260,5 +283,24 @@ class SnapshotRepository:
             return served
         if held is not None and held.version == served.entry.version:  # the view is current
             return Served(held, "bypass")
-        body = snapshot_view(served.entry.body, query)
+        body = await self._view(key, served.entry, query)
         return Served(replace(served.entry, body=body), "bypass")
+
+    async def _view(self, key: NearKey, whole: SnapshotEntry, query: SnapshotQuery) -> bytes:
+        """Filter and page a snapshot, through its ViewIndex: parsing the document is done once
+        per version (in the CPU pool when it is large), and from then on a view only copies
+        the incidences it shows, however many different views are asked for."""
+        index_key = (key[0], key[1], whole.version, whole.content_hash)
+        index = self._indexes.get(index_key)
+        if index is None:
+            building = self._indexing.get(index_key)
+            if building is None:
+                building = asyncio.ensure_future(
+                    self.cpu.run(len(whole.body), view_index, whole.body)
+                )
+                self._indexing[index_key] = building
+                building.add_done_callback(lambda _: self._indexing.pop(index_key, None))
+            index = await asyncio.shield(building)
+            with contextlib.suppress(ValueError):  # bigger than the whole cache: not kept
+                self._indexes[index_key] = index
+        return indexed_view(index, query)

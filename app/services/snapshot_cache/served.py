@@ -36,14 +36,20 @@ async def load_reviews(conn: AsyncConnection, closing_id: uuid.UUID) -> dict[str
     }
 
 
+# In every document published since reviews exist (its statistics count them; keys are sorted,
+# and a quote inside a JSON string is escaped, so no text can contain this).
+STATISTICS_WITH_REVIEWS = b'"reviews":{"acknowledged":'
+
+
 async def compose(
     conn: AsyncConnection, closing_id: uuid.UUID, document: bytes, content_hash: str
 ) -> tuple[bytes, str]:
     """(served body, served content hash): the iteration's document (its incidences all open)
-    as it is when the closing has no reviews, else recomposed with them. The caller holds the
-    closing's lock if reviews may change meanwhile."""
+    as it is when the closing has no reviews, else recomposed with them (so is a document
+    stored before reviews existed). The caller holds the closing's lock if reviews may change
+    meanwhile."""
     reviews = await load_reviews(conn, closing_id)
-    if not reviews:
+    if not reviews and STATISTICS_WITH_REVIEWS in document:
         return document, content_hash
     # Parsing and dumping a large snapshot takes a while: not on the event loop.
     return await asyncio.to_thread(_compose, document, reviews)

@@ -16,10 +16,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.adapters.postgres.tables import api_keys, tenants
 from app.domain.errors import InvalidInput
 from app.services.audit.record import CLI_ROLE, Actor, Change, record
+from app.settings import MIN_BOOTSTRAP_KEY_LENGTH
 
 KEY_PREFIX = "li_"
 DEFAULT_TENANT = "default"
-BOOTSTRAP_ACTOR = "bootstrap"  # the actor of the BOOTSTRAP_API_KEY key in the audit trail
+BOOTSTRAP_NAME = "bootstrap"  # the name of BOOTSTRAP_API_KEY's key, reserved in `default`,
+# and its actor in the audit trail
+# The start of a key shown to operators (`api-key list`): at most this many characters, and at
+# most a quarter of the key, so what is stored in clear never gives much of a key away.
+PREFIX_SHOWN = 10
 
 
 class Role(IntEnum):
@@ -79,56 +84,91 @@ async def ensure_tenant(conn: AsyncConnection, name: str) -> uuid.UUID:
 
 def _operator(tenant_id: uuid.UUID, created_by: str | None) -> Actor:
     """Keys are managed by operators (the CLI, or the service's own bootstrap), not by keys."""
-    return (
-        Actor.command_line(tenant_id)
-        if created_by is None
-        else Actor(tenant_id, created_by, CLI_ROLE)
-    )
+    if created_by is None:
+        return Actor.command_line(tenant_id)
+    return Actor(tenant_id, created_by, CLI_ROLE)
+
+
+def shown_prefix(key: str) -> str:
+    """The part of a key stored in clear, for operators to tell keys apart."""
+    return key[: min(PREFIX_SHOWN, len(key) // 4)]
 
 
 async def create_key(
-    conn: AsyncConnection,
-    *,
-    tenant: str,
-    role: str,
-    name: str,
-    key: str | None = None,
-    created_by: str | None = None,
+    conn: AsyncConnection, *, tenant: str, role: str, name: str, created_by: str | None = None
 ) -> str:
-    """Store a new key (or the given one) for the tenant, audited as created by `created_by`
-    (default: the command line's user), and return it in clear, once."""
+    """Store a new random key for the tenant, audited as created by `created_by` (default: the
+    command line's user), and return it in clear, once."""
     parsed_role = Role.parse(role)
-    key = key or generate_key()
+    if tenant == DEFAULT_TENANT and name == BOOTSTRAP_NAME:
+        raise InvalidInput(f"the name {BOOTSTRAP_NAME!r} is reserved for BOOTSTRAP_API_KEY")
+    key = generate_key()
     tenant_id = await ensure_tenant(conn, tenant)
     key_id = await conn.scalar(
-        insert(api_keys)
+        sa.insert(api_keys)
         .values(
             tenant_id=tenant_id,
             name=name,
             role=parsed_role.name,
             key_hash=hash_key(key),
-            key_prefix=key[:10],
+            key_prefix=shown_prefix(key),
         )
-        .on_conflict_do_nothing(index_elements=[api_keys.c.key_hash])
         .returning(api_keys.c.id)
     )
-    if key_id is not None:  # None: that very key exists already (the bootstrap key at restart)
-        details = {"name": name, "role": parsed_role.name}
-        created = Change("api_key.created", "api_key", str(key_id), details)
-        await record(conn, _operator(tenant_id, created_by), [created])
+    created = Change("api_key.created", "api_key", str(key_id), {"name": name, "role": role})
+    await record(conn, _operator(tenant_id, created_by), [created])
     return key
 
 
 async def ensure_bootstrap_key(conn: AsyncConnection, key: str) -> None:
-    """BOOTSTRAP_API_KEY: an admin key with that value exists for tenant `default`."""
-    await create_key(
-        conn,
-        tenant=DEFAULT_TENANT,
-        role="admin",
-        name="bootstrap",
-        key=key,
-        created_by=BOOTSTRAP_ACTOR,
+    """BOOTSTRAP_API_KEY: a live admin key with that value exists for tenant `default`, and
+    it is the only live bootstrap key: a previous value is revoked (and what was shown of it
+    forgotten), so changing the setting is how the bootstrap key is rotated. What changes is
+    audited, with `bootstrap` as its actor."""
+    if len(key) < MIN_BOOTSTRAP_KEY_LENGTH:
+        raise ValueError(
+            f"BOOTSTRAP_API_KEY must have at least {MIN_BOOTSTRAP_KEY_LENGTH} characters"
+        )
+    tenant_id = await ensure_tenant(conn, DEFAULT_TENANT)
+    digest = hash_key(key)
+    before = (
+        await conn.execute(sa.select(api_keys.c.revoked_at).where(api_keys.c.key_hash == digest))
+    ).first()
+    bootstrap = {
+        "tenant_id": tenant_id,
+        "name": BOOTSTRAP_NAME,
+        "role": Role.admin.name,
+        "key_prefix": shown_prefix(key),
+    }
+    key_id = await conn.scalar(
+        insert(api_keys)
+        .values(**bootstrap, key_hash=digest)
+        .on_conflict_do_update(
+            index_elements=[api_keys.c.key_hash], set_={**bootstrap, "revoked_at": None}
+        )
+        .returning(api_keys.c.id)
     )
+    others = sa.and_(
+        api_keys.c.tenant_id == tenant_id,
+        api_keys.c.name == BOOTSTRAP_NAME,
+        api_keys.c.key_hash != digest,
+    )
+    revoked = await conn.scalars(
+        sa.update(api_keys)
+        .where(others, api_keys.c.revoked_at.is_(None))
+        .values(revoked_at=sa.func.now())
+        .returning(api_keys.c.id)
+    )
+    changes = [
+        Change("api_key.revoked", "api_key", str(old), {"reason": "BOOTSTRAP_API_KEY changed"})
+        for old in revoked
+    ]
+    await conn.execute(sa.update(api_keys).where(others).values(key_prefix=""))
+    if before is None or before.revoked_at is not None:
+        action = "api_key.created" if before is None else "api_key.reactivated"
+        details = {"name": BOOTSTRAP_NAME, "role": Role.admin.name}
+        changes.append(Change(action, "api_key", str(key_id), details))
+    await record(conn, Actor(tenant_id, BOOTSTRAP_NAME, CLI_ROLE), changes)
 
 
 async def authenticate(conn: AsyncConnection, key: str) -> Principal | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -16,6 +17,7 @@ from httpx import ASGITransport, AsyncClient, Response
 from pydantic import SecretStr
 
 from app.adapters.redis import heartbeat
+from app.api.routes import probes as probes_route
 from app.api.state import app_state
 from app.main import create_app
 from app.settings import Settings
@@ -127,6 +129,28 @@ async def test_ready_503_while_shutting_down(settings: Settings) -> None:
         alive = await http.get("/alive")
     assert_problem(response, 503)
     assert alive.status_code == 200
+
+
+async def test_a_flood_of_ready_probes_checks_the_dependencies_once_a_second(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checks = 0
+    real = probes_route.check_readiness
+
+    async def counted(*args: Any) -> Any:
+        nonlocal checks
+        checks += 1
+        return await real(*args)
+
+    monkeypatch.setattr(probes_route, "check_readiness", counted)
+    async with app_client(settings) as (application, http):
+        answers = await asyncio.gather(*(http.get("/ready") for _ in range(50)))
+        assert {a.status_code for a in answers} == {200} and checks == 1
+        await asyncio.sleep(1.1)
+        assert (await http.get("/ready")).status_code == 200 and checks == 2
+        # Shutting down is said at once, whatever was memoized.
+        app_state(application).draining = True
+        assert_problem(await http.get("/ready"), 503)
 
 
 @pytest.mark.parametrize("which", ["postgres", "redis", "both"])

@@ -13,7 +13,7 @@ from httpx import AsyncClient, Response
 
 from app.adapters.postgres.tables import closings, ledgers
 from app.adapters.queue import iteration_job_id
-from app.api.routes.reference_data import MAX_BODY_BYTES
+from app.api.middleware.body_limit import BULK_BODY_BYTES
 from app.api.state import app_state
 from tests.conftest import KeyMaker, bearer
 from tests.paths import PUBLIC_DATA
@@ -292,7 +292,7 @@ async def test_roles_and_tenants(client: AsyncClient, make_key: KeyMaker) -> Non
 async def test_body_limits(client: AsyncClient, make_key: KeyMaker) -> None:
     key = await make_key("analyst")
     url = f"{API}/clients/{await _new_client(client, key)}/document-types"
-    huge = b"code,name\n" + b"X," + b"n" * (MAX_BODY_BYTES + 1) + b"\n"
+    huge = b"code,name\n" + b"X," + b"n" * (BULK_BODY_BYTES + 1) + b"\n"
     _assert_problem(await client.put(url, content=huge, headers=_csv(key)), 413)
     untyped = await client.put(url, content=b"code,name\n", headers=bearer(key))
     assert "no Content-Type" in _assert_problem(untyped, 415)["detail"]

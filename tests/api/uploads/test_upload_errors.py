@@ -190,6 +190,27 @@ _FILE_HEAD = f'--{_B}\r\nContent-Disposition: form-data; name="file"; filename="
             "over 1 MiB",
             id="huge-field",
         ),
+        pytest.param(  # a part may not pile up headers (the parser allows 8 of 4 KiB)
+            f'--{_B}\r\nContent-Disposition: form-data; name="file"; filename="l.csv"\r\n'.encode()
+            + b"".join(b"X-Pad-%d: %s\r\n" % (n, b"p" * 4000) for n in range(100))
+            + b"\r\n"
+            + GOOD
+            + f"\r\n--{_B}--\r\n".encode(),
+            400,
+            "malformed",
+            id="piled-up-part-headers",
+        ),
+        pytest.param(
+            f'--{_B}\r\nContent-Disposition: form-data; name="file"; filename="l.csv"\r\n'.encode()
+            + b"X-Long: "
+            + b"p" * (1024 * 1024)
+            + b"\r\n\r\n"
+            + GOOD
+            + f"\r\n--{_B}--\r\n".encode(),
+            400,
+            "malformed",
+            id="one-huge-part-header",
+        ),
     ],
 )
 async def test_malformed_multipart(

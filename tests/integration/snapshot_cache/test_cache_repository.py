@@ -81,7 +81,7 @@ async def test_a_slow_reader_cannot_put_back_a_superseded_snapshot(
     tenant, closing = await owner(app, created)
     old_hash, _ = await _stored(app, closing)
     # A second process, whose read misses (the entry was invalidated) and reloads iteration 1.
-    reader = SnapshotRepository(app_state(app).resources)
+    reader = SnapshotRepository(app_state(app).resources, app_state(app).cpu)
     await reader.cache.invalidate(tenant, closings=[closing])
     loaded, resume = asyncio.Event(), asyncio.Event()
     real_load = snapshot_repository.load_snapshot
@@ -143,7 +143,9 @@ async def test_one_hundred_cold_reads_cost_at_most_two_postgres_reads(
     tenant, closing = await owner(app, await published(client, key, run_worker, ledger(400)))
     content_hash, document = await _stored(app, closing)
     # Two processes' repositories (their own near caches, single flights and breakers).
-    first, second = (SnapshotRepository(app_state(app).resources) for _ in range(2))
+    first, second = (
+        SnapshotRepository(app_state(app).resources, app_state(app).cpu) for _ in range(2)
+    )
     await first.cache.invalidate(tenant, closings=[closing])
     document_reads = 0
 
@@ -197,7 +199,7 @@ async def test_other_processes_drop_their_near_entry_when_a_snapshot_is_publishe
     settings = app_state(app).resources.settings.model_copy(
         update={"cache_near_max_age_seconds": 60}
     )
-    remote = SnapshotRepository(app_state(app).resources)
+    remote = SnapshotRepository(app_state(app).resources, app_state(app).cpu)
     remote.settings = settings
     local.unregister(remote.near)
     remote.start()

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 from httpx import AsyncClient
 
+from app.adapters.postgres import ledger_store
 from app.adapters.postgres.tables import ledger_file_chunks, ledgers, movement_batches
 from app.api.state import app_state
 from tests.conftest import KeyMaker, bearer
@@ -85,3 +86,30 @@ async def test_uploads_are_stored_compressed_and_uncompressed_ones_still_parse(
     assert second.json()["iteration"] == 2
     assert second.json()["statistics"] == first.json()["statistics"]
     assert second.json()["statistics"]["movements_total"] == 120_000
+
+
+async def test_a_drill_down_reads_only_the_batches_holding_its_lines(
+    app: FastAPI, client: AsyncClient, make_key: KeyMaker
+) -> None:
+    key = await make_key("analyst")
+    closing = await create_closing(client, key, name="Batches")
+    assert (await upload(client, key, closing.id, LEDGER[:2000])).status_code == 202
+    ledger_id = (await _stored(app, closing.id)).id
+    async with app_state(app).resources.engine.begin() as conn:
+        await conn.execute(
+            sa.insert(movement_batches),
+            [
+                {
+                    "ledger_id": ledger_id,
+                    "first_line": first,
+                    "last_line": first + 9,
+                    "row_count": 10,
+                    "data": name,
+                }
+                for first, name in ((2, b"a"), (12, b"b"), (22, b"c"), (32, b"d"))
+            ],
+        )
+        read = [data async for data in ledger_store.batches_holding(conn, ledger_id, [5, 22, 30])]
+        assert read == [b"a", b"c"]
+        assert [d async for d in ledger_store.batches_holding(conn, ledger_id, [])] == []
+        assert [d async for d in ledger_store.batches_holding(conn, ledger_id, [41, 99])] == [b"d"]

@@ -8,12 +8,20 @@ import hashlib
 import json
 from decimal import Decimal
 
+import orjson
 import pytest
 
 from app.domain.amounts import format_amount
-from app.domain.diff import assign_first_seen, diff_incidences
+from app.domain.diff import assign_first_seen, diff_documents, diff_incidences
 from app.domain.incidence import Element, Incidence
-from app.domain.snapshot import build_snapshot, canonical_json, content_hash
+from app.domain.snapshot import (
+    SnapshotQuery,
+    build_snapshot,
+    canonical_json,
+    content_hash,
+    indexed_view,
+    view_index,
+)
 from app.domain.statistics import Statistics, Tally
 
 D = Decimal
@@ -39,7 +47,23 @@ def inc(
     )
 
 
+def _document(incidences: list[Incidence]) -> bytes:
+    at = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    return canonical_json(build_snapshot("c", 1, {}, incidences, computed_at=at))
+
+
 class TestDiff:
+    def test_stored_documents_diff_as_the_incidences_do(self) -> None:
+        before = [inc("A:1"), inc("A:2", 2, "10"), inc("A:3", 1, "5", "5"), inc("A:4")]
+        after = [
+            inc("A:5"),
+            inc("A:2", 3, "10"),
+            inc("A:3", 1, "5.00", "5"),
+            inc("A:4", 1, "0", "1"),
+        ]
+        stored = json.loads(diff_documents(_document(before), _document(after), (3, 7)))
+        assert stored == {"from": 3, "to": 7, **diff_incidences(before, after).to_dict()}
+
     def test_new_resolved_changed_unchanged(self) -> None:
         before = [inc("A:1"), inc("A:2", 2, "10"), inc("A:3", 1, "5", "5"), inc("A:4")]
         after = [
@@ -164,3 +188,37 @@ class TestSnapshot:
 )
 def test_format_amount(value: Decimal, text: str) -> None:
     assert format_amount(value) == text
+
+
+def _reference_view(document: bytes, query: SnapshotQuery) -> bytes:
+    """A view as it reads in SPEC §6: the document, its incidences filtered and paged."""
+    snapshot = json.loads(document)
+    selected = [
+        i
+        for i in snapshot["incidences"]
+        if query.type in (None, i["type"]) and query.severity in (None, i["severity"])
+    ]
+    end = None if query.limit is None else query.offset + query.limit
+    snapshot["incidences"] = selected[query.offset : end]
+    snapshot["page"] = {"total": len(selected), "offset": query.offset, "limit": query.limit}
+    return orjson.dumps(snapshot)
+
+
+def test_views_from_the_index_are_the_documents_filtered_and_paged() -> None:
+    incidences = [
+        dataclasses.replace(inc(f"{kind}:{n}", n), type=kind, severity=severity)
+        for n, (kind, severity) in enumerate(
+            [("A", "error"), ("B", "warning"), ("A", "warning"), ("C", "error")] * 5
+        )
+    ]
+    document = _document(incidences)
+    index = view_index(document)
+    queries = [
+        SnapshotQuery(kind, severity, limit, offset)
+        for kind in (None, "A", "B", "Z")
+        for severity in (None, "error", "warning")
+        for limit in (None, 1, 3)
+        for offset in (0, 2, 30)
+    ]
+    for query in queries:
+        assert indexed_view(index, query) == _reference_view(document, query), query

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import itertools
+import re
 
 import pytest
 
@@ -12,10 +14,13 @@ from app.services.reference_data.changes import (
     DOCUMENT_TYPE_ALIASES,
     MAX_CODE_LENGTH,
     MAX_ITEMS,
+    MAX_JSON_MEMBERS,
+    MAX_RECORD_CHARS,
     MAX_TEXT_LENGTH,
     Entry,
     Plan,
     accounts_trigger,
+    json_items,
     normalise,
     parse_csv,
     plan_changes,
@@ -183,3 +188,68 @@ def test_trigger_of_a_planned_classification_change() -> None:
     assert accounts_trigger(plan_changes(STORED, incoming, ACCOUNTS.optional)) == (
         "classification_updated"
     )
+
+
+def test_json_items_are_read_one_at_a_time() -> None:
+    body = b' [ {"code": "1", "name": "{[\\"]}"} ,{"code":"2","name":null,"n":1.5e3}\n]\n'
+    assert list(json_items(body)) == [
+        b'{"code": "1", "name": "{[\\"]}"}',
+        b'{"code":"2","name":null,"n":1.5e3}',
+    ]
+    assert list(json_items(b"[]")) == []
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (b'{"code": "1"}', "must be a JSON array"),
+        (b'[{"code": ["1"]}]', "item 0 of the body is not"),
+        (b'[{"code": "1"}, 2]', "item 1 of the body is not"),
+        (b'[{"code": "1"} {"code": "2"}]', "not followed by"),
+        (b'[{"code": "1"}] []', "goes on after"),
+        (b'[{"code": "1"', "item 0 of the body is not"),
+        (b"[" + b"{}," * MAX_ITEMS + b"{}]", "Too many rows: more than 20000"),
+        (b"[{" + b'"a": "b",' * MAX_JSON_MEMBERS + b'"a": "b"}]', "at most 16 members"),
+    ],
+)
+def test_json_bodies_of_another_shape_are_refused_while_reading(body: bytes, says: str) -> None:
+    with pytest.raises(InvalidInput, match=re.escape(says)):
+        list(json_items(body))
+
+
+def test_json_items_stop_at_the_cap_without_reading_further() -> None:
+    items = json_items(b"[" + b"{}," * (MAX_ITEMS + 5) + b"not json at all")
+    assert sum(1 for _ in itertools.islice(items, MAX_ITEMS)) == MAX_ITEMS
+    with pytest.raises(InvalidInput, match="Too many rows"):
+        next(items)
+
+
+def test_csv_rows_past_the_cap_are_refused_while_reading() -> None:
+    body = b"code,name\n" + b"".join(b"%d,n\n" % n for n in range(MAX_ITEMS + 1))
+    with pytest.raises(InvalidInput, match="Too many rows: more than 20000"):
+        parse_csv(body, ACCOUNT_ALIASES)
+    # Blank rows are not rows.
+    blank = b"code,name\n" + b"\n , \n" * (MAX_ITEMS + 1) + b"1,One\n"
+    assert len(parse_csv(blank, ACCOUNT_ALIASES)) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "line"),
+    [
+        (b"code,name\n1," + b"n" * MAX_RECORD_CHARS + b"\n", 2),  # one long line
+        (b'code,name\n1,One\n2,"' + b"\n" * MAX_RECORD_CHARS + b'"\n', 3),  # a long quoted field
+        (b"," * MAX_RECORD_CHARS + b"\ncode,name\n", 1),  # a header of endless columns
+    ],
+)
+def test_csv_records_are_bounded(body: bytes, line: int) -> None:
+    with pytest.raises(InvalidInput, match=f"line {line} of the CSV body is longer than"):
+        parse_csv(body, ACCOUNT_ALIASES)
+
+
+def test_csv_fields_spanning_lines_are_one_record() -> None:
+    body = b'code,name\n1,"Caja\nchica"\n2,Two\n'
+    entries = parse_csv(body, ACCOUNT_ALIASES)
+    assert [(e.where, e.values["name"]) for e in entries] == [
+        ("line 2", "Caja\nchica"),
+        ("line 3", "Two"),
+    ]

@@ -1,0 +1,133 @@
+"""The hostile corpus (issue #16), against the API and a worker run as real processes: refused
+bodies cost the API at most 64 MiB of peak RSS whatever their size and whoever sends them,
+/alive stays fast while viewers flood it with diffs, filtered views and drill-downs, a worker
+whose lease is stolen mid-parse stops and writes nothing more, and the service stays ready.
+
+Endless request lines and headers are refused too (431). The cases and measurements live in
+bench/hostile.py, which prints the same figures. Ledger-file
+cases (XLSX range bomb, wide CSV, long quoted field...) join through LEDGER_FILES below: each is
+uploaded and its answer checked, with the API's growth and the worker's peak RSS bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bench.hostile import (
+    MAX_ALIVE_P99_MS,
+    MAX_REFUSED_GROWTH_MIB,
+    MAX_WORKER_PEAK_MIB,
+    SERVICE_SETTINGS,
+    ledger,
+    peak_growth,
+    refuse_bodies,
+    setup,
+    status_kib,
+    steal_lease_mid_parse,
+    viewer_flood,
+    wait_iteration,
+)
+from tests.chaos.conftest import ChaosStack, eventually
+
+pytestmark = pytest.mark.slow
+
+INCIDENCES = 40_000
+FLOOD_SECONDS = 15
+VIEWERS = 4
+STEAL_ROWS = 600_000
+
+
+@dataclass(frozen=True)
+class LedgerFile:
+    """A ledger upload and the status it must get (202: accepted, then processed)."""
+
+    name: str
+    filename: str
+    content: Callable[[], bytes]
+    expect: int
+
+
+# Uploads of hostile files: the API's growth stays bounded, and the worker's peak RSS stays
+# under MAX_WORKER_PEAK_MIB for any file it accepts. The ledger-file bounds add their cases.
+LEDGER_FILES = [
+    LedgerFile(
+        "40 MB CSV of 1M movements", "big.csv", lambda: ledger(1_000_000, "3.00", 2_000), 202
+    ),
+]
+
+
+def _refused_bodies_cost_little(port: int, api_pid: int, key: str, ids: dict[str, str]) -> None:
+    for result in refuse_bodies(port, api_pid, key, ids):
+        what = f"{result.name}: {result.status}, +{result.growth_mib:.1f} MiB"
+        assert result.status == result.expect, what
+        assert result.growth_mib <= MAX_REFUSED_GROWTH_MIB, what
+
+
+def _ledger_files(base: str, key: str, client: str, api_pid: int, worker_pid: int) -> None:
+    with httpx.Client(
+        base_url=f"{base}/api/v1", headers={"Authorization": f"Bearer {key}"}
+    ) as http:
+        for month, case in enumerate(LEDGER_FILES, start=1):
+            made = http.post(f"/clients/{client}/closings", json={"period": f"2027-{month:02d}"})
+            url = f"/closings/{made.json()['id']}/ledger"
+            files = {"file": (case.filename, case.content())}
+            Path(f"/proc/{worker_pid}/clear_refs").write_text("5")  # its peak from here on
+            answer, growth = peak_growth(
+                api_pid, lambda url=url, files=files: http.post(url, files=files, timeout=300)
+            )
+            assert answer.status_code == case.expect, (case.name, answer.text)
+            assert growth <= MAX_REFUSED_GROWTH_MIB, f"{case.name}: API +{growth:.0f} MiB"
+            if case.expect == 202:
+                done = wait_iteration(http, answer.headers["Location"].removeprefix("/api/v1"))
+                assert done["status"] == "succeeded", (case.name, done)
+            peak = status_kib(worker_pid, "VmHWM") / 1024
+            assert peak <= MAX_WORKER_PEAK_MIB, f"{case.name}: worker peak {peak:.0f} MiB"
+
+
+async def test_hostile_corpus(chaos_stack: ChaosStack) -> None:
+    key = chaos_stack.key
+    with (
+        chaos_stack.worker(**SERVICE_SETTINGS) as worker,
+        chaos_stack.serve(**SERVICE_SETTINGS) as (base, api),
+    ):
+        port, api_pid = int(base.rsplit(":", 1)[1]), api.process.pid
+        ids = await asyncio.to_thread(setup, base, key, INCIDENCES)
+
+        await asyncio.to_thread(_refused_bodies_cost_little, port, api_pid, key, ids)
+
+        flood = await viewer_flood(port, key, ids["closing"], INCIDENCES, FLOOD_SECONDS, VIEWERS)
+        p99 = flood.percentile(0.99)
+        assert p99 < MAX_ALIVE_P99_MS, f"/alive p99 {p99:.0f} ms ({len(flood.alive_ms)} probes)"
+        assert flood.ready_failures == 0 and flood.ready_checks >= FLOOD_SECONDS // 2
+        for kind in ("diff", "iteration", "view", "drill-down"):
+            answered = flood.answers.get(kind, {})
+            assert answered.get(200, 0) > 0, (kind, answered)
+            assert set(answered) <= {200, 503}, (kind, answered)  # 503: busy, retry later
+
+        await asyncio.to_thread(
+            _ledger_files, base, key, ids["client"], api_pid, worker.process.pid
+        )
+
+        steal = await steal_lease_mid_parse(
+            base, key, chaos_stack.dsn, worker.stderr_path, STEAL_ROWS
+        )
+        assert steal.stop_seconds < 3, steal  # a renewal is due every 0.5 s
+        assert steal.batches_after == steal.batches_at_steal and not steal.parsed, steal
+        async with chaos_stack.client(base) as http:  # the thief's lease lapsed: run again
+
+            async def succeeded() -> bool:
+                iteration = (await http.get(steal.location.removeprefix("/api/v1"))).json()
+                assert iteration["status"] in ("queued", "running", "succeeded"), iteration
+                return iteration["status"] == "succeeded"
+
+            await eventually(succeeded, timeout=180, what="the stolen iteration to be run again")
+            assert (await http.get("/clients")).status_code == 200
+        ready = await asyncio.to_thread(httpx.get, f"{base}/ready", timeout=5)
+        assert ready.status_code == 200
+        assert api.process.poll() is None and worker.process.poll() is None
