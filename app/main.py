@@ -14,6 +14,7 @@ from app import __version__
 from app.adapters.cpu_pool import CpuPool
 from app.api.callers import KnownKeys, PrincipalCache
 from app.api.middleware.body_limit import BodyLimitMiddleware
+from app.api.middleware.compression import CompressionMiddleware
 from app.api.middleware.metrics import MetricsMiddleware
 from app.api.middleware.rate_limit import RateLimitMiddleware
 from app.api.middleware.request_id import RequestIdMiddleware
@@ -105,6 +106,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, settings=settings)
     # Add request-id/metrics middleware after: they wrap it.
     app.add_middleware(RateLimitMiddleware, settings=settings, known_keys=state.known_keys)
+    # Other JSON answers are compressed per request for clients that accept gzip (large ones in
+    # a thread); snapshots pass through it, already compressed once when they were cached.
+    app.add_middleware(CompressionMiddleware)
 
     app.include_router(probes.router)
     app.include_router(metrics_route.router)

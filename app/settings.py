@@ -71,8 +71,9 @@ class Settings(BaseSettings):
     # whole snapshot (also the version floor that refuses stale sets) and filtered views.
     cache_snapshot_ttl_seconds: int = Field(default=3600, ge=60)
     cache_view_ttl_seconds: int = Field(default=600, ge=1)
-    # Payloads at least this large are stored zlib-compressed in Redis.
-    cache_compress_min_bytes: int = Field(default=8 * 1024, ge=0)
+    # Snapshot bodies (and views) at least this large also get a gzip representation, made
+    # once when they are cached, sent as such to clients that accept gzip, and stored in Redis.
+    cache_compress_min_bytes: int = Field(default=1024, ge=0)
     # Redis calls of the read path give up after this long (the read then goes to Postgres).
     cache_redis_timeout_seconds: float = Field(default=0.25, gt=0)
     # Circuit breaker: after this many consecutive Redis failures, skip Redis for

@@ -4,11 +4,13 @@ through here, so the two can never disagree."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, Field, ValidationError
 
+from app.api.encoding import accepts_gzip
 from app.domain.catalog import IncidenceType, Severity
 from app.domain.snapshot import WHOLE, SnapshotQuery
 from app.services.snapshot_cache.repository import Served
@@ -60,31 +62,48 @@ def parse_fast(query_string: bytes) -> SnapshotQuery | None:
         return None
 
 
-def none_match(if_none_match: str, etag: str) -> bool:
+def none_match(if_none_match: str, etags: tuple[str, ...]) -> bool:
     """Whether If-None-Match matches (RFC 9110 §13.1.2): `*` matches the current snapshot, and
-    the comparison is weak, so a W/ tag (as compressing proxies rewrite ours) matches too."""
-    tags = {tag.strip() for tag in if_none_match.split(",")}
-    return "*" in tags or etag in {tag.removeprefix("W/") for tag in tags}
+    the comparison is weak, so a W/ tag (as compressing proxies rewrite ours) matches too. Any
+    representation's tag of the current content matches (the content is what it validates)."""
+    tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+    return "*" in tags or not tags.isdisjoint(etags)
 
 
-def snapshot_headers(etag: str, outcome: str) -> Headers:
+def gzip_etag(etag: str) -> str:
+    """The ETag of the gzip representation of the content whose identity ETag is `etag`."""
+    return f'{etag[:-1]}-gzip"'
+
+
+def snapshot_headers(etag: str, outcome: str, gzip: bool) -> Headers:
     """Headers of a snapshot answer, 200 or 304 (the body's length and type aside)."""
-    return [
+    headers = [
         (b"cache-control", b"private, no-cache"),
         (b"etag", etag.encode()),
+        (b"vary", b"Accept-Encoding"),
         (b"x-cache", outcome.encode()),
     ]
+    return [*headers, (b"content-encoding", b"gzip")] if gzip else headers
 
 
 def answer(
-    served: Served, query: SnapshotQuery, if_none_match: str | None, headers: Headers | None = None
+    served: Served,
+    query: SnapshotQuery,
+    if_none_match: str | None,
+    accept_encoding: str | None,
+    headers: Callable[[str, str, bool], Headers] = snapshot_headers,
 ) -> tuple[int, Headers, bytes]:
-    """(status, headers, body) of a snapshot read; `headers` are this answer's
-    `snapshot_headers`, when the caller keeps them ready."""
-    etag = query.etag(served.entry.content_hash)
-    if headers is None:
-        headers = snapshot_headers(etag, served.outcome)
-    if if_none_match is not None and none_match(if_none_match, etag):
-        return 304, list(headers), b""
-    body = served.entry.body
-    return 200, [*headers, (b"content-length", str(len(body)).encode()), _JSON], body
+    """(status, headers, body) of a snapshot read: its gzip representation (compressed once,
+    when the entry was made) to a client that accepts it, else its body; each representation
+    with its own ETag. `headers` makes (or keeps ready) the answer's `snapshot_headers`."""
+    entry = served.entry
+    etag = query.etag(entry.content_hash)
+    etags = (etag, gzip_etag(etag))
+    gzip = entry.gzip is not None and accepts_gzip(accept_encoding)
+    chosen = etags[1] if gzip else etag
+    if if_none_match is not None and none_match(if_none_match, etags):
+        without_encoding = headers(chosen, served.outcome, False)
+        return 304, list(without_encoding), b""
+    body = entry.gzip if gzip and entry.gzip is not None else entry.body
+    length = (b"content-length", str(len(body)).encode())
+    return 200, [*headers(chosen, served.outcome, gzip), length, _JSON], body

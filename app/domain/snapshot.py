@@ -14,11 +14,12 @@ canonical decimal strings, dates as ISO strings.
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import hashlib
 import itertools
 from array import array
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -96,13 +97,29 @@ def _encode(value: Any) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class SnapshotEntry:
-    """A snapshot (or a filtered view of it) ready to send: the body, the version (iteration
-    number) and content hash it belongs to, and its client (invalidation by client needs it)."""
+    """A snapshot (or a filtered view of it) ready to send: the body, its gzip representation
+    (compressed once, when the entry is made, for every client that accepts it), the version
+    and content hash it belongs to, and its client (invalidation by client needs it)."""
 
     version: int
     content_hash: str
     client_id: str
     body: bytes
+    gzip: bytes | None = None  # None: too small to gain from it
+
+
+GZIP_LEVEL = 6
+# Compressing or inflating more than this is done off the event loop (zlib frees the GIL).
+OFF_LOOP_BYTES = 64 * 1024
+
+
+def with_gzip(entry: SnapshotEntry, min_bytes: int) -> SnapshotEntry:
+    """The entry with its gzip representation, unless it has one or is smaller than
+    `min_bytes` (or compressing would not save). mtime=0: the same body, the same bytes."""
+    if entry.gzip is not None or len(entry.body) < min_bytes:
+        return entry
+    packed = gzip.compress(entry.body, GZIP_LEVEL, mtime=0)
+    return replace(entry, gzip=packed) if len(packed) < len(entry.body) else entry
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,8 @@ async def test_the_snapshot_and_its_views_match_the_documented_schema(
     assert documented == {"$ref": "#/components/schemas/Snapshot"}
     assert {name: header["schema"] for name, header in answer["200"]["headers"].items()} == {
         "ETag": {"type": "string"},
+        "Content-Encoding": {"type": "string", "enum": ["gzip"]},
+        "Vary": {"type": "string", "enum": ["Accept-Encoding"]},
         "X-Cache": {"type": "string", "enum": ["hit", "miss", "bypass"]},
     }
     snapshot = Draft202012Validator({**documented, "components": document["components"]})

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import gzip
 import re
 import secrets
-import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from app.adapters.redis import keys
-from app.domain.snapshot import SnapshotEntry
+from app.domain.snapshot import OFF_LOOP_BYTES, SnapshotEntry
 from app.settings import Settings
 
 _SCRIPTS = dict(
@@ -23,9 +24,9 @@ _SCRIPTS = dict(
         flags=re.M | re.S,
     )
 )
-# One leading byte says how the payload is stored, so the threshold can change at any time.
-_RAW, _ZLIB = b"r", b"z"
-ZLIB_LEVEL = 6
+# One leading byte says how the payload is stored: raw, or as its gzip representation (the
+# bytes sent to clients that accept gzip). A form an older release wrote is a miss.
+_RAW, _GZIP = b"r", b"g"
 KINDS = ("snapshot", "view")
 _KIND_PATTERNS = {"snapshot": "snap", "view": "snapview"}
 _SCAN_LIMIT = 20_000  # admin stats stop counting there (and say so) rather than stall Redis
@@ -33,18 +34,21 @@ _SCAN_LIMIT = 20_000  # admin stats stop counting there (and say so) rather than
 MAX_CACHED_VIEWS = 32
 
 
-def encode(payload: bytes, compress_min_bytes: int) -> bytes:
-    """The stored form: zlib-compressed at or above the threshold, unless that would not save."""
-    if len(payload) >= compress_min_bytes:
-        packed = zlib.compress(payload, ZLIB_LEVEL)
-        if len(packed) < len(payload):
-            return _ZLIB + packed
-    return _RAW + payload
+def encode(entry: SnapshotEntry) -> bytes:
+    """The stored form of an entry: its gzip representation when it has one, else its body."""
+    return _GZIP + entry.gzip if entry.gzip is not None else _RAW + entry.body
 
 
-def decode(stored: bytes) -> bytes:
-    """The payload back from its stored form."""
-    return zlib.decompress(stored[1:]) if stored[:1] == _ZLIB else stored[1:]
+async def decode(stored: bytes) -> tuple[bytes, bytes | None] | None:
+    """(body, gzip representation) back from the stored form; None for an unknown form."""
+    form, payload = stored[:1], stored[1:]
+    if form == _RAW:
+        return payload, None
+    if form != _GZIP:
+        return None
+    if len(payload) < OFF_LOOP_BYTES // 8:  # inflating grows it about tenfold
+        return gzip.decompress(payload), payload
+    return await asyncio.to_thread(gzip.decompress, payload), payload
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,8 @@ class Event:
 @dataclass(frozen=True)
 class CachePolicy:
     """How entries are kept: the TTL of a whole snapshot (also of its version floor) and of a
-    view, and the size from which payloads are stored compressed."""
+    view, and the size from which a body also gets its gzip representation (which is then the
+    form stored)."""
 
     snapshot_ttl: int
     view_ttl: int
@@ -119,8 +124,11 @@ class SnapshotCache:
         stored = reply[4] if len(reply) > 4 else None
         if not stored:
             return None
+        decoded = await decode(stored)
+        if decoded is None:
+            return None
         client = reply[2].decode() if reply[2] else ""
-        return SnapshotEntry(int(reply[0]), reply[1].decode(), client, decode(stored))
+        return SnapshotEntry(int(reply[0]), reply[1].decode(), client, *decoded)
 
     async def store_snapshot(self, tenant: object, closing: object, entry: SnapshotEntry) -> bool:
         """Version-checked set of the whole snapshot; False when a newer one is already there."""
@@ -135,7 +143,7 @@ class SnapshotCache:
                 entry.version,
                 entry.content_hash,
                 entry.client_id,
-                encode(entry.body, self.policy.compress_min_bytes),
+                encode(entry),
                 self.policy.snapshot_ttl,
                 str(closing),
                 self.channel,
@@ -159,7 +167,7 @@ class SnapshotCache:
             args=[
                 entry.version,
                 entry.content_hash,
-                encode(entry.body, self.policy.compress_min_bytes),
+                encode(entry),
                 self.policy.view_ttl,
                 self.policy.snapshot_ttl,
                 self.policy.max_views,

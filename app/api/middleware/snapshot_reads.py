@@ -33,8 +33,8 @@ class SnapshotReadFastPath:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        # (ETag, X-Cache) → the encoded headers of that answer, ready to send.
-        self._headers: LRUCache[tuple[str, str], Headers] = LRUCache(1024)
+        # (ETag, X-Cache, gzip) → the encoded headers of that answer, ready to send.
+        self._headers: LRUCache[tuple[str, str, bool], Headers] = LRUCache(1024)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         answered = (
@@ -66,8 +66,12 @@ class SnapshotReadFastPath:
         if served is None:
             return None
         scope.setdefault("state", {})["principal"] = principal
-        etag = query.etag(served.entry.content_hash)
-        headers = self._headers.get((etag, served.outcome))
+        if_none_match = _header(scope, b"if-none-match")
+        return answer(served, query, if_none_match, _header(scope, b"accept-encoding"), self._kept)
+
+    def _kept(self, etag: str, outcome: str, gzip: bool) -> Headers:
+        """snapshot_headers, made once per (ETag, X-Cache, encoding)."""
+        headers = self._headers.get((etag, outcome, gzip))
         if headers is None:
-            headers = self._headers[etag, served.outcome] = snapshot_headers(etag, served.outcome)
-        return answer(served, query, _header(scope, b"if-none-match"), headers)
+            headers = self._headers[etag, outcome, gzip] = snapshot_headers(etag, outcome, gzip)
+        return headers

@@ -25,9 +25,16 @@ router = APIRouter(prefix="/closings/{closing_id}", tags=["incidences"])
             "model": Snapshot,
             "headers": {
                 "ETag": {
-                    "description": "The snapshot's content hash, varied by the filters",
+                    "description": "The snapshot's content hash, varied by the filters and by "
+                    "the representation (`-gzip` for the compressed one)",
                     "schema": {"type": "string"},
                 },
+                "Content-Encoding": {
+                    "description": "gzip when the client accepts it (compressed once, when "
+                    "the snapshot was cached: never per request)",
+                    "schema": {"type": "string", "enum": ["gzip"]},
+                },
+                "Vary": {"schema": {"type": "string", "enum": ["Accept-Encoding"]}},
                 "X-Cache": {
                     "description": "hit: served without reading Postgres; miss: read from "
                     "Postgres and cached; bypass: Redis unavailable, read from Postgres",
@@ -45,12 +52,13 @@ async def get_snapshot(
     repository: SnapshotsDep,
     filters: Annotated[SnapshotFilters, Query()],
     if_none_match: Annotated[str | None, Header()] = None,
+    accept_encoding: Annotated[str | None, Header()] = None,
 ) -> Response:
     # No Postgres on a cache hit: a hit implies ownership, since entries are keyed by tenant
     # and only written after Postgres confirmed the closing is the tenant's.
     query = filters.query()
     served = await repository.get(principal.tenant_id, closing_id, query)
-    status, headers, body = answer(served, query, if_none_match)
+    status, headers, body = answer(served, query, if_none_match, accept_encoding)
     response = Response(body, status_code=status)
     response.raw_headers = headers
     return response

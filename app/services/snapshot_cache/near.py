@@ -18,7 +18,8 @@ ENTRY_OVERHEAD_BYTES = 512
 
 
 def _held_size(held: Held) -> int:
-    return len(held[0].body) + ENTRY_OVERHEAD_BYTES
+    entry = held[0]
+    return len(entry.body) + len(entry.gzip or b"") + ENTRY_OVERHEAD_BYTES
 
 
 class NearCache:

@@ -36,6 +36,7 @@ from app.metrics import CACHE_ERRORS, CACHE_LOOKUPS
 from app.resources import Resources
 from app.services.snapshot_cache import local
 from app.services.snapshot_cache.breaker import CircuitBreaker
+from app.services.snapshot_cache.encoding import compressed
 from app.services.snapshot_cache.listener import CacheListener, reconcile
 from app.services.snapshot_cache.loads import load_snapshot
 from app.services.snapshot_cache.near import NearCache, NearKey
@@ -191,7 +192,7 @@ class SnapshotRepository:
 
     async def _view_from(self, key: NearKey, query: SnapshotQuery, whole: Served) -> Served:
         """Filter and page the whole snapshot, and store the view for the next readers."""
-        entry = replace(whole.entry, body=await self._view(key, whole.entry, query))
+        entry = await self._view(key, whole.entry, query)
         if whole.outcome != "bypass" and self.breaker.allow():
             try:
                 async with asyncio.timeout(self._timeout):
@@ -264,7 +265,7 @@ class SnapshotRepository:
             assert known is not None
             return Served(known, outcome)
         self.postgres_loads += 1
-        return Served(loaded, outcome)
+        return Served(await self._compressed(loaded), outcome)
 
     async def _bypass(
         self, key: NearKey, query: SnapshotQuery, held: SnapshotEntry | None
@@ -283,13 +284,18 @@ class SnapshotRepository:
             return served
         if held is not None and held.version == served.entry.version:  # the view is current
             return Served(held, "bypass")
-        body = await self._view(key, served.entry, query)
-        return Served(replace(served.entry, body=body), "bypass")
+        return Served(await self._view(key, served.entry, query), "bypass")
 
-    async def _view(self, key: NearKey, whole: SnapshotEntry, query: SnapshotQuery) -> bytes:
+    async def _compressed(self, entry: SnapshotEntry) -> SnapshotEntry:
+        return await compressed(entry, self.cache.policy.compress_min_bytes)
+
+    async def _view(
+        self, key: NearKey, whole: SnapshotEntry, query: SnapshotQuery
+    ) -> SnapshotEntry:
         """Filter and page a snapshot, through its ViewIndex: parsing the document is done once
         per version (in the CPU pool when it is large), and from then on a view only copies
-        the incidences it shows, however many different views are asked for."""
+        the incidences it shows, however many different views are asked for. The view's gzip
+        representation is made here too, once."""
         index_key = (key[0], key[1], whole.version, whole.content_hash)
         index = self._indexes.get(index_key)
         if index is None:
@@ -303,4 +309,5 @@ class SnapshotRepository:
             index = await asyncio.shield(building)
             with contextlib.suppress(ValueError):  # bigger than the whole cache: not kept
                 self._indexes[index_key] = index
-        return indexed_view(index, query)
+        body = indexed_view(index, query)
+        return await self._compressed(replace(whole, body=body, gzip=None))

@@ -23,6 +23,7 @@ from app.domain.snapshot import SnapshotEntry
 from app.metrics import CACHE_ERRORS, CACHE_INVALIDATIONS
 from app.resources import Resources
 from app.services.snapshot_cache import loads
+from app.services.snapshot_cache.encoding import compressed
 from app.services.snapshot_cache.local import notify_local
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ async def _store_published(
     resources: Resources, tenant: uuid.UUID, closing: uuid.UUID, entry: SnapshotEntry
 ) -> None:
     cache = SnapshotCache.for_settings(resources.redis, resources.settings)
+    entry = await compressed(entry, cache.policy.compress_min_bytes)
     retrying = AsyncRetrying(
         retry=retry_if_exception_type(REDIS_FAILURES),
         wait=wait_chain(*(wait_fixed(delay) for delay in PUBLISH_RETRY_DELAYS)),
@@ -119,6 +121,8 @@ async def warm(resources: Resources) -> tuple[int, int]:
         if loaded is None:
             current += 1
             continue
-        await cache.store_snapshot(tenant, closing, loaded)
+        await cache.store_snapshot(
+            tenant, closing, await compressed(loaded, cache.policy.compress_min_bytes)
+        )
         written += 1
     return written, current
