@@ -1,10 +1,14 @@
-"""Read benchmark: GET /closings/{id}/incidences with a warm cache against GET /alive, same server.
+"""Read benchmark: GET /closings/{id}/incidences with a warm cache against GET /alive, same server,
+in both representations, and against Starlette's GZipMiddleware compressing per request.
 
 Starts the API (a real uvicorn, `ledger-incidences serve`) and a worker as processes, publishes
-a snapshot of --incidences incidences, warms the cache, then drives each path with 32 keep-alive
-HTTP/1.1 connections from a minimal asyncio client (so the client costs little CPU), in
-alternating rounds. Authenticated, with the rate limiter on (its limit raised so it never
-refuses). Prints req/s, p50/p99, errors and the ratio incidences / alive.
+a snapshot of --incidences incidences (1,000 by default, about 400 KB of JSON), warms the cache,
+then drives each path with 32 keep-alive HTTP/1.1 connections from a minimal asyncio client (so
+the client costs little CPU), in alternating rounds: /alive; the snapshot as identity; the
+snapshot with `Accept-Encoding: gzip` (its gzip bytes made once, when cached); and the same
+gzip read from a second API process where our representations are off and Starlette's
+GZipMiddleware (level 6, as ours) compresses every answer. Authenticated, with the rate limiter
+on (its limit raised so it never refuses). Prints req/s, p50/p99, errors and the ratios.
 
 Usage: .venv/bin/python bench/read.py [--seconds 5] [--rounds 2] [--connections 32]
 Servers: DATABASE_URL / REDIS_URL when set (a fresh database is created on that server and
@@ -28,7 +32,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.stack import CLI, bench_stack, free_port, start_service
+from bench.stack import CLI, bench_stack, free_port, start_service, stop, wait_ready
 
 RUN = secrets.token_hex(3)
 
@@ -114,6 +118,36 @@ def _publish(base: str, key: str, incidences: int) -> str:
     return f"{path}/incidences"
 
 
+def serve_per_request_gzip(port: int) -> None:
+    """The API as before compressed representations: every snapshot answer leaves as identity,
+    and Starlette's GZipMiddleware compresses it on each request (the child's entry point)."""
+    import uvicorn
+    from starlette.middleware.gzip import GZipMiddleware
+    from starlette.types import ASGIApp, Receive, Scope, Send
+
+    from app.api.middleware.compression import CompressionMiddleware
+    from app.domain.snapshot import GZIP_LEVEL
+    from app.main import create_app
+    from app.settings import get_settings
+
+    app = create_app(get_settings())
+    app.user_middleware = [m for m in app.user_middleware if m.cls is not CompressionMiddleware]
+
+    def without_accept_encoding(inner: ASGIApp) -> ASGIApp:
+        async def hidden(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == "http":
+                headers = [(k, v) for k, v in scope["headers"] if k != b"accept-encoding"]
+                scope = {**scope, "headers": headers}
+            await inner(scope, receive, send)
+
+        return hidden
+
+    wrapped = GZipMiddleware(
+        without_accept_encoding(app), minimum_size=1024, compresslevel=GZIP_LEVEL
+    )
+    uvicorn.run(wrapped, host="127.0.0.1", port=port, log_config=None, access_log=False)
+
+
 def _summary(name: str, rounds: list[Round]) -> float:
     latencies = sorted(lat for r in rounds for lat in r.latencies)
     seconds = sum(r.seconds for r in rounds)
@@ -137,8 +171,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="per round and path")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--incidences", type=int, default=100)
+    parser.add_argument("--incidences", type=int, default=1000)
+    parser.add_argument("--serve-per-request-gzip", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_per_request_gzip:
+        serve_per_request_gzip(args.serve_per_request_gzip)
+        return
 
     with ExitStack() as stack:
         bench = bench_stack(stack, "read", RUN)
@@ -155,20 +193,38 @@ def main() -> None:
         base = f"http://127.0.0.1:{port}"
         path = _publish(base, key, args.incidences)
         subprocess.run([*CLI, "cache", "warm"], env=env, check=True)
-        asyncio.run(_round(port, _request(path, key), args.connections, 1.0))  # warm-up
+        other = free_port()
+        baseline = subprocess.Popen(
+            [sys.executable, __file__, "--serve-per-request-gzip", str(other)], env=env
+        )
+        stack.callback(stop, [baseline])
+        wait_ready(f"http://127.0.0.1:{other}")
+        paths = {
+            "/alive": (port, _request("/alive")),
+            "identity": (port, _request(path, key)),
+            "gzip": (port, _request(path, key, gzip=True)),
+            "gzip/request": (other, _request(path, key, gzip=True)),
+        }
+        for target, request in paths.values():  # warm-up: near caches, connections
+            asyncio.run(_round(target, request, args.connections, 1.0))
 
-        alive: list[Round] = []
-        reads: list[Round] = []
+        rounds: dict[str, list[Round]] = {name: [] for name in paths}
         for _ in range(args.rounds):
-            for rounds, request in ((alive, _request("/alive")), (reads, _request(path, key))):
-                rounds.append(asyncio.run(_round(port, request, args.connections, args.seconds)))
+            for name, (target, request) in paths.items():
+                rounds[name].append(
+                    asyncio.run(_round(target, request, args.connections, args.seconds))
+                )
         print(
             f"{args.connections} connections, {args.rounds} alternating rounds of "
             f"{args.seconds:g} s per path; load average {os.getloadavg()[0]:.2f}"
         )
-        alive_rate = _summary("/alive", alive)
-        read_rate = _summary("/incidences", reads)
-        print(f"ratio incidences / alive: {read_rate / alive_rate:.2f}x  (target >= 0.70x)")
+        rate = {name: _summary(name, rounds[name]) for name in paths}
+        print(f"gzip / alive:     {rate['gzip'] / rate['/alive']:.2f}x  (target >= 0.85x)")
+        print(f"identity / alive: {rate['identity'] / rate['/alive']:.2f}x  (target >= 0.50x)")
+        print(
+            f"gzip made once / GZipMiddleware per request: "
+            f"{rate['gzip'] / rate['gzip/request']:.2f}x  (target >= 3x)"
+        )
         stats = httpx.get(
             f"{base}/api/v1/admin/cache/stats", headers={"Authorization": f"Bearer {key}"}
         ).json()
