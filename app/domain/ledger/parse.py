@@ -13,7 +13,7 @@ import polars as pl
 
 from app.domain.ledger.amounts import AMOUNT_DTYPE, parse_amounts
 from app.domain.ledger.csv import EXTRA_FIELDS
-from app.domain.ledger.format import AmountMode, LedgerLayout
+from app.domain.ledger.format import TEXT_FIELDS, AmountMode, LedgerLayout
 
 DUP_HASH_SEED = 0x1ED9E7
 NUMERIC_PREFIX = "_num_"
@@ -42,16 +42,7 @@ MOVEMENT_SCHEMA: pl.Schema = pl.Schema(
         "dup_hash": pl.UInt64(),
     }
 )
-_TEXT_COLUMNS = (
-    "account_code",
-    "voucher",
-    "document_type",
-    "document_number",
-    "description",
-    "account_name",
-    "cost_center",
-    "third_party",
-)
+_TEXT_COLUMNS = ("account_code", "voucher", *TEXT_FIELDS)
 # Accepted date spellings: YYYY-MM-DD, DD/MM/YYYY, DD-MM-YYYY (day and month may be one digit),
 # each perhaps with a time of day, which is dropped: the date part counts.
 _DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y")

@@ -14,6 +14,7 @@ from app.adapters.queue import enqueue_iteration
 from app.domain.errors import Conflict, NotFound
 from app.resources import Resources
 from app.services.audit.record import Actor, Change, record
+from app.services.tenancy.closings import lock_open_closing
 
 TRIGGERS = (
     "initial",
@@ -77,38 +78,6 @@ def to_resource(row: Any) -> dict[str, Any]:
         "parse": data.get("parse"),
         "attempts": data["attempts"],
     }
-
-
-async def lock_open_closing(
-    conn: AsyncConnection, tenant_id: uuid.UUID, closing_id: uuid.UUID
-) -> Any:
-    """Lock the closing row for this transaction; NotFound for other tenants, 409 if closed.
-
-    The row lock serialises numbering and coalescing across API replicas; the partial unique
-    indexes on iterations are the last line of defence.
-    """
-    return await _open_closing(conn, tenant_id, closing_id, lock=True)
-
-
-async def check_open_closing(
-    conn: AsyncConnection, tenant_id: uuid.UUID, closing_id: uuid.UUID
-) -> Any:
-    """The closing, if it is the tenant's and open (NotFound / Conflict otherwise)."""
-    return await _open_closing(conn, tenant_id, closing_id, lock=False)
-
-
-async def _open_closing(
-    conn: AsyncConnection, tenant_id: uuid.UUID, closing_id: uuid.UUID, *, lock: bool
-) -> Any:
-    query = sa.select(closings).where(
-        closings.c.id == closing_id, closings.c.tenant_id == tenant_id
-    )
-    row = (await conn.execute(query.with_for_update() if lock else query)).first()
-    if row is None:
-        raise NotFound(f"closing {closing_id} not found")
-    if row.status != "open":
-        raise Conflict(f"closing {closing_id} is closed; reopen it (PATCH status=open) first")
-    return row
 
 
 MAX_NOTES_LENGTH = 10_000

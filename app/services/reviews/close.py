@@ -11,12 +11,12 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.adapters.postgres.tables import closings
-from app.domain.errors import CloseBlocked, NotFound
+from app.domain.errors import CloseBlocked
 from app.domain.review import unreviewed_errors
 from app.services.audit.record import Actor, Change, record
 from app.services.reviews.store import served_incidences
 from app.services.snapshot_cache.served import load_reviews
-from app.services.tenancy.closings import get_closing
+from app.services.tenancy.closings import get_closing, lock_closing
 
 
 async def set_status(
@@ -27,15 +27,7 @@ async def set_status(
     the caller checks that only an admin forces."""
     # The row lock orders this after an upload, re-processing or review holding it, so a
     # closing is never closed halfway through queueing one of its iterations.
-    current = (
-        await conn.execute(
-            sa.select(closings.c.status, closings.c.client_id)
-            .where(closings.c.id == closing_id, closings.c.tenant_id == actor.tenant_id)
-            .with_for_update()
-        )
-    ).first()
-    if current is None:
-        raise NotFound(f"closing {closing_id} not found")
+    current = await lock_closing(conn, actor.tenant_id, closing_id)
     if current.status == status:
         return await get_closing(conn, actor.tenant_id, closing_id)
     details: dict[str, Any] = {"status": {"before": current.status, "after": status}}

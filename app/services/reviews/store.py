@@ -14,19 +14,18 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.adapters.postgres.tables import (
-    closings,
     incidence_reviews,
     iteration_results,
     iterations,
     snapshots,
 )
-from app.domain.errors import Conflict, NotFound
+from app.domain.errors import NotFound
 from app.domain.review import ACKNOWLEDGED, Review
 from app.resources import Resources
 from app.services.audit.record import Actor, Change, record
 from app.services.snapshot_cache.served import load_reviews
 from app.services.snapshot_cache.writes import refresh
-from app.services.tenancy.closings import check_closing
+from app.services.tenancy.closings import check_closing, lock_open_closing
 
 MAX_NOTE_LENGTH = 2000
 
@@ -100,17 +99,7 @@ async def _save_review(
     status: str,
     note: str | None,
 ) -> dict[str, Any]:
-    closing = (
-        await conn.execute(
-            sa.select(closings.c.status, closings.c.client_id)
-            .where(closings.c.id == closing_id, closings.c.tenant_id == actor.tenant_id)
-            .with_for_update()
-        )
-    ).first()
-    if closing is None:
-        raise NotFound(f"closing {closing_id} not found")
-    if closing.status != "open":
-        raise Conflict(f"closing {closing_id} is closed; reopen it (PATCH status=open) first")
+    closing = await lock_open_closing(conn, actor.tenant_id, closing_id)
     iteration, incidences = await served_incidences(conn, closing_id)
     incidence = next((i for i in incidences if i["key"] == key), None)
     if incidence is None:

@@ -17,6 +17,7 @@ from app.adapters.postgres.lines_codec import page_after
 from app.adapters.postgres.tables import incidence_lines, iterations, snapshots
 from app.domain.amounts import format_amount
 from app.domain.errors import InvalidInput, NotFound
+from app.domain.ledger.format import KEY_FIELDS, TEXT_FIELDS
 from app.services.tenancy.closings import check_closing
 
 
@@ -106,20 +107,7 @@ def _movement_json(parts: list[pl.DataFrame]) -> list[dict[str, Any]]:
         pl.concat(parts)
         .sort("line")
         .select(
-            "line",
-            "account_code",
-            "date",
-            "voucher",
-            "document_type",
-            "document_number",
-            "description",
-            "account_name",
-            "cost_center",
-            "third_party",
-            "debit",
-            "credit",
-            "invalid_field",
-            "invalid_reason",
+            "line", *KEY_FIELDS, *TEXT_FIELDS, "debit", "credit", "invalid_field", "invalid_reason"
         )
     )
     movements = shown.to_dicts()

@@ -70,6 +70,54 @@ async def check_closing(conn: AsyncConnection, tenant_id: uuid.UUID, closing_id:
         raise NotFound(f"closing {closing_id} not found")
 
 
+async def lock_closing(conn: AsyncConnection, tenant_id: uuid.UUID, closing_id: uuid.UUID) -> Any:
+    """Lock the tenant's closing row for this transaction (NotFound for other tenants).
+
+    The row lock serialises what changes a closing across API replicas (numbering and
+    coalescing its iterations, reviews, closing it); the partial unique indexes on iterations
+    are the last line of defence.
+    """
+    row = (
+        await conn.execute(
+            sa.select(closings)
+            .where(closings.c.id == closing_id, closings.c.tenant_id == tenant_id)
+            .with_for_update()
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"closing {closing_id} not found")
+    return row
+
+
+async def lock_open_closing(
+    conn: AsyncConnection, tenant_id: uuid.UUID, closing_id: uuid.UUID
+) -> Any:
+    """lock_closing, and 409 if the closing is closed."""
+    return _open(await lock_closing(conn, tenant_id, closing_id))
+
+
+async def check_open_closing(
+    conn: AsyncConnection, tenant_id: uuid.UUID, closing_id: uuid.UUID
+) -> Any:
+    """The closing, if it is the tenant's (NotFound) and open (Conflict), without a lock."""
+    row = (
+        await conn.execute(
+            sa.select(closings).where(
+                closings.c.id == closing_id, closings.c.tenant_id == tenant_id
+            )
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"closing {closing_id} not found")
+    return _open(row)
+
+
+def _open(row: Any) -> Any:
+    if row.status != "open":
+        raise Conflict(f"closing {row.id} is closed; reopen it (PATCH status=open) first")
+    return row
+
+
 async def get_closing(
     conn: AsyncConnection, tenant_id: uuid.UUID, closing_id: uuid.UUID
 ) -> dict[str, Any]:

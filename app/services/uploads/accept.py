@@ -18,6 +18,7 @@ from app.domain.ledger.reader import parse_record
 from app.resources import Resources
 from app.services.audit.record import Actor, Change, record
 from app.services.iterations import request as iterations
+from app.services.tenancy.closings import check_open_closing, lock_open_closing
 from app.services.uploads.spool import UploadSpool
 
 
@@ -35,7 +36,7 @@ class ReceivedLedger:
 async def check_can_upload(resources: Resources, actor: Actor, closing_id: uuid.UUID) -> None:
     """404 or 409 before the upload's body is received, not after."""
     async with resources.engine.connect() as conn:
-        await iterations.check_open_closing(conn, actor.tenant_id, closing_id)
+        await check_open_closing(conn, actor.tenant_id, closing_id)
 
 
 async def accept_ledger(
@@ -51,7 +52,7 @@ async def accept_ledger(
     ledger_id = upload.ledger_id
     layout = await asyncio.to_thread(inspect_ledger, spool.path, upload.options)
     async with resources.engine.begin() as conn:
-        closing = await iterations.lock_open_closing(conn, actor.tenant_id, closing_id)
+        closing = await lock_open_closing(conn, actor.tenant_id, closing_id)
         accepted = await conn.execute(
             sa.update(ledgers)
             .where(ledgers.c.id == ledger_id, ledgers.c.receiving)

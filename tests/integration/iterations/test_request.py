@@ -13,11 +13,11 @@ from fastapi import FastAPI
 from app.domain.errors import Conflict, NotFound
 from app.services.iterations.request import (
     MAX_COALESCED_TRIGGERS,
-    lock_open_closing,
     merged_triggers,
     request_iteration,
 )
 from app.services.reviews.close import set_status
+from app.services.tenancy.closings import lock_open_closing
 from tests.integration.service_support import analyst, owned_closing, transaction
 
 
