@@ -257,7 +257,32 @@ def test_an_admin_forces_the_close_after_confirming(
     assert api_get(base, key, f"/closings/{closing_id}")["status"] == "closed"
     audit = api_get(base, key, "/audit", closing_id=closing_id, action="closing.force_closed")
     assert [event["details"]["unreviewed_keys"] for event in audit["items"]] == [keys]
+
+    # The closing's audit trail, for an admin: the forced close on top, with its keys.
+    go(browser, f"#/closings/{closing_id}/audit", "#audit-events")
+    events = api_get(base, key, "/audit", closing_id=closing_id, limit=50)["items"]
+    assert_events(browser, events)
+    assert events[0]["action"] == "closing.force_closed"
+    assert f"unreviewed_keys: {', '.join(keys)}" in rows(browser, "#audit-events")[0][4]
     assert_stayed_home(browser, base, key, statuses=(409,))
+
+
+def assert_events(devtools: DevTools, events: list[dict[str, Any]]) -> None:
+    """The page's audit table: the API's events, newest first."""
+    shown = devtools.evaluate(
+        "[...document.querySelectorAll('#audit-events tbody tr')].map((tr) =>"
+        " [tr.querySelector('time').getAttribute('datetime'),"
+        "  ...[...tr.cells].slice(1).map((cell) => cell.innerText.trim())])"
+    )
+    assert [row[:4] for row in shown] == [
+        [
+            event["at"],
+            f"{event['actor']['name']} ({event['actor']['role']})",
+            event["action"],
+            f"{event['resource']['type']} {event['resource']['id']}",
+        ]
+        for event in events
+    ]
 
 
 def test_a_viewer_is_told_it_may_not_review_or_close(actions: Actions, browser: DevTools) -> None:
@@ -287,6 +312,15 @@ def test_a_viewer_is_told_it_may_not_review_or_close(actions: Actions, browser: 
     click(browser, "#close-month", "#month-denied")
     assert browser.evaluate("!document.getElementById('close-month')")
     assert focused(browser) == "month-denied"
+
+    # The audit trail is an admin's; an account's history is every key's.
+    go(browser, f"#/closings/{closing_id}/audit", "#audit-denied")
+    go(browser, f"#/closings/{closing_id}", "#incidences")
+    click(browser, "#incidences a[href*='/accounts/5101/']", "#audit-events")
+    closing = api_get(base, key, f"/closings/{closing_id}")
+    history = api_get(base, key, f"/clients/{closing['client_id']}/accounts/5101/history")
+    assert history["items"], "the account was created through the API"
+    assert_events(browser, history["items"])
     assert api_get(base, key, f"/closings/{closing_id}/incidences") == before
     assert api_get(base, key, f"/closings/{closing_id}")["status"] == "open"
     assert_stayed_home(browser, base, key, statuses=(403,))

@@ -3,6 +3,7 @@
 
 import { ApiError, apiKey, describe, get } from "./api.js";
 import { h, href } from "./dom.js";
+import { accountHistoryPage, closingAuditPage } from "./pages/audit.js";
 import { clientsPage } from "./pages/clients.js";
 import { closingPage } from "./pages/closing.js";
 import { diffPage } from "./pages/diff.js";
@@ -16,6 +17,13 @@ const ROUTES = [
   { path: /^\/closings\/([^/]+)$/, page: closingPage, nav: "clients", needsKey: true },
   { path: /^\/closings\/([^/]+)\/history$/, page: historyPage, nav: "clients", needsKey: true },
   { path: /^\/closings\/([^/]+)\/diff$/, page: diffPage, nav: "clients", needsKey: true },
+  { path: /^\/closings\/([^/]+)\/audit$/, page: closingAuditPage, nav: "clients", needsKey: true },
+  {
+    path: /^\/clients\/([^/]+)\/accounts\/([^/]+)\/history$/,
+    page: accountHistoryPage,
+    nav: "clients",
+    needsKey: true,
+  },
   {
     path: /^\/closings\/([^/]+)\/iterations\/([0-9]+)$/,
     page: iterationPage,

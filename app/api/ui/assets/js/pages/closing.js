@@ -5,6 +5,7 @@
 import { get } from "../api.js";
 import { amount, announce, count, dataTable, h, href, select, status, when } from "../dom.js";
 import { reviewBlocked, reviewButton, reviewDialog, reviewState } from "../reviews.js";
+import { accountLink } from "./audit.js";
 import { closingHeader, loadClosing } from "./closing-header.js";
 import { monthSection, rememberReview } from "./closing-month.js";
 
@@ -258,7 +259,7 @@ function incidenceTable(closing, snapshot, onReview) {
         href: `#/closings/${closingId}/incidences/${encodeURIComponent(incidence.key)}`,
         title: "Movements of this incidence",
       },
-      incidence.key,
+      breakable(incidence.key),
     );
   return dataTable({
     id: "incidences",
@@ -268,7 +269,7 @@ function incidenceTable(closing, snapshot, onReview) {
     columns: [
       { label: "Key", cell: movementsLink },
       { label: "Severity", cell: (row) => status(row.severity) },
-      { label: "Element", cell: element },
+      { label: "Element", cell: (row) => element(row, closing.client_id) },
       { label: "Message", cell: (row) => row.message },
       { label: "Movements", numeric: true, cell: (row) => count(row.movement_count) },
       { label: "Debit", numeric: true, cell: (row) => amount(row.debit_total) },
@@ -283,6 +284,12 @@ function incidenceTable(closing, snapshot, onReview) {
   });
 }
 
+// A key may wrap after its type ("TYPE:" then the code): a long one does not widen the table.
+function breakable(key) {
+  const colon = key.indexOf(":") + 1;
+  return colon > 0 ? [key.slice(0, colon), h("wbr"), key.slice(colon)] : key;
+}
+
 // One date when the first and the last are the same day; each date stays on one line.
 function dates({ first_date: first, last_date: last }) {
   if (!first) return "—";
@@ -290,13 +297,16 @@ function dates({ first_date: first, last_date: last }) {
   return first === last ? day(first) : [day(first), " – ", day(last)];
 }
 
-function element(incidence) {
+// What the incidence is about; an account links to its history (who changed it, when).
+function element(incidence, clientId) {
   const { kind, code, name } = incidence.element;
   return h(
     "span",
     {},
     `${kind} `,
-    h("code", {}, code === "" ? "(empty)" : code),
+    kind === "account" && code !== ""
+      ? accountLink(clientId, code)
+      : h("code", {}, code === "" ? "(empty)" : code),
     name ? ` ${name}` : "",
   );
 }
