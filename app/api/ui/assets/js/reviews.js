@@ -33,7 +33,11 @@ export function reviewState(review) {
           "span",
           { class: "badge badge-stale", title: "Its figures changed since it was acknowledged" },
           "stale",
-          h("span", { class: "visually-hidden" }, ": its figures changed since it was acknowledged"),
+          h(
+            "span",
+            { class: "visually-hidden" },
+            ": its figures changed since it was acknowledged",
+          ),
         )
       : null,
     current.note ? h("q", { class: "review-note" }, current.note) : null,

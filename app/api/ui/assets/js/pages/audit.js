@@ -67,7 +67,10 @@ const COLUMNS = [
     cell: (event) => [event.actor.name, h("span", { class: "muted" }, ` (${event.actor.role})`)],
   },
   { label: "Action", cell: (event) => h("code", {}, event.action) },
-  { label: "Resource", cell: (event) => [`${event.resource.type} `, h("code", {}, event.resource.id)] },
+  {
+    label: "Resource",
+    cell: (event) => [`${event.resource.type} `, h("code", {}, event.resource.id)],
+  },
   { label: "What changed", cell: (event) => details(event.details) },
   { label: "Request", cell: (event) => (event.request_id ? h("code", {}, event.request_id) : "—") },
 ];
@@ -133,7 +136,13 @@ function details(members) {
       for (const [field, fieldChange] of Object.entries(item)) change(field, fieldChange);
     } else change(name, item);
   }
-  return lines.length ? h("ul", { class: "details" }, lines.map((line) => h("li", {}, line))) : "—";
+  return lines.length
+    ? h(
+        "ul",
+        { class: "details" },
+        lines.map((line) => h("li", {}, line)),
+      )
+    : "—";
 }
 
 // An account's code in an incidence, as a link to its history.

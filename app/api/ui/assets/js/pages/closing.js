@@ -278,7 +278,10 @@ function incidenceTable(closing, snapshot, onReview) {
       { label: "First seen", numeric: true, cell: (row) => `#${row.first_seen_iteration}` },
       {
         label: "Review",
-        cell: (row) => [reviewState(row.review), reviewButton({ closing, incidence: row, onReview })],
+        cell: (row) => [
+          reviewState(row.review),
+          reviewButton({ closing, incidence: row, onReview }),
+        ],
       },
     ],
   });

@@ -85,7 +85,11 @@ function found(summary) {
     tiles("iteration-summary", [
       ["movements_total", "Movements", count(summary.movements_total)],
       ["movements_rejected", "Rejected rows", count(summary.movements_rejected)],
-      ["movements_with_incidences", "Movements with incidences", count(summary.movements_with_incidences)],
+      [
+        "movements_with_incidences",
+        "Movements with incidences",
+        count(summary.movements_with_incidences),
+      ],
       ["incidences_total", "Incidences", count(summary.incidences_total)],
     ]),
     h(
@@ -107,7 +111,11 @@ function diffSummary(closingId, iteration) {
       "p",
       { id: "iteration-diff" },
       `${count(diff.new.length)} new, ${count(diff.resolved.length)} resolved, ${count(diff.changed.length)} changed, ${count(diff.unchanged)} unchanged. `,
-      h("a", { href: href(`/closings/${closingId}/diff`, { to: iteration.number }) }, "See the keys"),
+      h(
+        "a",
+        { href: href(`/closings/${closingId}/diff`, { to: iteration.number }) },
+        "See the keys",
+      ),
     ),
   );
 }
