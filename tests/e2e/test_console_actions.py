@@ -59,7 +59,7 @@ async def actions(console_server: str, make_key: KeyMaker, run_worker: Worker) -
     analyst = await make_key("analyst", tenant=tenant, name="e2e-analyst")
     closings = []
     async with httpx.AsyncClient(base_url=console_server, timeout=30) as http:
-        for name in ("Reviewed SpA", "Blocked SpA", "Forced SpA"):
+        for name in ("Andes Retail SpA", "Pacífico Foods SpA", "Austral Mining SpA"):
             doc_types = [{"code": "FAC", "name": "Factura"}]
             closing = await create_closing(
                 http, analyst, chart=CHART, doc_types=doc_types, name=name
@@ -219,8 +219,10 @@ def test_close_is_blocked_until_the_errors_are_acknowledged(
     assert browser.evaluate("!document.getElementById('force-close')")
 
     for unreviewed in keys:
-        review_from_keyboard(browser, "#unreviewed-keys", unreviewed, f"Checked {unreviewed}")
+        review_from_keyboard(browser, "#unreviewed-keys", unreviewed, "Checked with the client")
         assert incidence(base, key, closing_id, unreviewed)["review"]["status"] == "acknowledged"
+        if unreviewed == keys[0]:
+            browser.screenshot(tmp_path / "closing-reviews-1280.png")
     assert texts(browser, "#unreviewed-keys .badge") == ["acknowledged"] * len(keys)
 
     click(browser, "#close-month", "#reopen-month")
