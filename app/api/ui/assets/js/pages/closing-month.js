@@ -5,7 +5,7 @@
 
 import { denied, describe, send } from "../api.js";
 import { openDialog } from "../dialog.js";
-import { announce, count, h, href, status } from "../dom.js";
+import { announce, count, h, href, status, when } from "../dom.js";
 import { reviewButton, reviewDialog } from "../reviews.js";
 
 // The last refusal per closing, with the reviews made since from its list (the API's own
@@ -22,17 +22,20 @@ export function monthSection(closing, refresh) {
   const open = closing.status === "open";
   if (!open) refusals.delete(closing.id);
   const message = h("p", { id: "month-message", role: "alert" });
-  const act = async (body, done) => {
+  const act = async (button, body, done) => {
     message.textContent = "";
+    button.disabled = true; // one request at a time
     try {
       await send("PATCH", `/closings/${closing.id}`, body);
     } catch (error) {
+      button.disabled = false;
       if (error.status === 403) {
         denied.add("close");
         return refresh("month-denied"); // it says so, where the button was
       }
       if (isCloseBlocked(error)) {
-        refusals.set(closing.id, { problem: error.problem, reviews: new Map() });
+        const at = new Date().toISOString();
+        refusals.set(closing.id, { problem: error.problem, reviews: new Map(), at });
         return refresh("close-blocked-title");
       }
       message.textContent = describe(error);
@@ -50,7 +53,8 @@ export function monthSection(closing, refresh) {
           {
             type: "button",
             id: "close-month",
-            onclick: () => act({ status: "closed" }, "The month is closed."),
+            onclick: (event) =>
+              act(event.currentTarget, { status: "closed" }, "The month is closed."),
           },
           "Close the month",
         )
@@ -59,7 +63,8 @@ export function monthSection(closing, refresh) {
           {
             type: "button",
             id: "reopen-month",
-            onclick: () => act({ status: "open" }, "The month is open again."),
+            onclick: (event) =>
+              act(event.currentTarget, { status: "open" }, "The month is open again."),
           },
           "Reopen the month",
         );
@@ -161,7 +166,9 @@ function refusalPanel(closing, refusal, refresh) {
     h(
       "p",
       {},
-      `The API refused to close it (409): ${count(total)} error incidences are neither resolved nor acknowledged. `,
+      "The API refused to close it (409, ",
+      when(refusal.at),
+      `): ${count(total)} error incidences are neither resolved nor acknowledged. `,
       "Acknowledge them (or resolve them in the ledger or the reference data), then close again. ",
       h(
         "a",
