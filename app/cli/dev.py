@@ -1,6 +1,6 @@
 """`ledger-incidences dev`: everything on one machine (embedded servers, migrations, the API and
-a worker), printing the docs URL and an admin key, and restarting the API or the worker
-whenever one of them stops."""
+a worker), printing the docs and console URLs and an admin key, and restarting the API or the
+worker whenever one of them stops."""
 
 from __future__ import annotations
 
@@ -156,7 +156,7 @@ def cmd_dev(settings: Settings, _: argparse.Namespace) -> int:
         if _wait_until_ready(f"{base}/ready", stop, children):
             print(
                 f"\nLedger Incidences is running.\n  API docs: {base}/docs\n"
-                f"  API key:  {key}\n\nPress Ctrl+C to stop.",
+                f"  Console:  {base}/ui\n  API key:  {key}\n\nPress Ctrl+C to stop.",
                 flush=True,
             )
             status = _supervise(children, stop)

@@ -51,6 +51,7 @@ class DevTools:
         self.responses: list[tuple[str, int, dict[str, str]]] = []  # url, status, headers
         self.errors: list[str] = []  # what the page reported as errors, one line each
         self._urls_by_id: dict[str, str] = {}
+        self._finished: list[tuple[str, str]] = []  # (url, request id) of each complete load
 
     def call(self, method: str, timeout: float = 15.0, **params: Any) -> dict[str, Any]:
         self.next_id += 1
@@ -78,6 +79,9 @@ class DevTools:
             response = params["response"]
             headers = {name.lower(): value for name, value in response["headers"].items()}
             self.responses.append((response["url"], response["status"], headers))
+        elif method == "Network.loadingFinished":
+            request_id = params["requestId"]
+            self._finished.append((self._urls_by_id.get(request_id, "?"), request_id))
         elif method == "Network.loadingFailed":
             url = self._urls_by_id.get(params.get("requestId", ""), "?")
             self.failed.append((url, params.get("errorText", "")))
@@ -91,6 +95,17 @@ class DevTools:
         elif method == "Log.entryAdded" and params["entry"]["level"] == "error":
             entry = params["entry"]
             self.errors.append(f"log ({entry['source']}): {entry['text']} {entry.get('url', '')}")
+
+    def body_of(self, url_part: str) -> str:
+        """The body of the latest complete response whose URL contains `url_part`, as the page
+        received it."""
+        self.evaluate("1")  # read the events still queued
+        found = [request_id for url, request_id in self._finished if url_part in url]
+        assert found, f"no complete response for {url_part!r} among {self.requests}"
+        result = self.call("Network.getResponseBody", requestId=found[-1])
+        if result.get("base64Encoded"):
+            return base64.b64decode(result["body"]).decode()
+        return str(result["body"])
 
     def evaluate(self, expression: str) -> Any:
         """The JSON value of `expression` in the page (promises are awaited)."""

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pytest
 
 from app.settings import Settings
+from tests.e2e.browser import DevTools, chromium_path, headless_chromium
 
 # Every setting the service reads: the parent's values must not leak into a child under test.
 SETTING_NAMES = (
@@ -166,3 +168,25 @@ def running_server(settings: Settings, workdir: Path, **env: str) -> Iterator[tu
         base = f"http://127.0.0.1:{port}"
         wait_for_status(f"{base}/ready", 200, child, timeout=30)
         yield base, child
+
+
+# --- the web console's browser tests ------------------------------------------------------
+
+DESKTOP = {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False}
+PHONE = {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True}
+
+
+@pytest.fixture(scope="module")
+def console_server(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A server of the suite's database and Redis, for one module's browser tests."""
+    chromium_path()  # skip or fail before starting anything
+    with running_server(settings, tmp_path_factory.mktemp("console-server")) as (base, _):
+        yield base
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[DevTools]:
+    """A headless Chromium page at a desktop's size."""
+    with headless_chromium(tmp_path) as devtools:
+        devtools.call("Emulation.setDeviceMetricsOverride", **DESKTOP)
+        yield devtools

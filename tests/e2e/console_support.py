@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from tests.conftest import bearer
-from tests.e2e.browser import DevTools
+from tests.e2e.browser import DevTools, off_host
 from tests.helpers import API, create_closing, upload
 
 CHART = [
@@ -117,16 +117,21 @@ def sign_in(devtools: DevTools, base: str, key: str) -> None:
     press(devtools, "Enter")
 
 
-def press(devtools: DevTools, key: str) -> None:
-    """A key press on the focused element."""
-    codes = {"Enter": 13, "Tab": 9}
-    text = {"Enter": "\r"}.get(key)
+def press(devtools: DevTools, key: str, modifiers: int = 0) -> None:
+    """A key press on the focused element (`modifiers`: 2 is Ctrl, 8 is Shift)."""
+    codes = {"Enter": 13, "Tab": 9, "Escape": 27}
+    text = {"Enter": "\r"}.get(key) if not modifiers & 2 else None
     for kind in ("keyDown", "keyUp"):
-        params: dict[str, Any] = {"type": kind, "key": key, "code": key}
+        params: dict[str, Any] = {"type": kind, "key": key, "code": key, "modifiers": modifiers}
         params["windowsVirtualKeyCode"] = codes[key]
         if kind == "keyDown" and text:
             params["text"] = text
         devtools.call("Input.dispatchKeyEvent", **params)
+
+
+def focused(devtools: DevTools) -> str:
+    """The id of the focused element."""
+    return str(devtools.evaluate("document.activeElement ? document.activeElement.id : ''"))
 
 
 def mark_view(devtools: DevTools) -> None:
@@ -182,6 +187,63 @@ def figure(text: str) -> str:
 # --- checking the page against the API ----------------------------------------------------
 
 
+def assert_stayed_home(
+    devtools: DevTools, base: str, key: str, statuses: tuple[int, ...] = ()
+) -> None:
+    """No request left the host, none carried the key in its URL, and the page reported no
+    error but the refusals it expected (the browser reports each response of `statuses`)."""
+    devtools.evaluate("1")  # read the events still queued
+    assert off_host(devtools.requests, base) == []
+    assert not [url for url in devtools.requests if key in url]
+    expected = tuple(f"status of {status}" for status in statuses)
+    assert [error for error in devtools.errors if not any(e in error for e in expected)] == []
+
+
+def assert_iterations(devtools: DevTools, listed: list[dict[str, Any]]) -> None:
+    """The iteration table: the listed iterations, with their own diff's counts."""
+    shown = rows(devtools, "#iterations")
+    assert [[r[0], r[1], r[2], r[3], r[6], r[7], r[8]] for r in shown] == [
+        [
+            f"#{item['number']}",
+            item["status"],
+            item["trigger"] + "".join(f" + {merged}" for merged in item["coalesced_triggers"]),
+            item["requested_by"],
+            *(str(len(item["diff"][part])) for part in ("new", "resolved", "changed")),
+        ]
+        for item in listed
+    ]
+    assert {item["requested_by"] for item in listed} == {"e2e-analyst"}
+    assert devtools.evaluate(
+        "[...document.querySelectorAll('#iterations tbody td:nth-child(5) time')]"
+        ".map((time) => time.getAttribute('datetime'))"
+    ) == [item["queued_at"] for item in listed]
+    for row, item in zip(shown, listed, strict=True):
+        assert_duration(row[5], item["duration_ms"])
+
+
+def assert_parse_record(devtools: DevTools, iteration: dict[str, Any]) -> None:
+    """An iteration's own page, reached from the history, says how its file was read."""
+    click(devtools, f"#iterations a[href$='/iterations/{iteration['number']}']", "#parse")
+    parse = iteration["parse"]
+    facts = devtools.evaluate(
+        "Object.fromEntries([...document.querySelectorAll('#parse [data-field]')]"
+        ".map((fact) => [fact.dataset.field, fact.querySelector('dd').innerText.trim()]))"
+    )
+    assert facts == {
+        "kind": "CSV",
+        "encoding": parse["encoding"],
+        "delimiter": "comma (,)",
+        "decimal_separator": "point (.), detected from the amounts",
+        "rows_read": str(parse["rows_read"]),
+        "blank_rows_skipped": str(parse["blank_rows_skipped"]),
+    }
+    assert parse["delimiter"] == "," and parse["decimal_separator_detected"] is True
+    assert rows(devtools, "#parse-headers") == [[k, v] for k, v in parse["headers"].items()]
+    assert texts(devtools, "#iteration-diff")[0].startswith(
+        f"{len(iteration['diff']['new'])} new, {len(iteration['diff']['resolved'])} resolved,"
+    )
+
+
 def assert_incidences(devtools: DevTools, snapshot: dict[str, Any]) -> None:
     """The incidence table holds the snapshot page's incidences, in its order."""
     incidences, page = snapshot["incidences"], snapshot["page"]
@@ -215,3 +277,50 @@ def assert_diff(devtools: DevTools, diff: dict[str, Any]) -> None:
     assert texts(devtools, "#diff-resolved li") == diff["resolved"]
     changed = [change["key"] for change in diff["changed"]]
     assert texts(devtools, "#diff-changed tbody th") == changed
+
+
+def number(text: str) -> float:
+    """A figure as the page shows it ("1,234.5 %", "12 ms"), as a number."""
+    return float(figure(text.split(" ")[0]))
+
+
+# The operations page's figures: (check, part of its observed value).
+OPERATIONS_FIGURES = {
+    ("queue:depth", None),
+    ("workers:count", None),
+    ("workers:throughput", "movements_per_minute"),
+    ("workers:throughput", "iterations_per_minute"),
+    ("api:responseTime", None),
+    ("api:errorRate", None),
+    ("cache:hitRate", None),
+}
+
+
+def assert_operations(devtools: DevTools) -> dict[str, Any]:
+    """The operations page shows the /health document it was answered: status, score, the
+    operator's figures, every check with its recommendation. That document."""
+    health: dict[str, Any] = json.loads(devtools.body_of("/health"))
+    checks = health["checks"]
+    tiles = devtools.evaluate(
+        "[...document.querySelectorAll('#health-tiles [data-check]')].map((tile) =>"
+        " [tile.dataset.check, tile.dataset.part || null,"
+        "  tile.querySelector('.value').innerText.trim()])"
+    )
+    shown = {(name, part): text for name, part, text in tiles}
+    assert shown.pop(("status", None)) == health["status"]
+    assert number(shown.pop(("score", None))) == health["score"]
+    assert set(shown) == OPERATIONS_FIGURES
+    for (name, part), text in shown.items():
+        value = checks[name][0].get("observedValue")
+        if part is not None:
+            value = value[part]
+        assert (text == "—") if value is None else (number(text) == value), (name, part, text)
+    entries = [(name, entry) for name, listed in checks.items() for entry in listed]
+    assert [[row[0], row[1], row[3]] for row in rows(devtools, "#checks")] == [
+        [name, entry["status"], entry.get("output", "")] for name, entry in entries
+    ]
+    warnings = [(name, entry) for name, entry in entries if entry["status"] != "pass"]
+    assert texts(devtools, "#recommendations li") == [
+        f"{entry['status']} {name}: {entry['output']}" for name, entry in warnings
+    ]
+    return health

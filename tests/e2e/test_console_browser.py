@@ -18,15 +18,18 @@ import pytest
 
 from app.settings import Settings
 from tests.conftest import KeyMaker
-from tests.e2e.browser import DevTools, chromium_path, headless_chromium, off_host
-from tests.e2e.conftest import running_server
+from tests.e2e.browser import DevTools, off_host
+from tests.e2e.conftest import DESKTOP, PHONE, running_server
 from tests.e2e.console_support import (
     History,
     Worker,
     api_get,
     assert_diff,
-    assert_duration,
     assert_incidences,
+    assert_iterations,
+    assert_operations,
+    assert_parse_record,
+    assert_stayed_home,
     click,
     figure,
     go,
@@ -42,8 +45,6 @@ from tests.e2e.console_support import (
 pytestmark = pytest.mark.browser
 
 KEY_ITEM = "ledger-incidences.api-key"
-DESKTOP = {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False}
-PHONE = {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True}
 
 
 @dataclass
@@ -56,34 +57,12 @@ class Console:
 
 
 @pytest.fixture(scope="module")
-def console_server(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    chromium_path()  # skip or fail before starting anything
-    with running_server(settings, tmp_path_factory.mktemp("console-server")) as (base, _):
-        yield base
-
-
-@pytest.fixture(scope="module")
 async def console(console_server: str, make_key: KeyMaker, run_worker: Worker) -> Console:
     tenant = f"console-{secrets.token_hex(4)}"
     analyst = await make_key("analyst", tenant=tenant, name="e2e-analyst")
     viewer = await make_key("viewer", tenant=tenant, name="e2e-viewer")
     history = await seed_history(console_server, analyst, run_worker)
     return Console(console_server, tenant, viewer, analyst, history)
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[DevTools]:
-    with headless_chromium(tmp_path) as devtools:
-        devtools.call("Emulation.setDeviceMetricsOverride", **DESKTOP)
-        yield devtools
-
-
-def assert_stayed_home(devtools: DevTools, console: Console) -> None:
-    """No request left the host, none carried the key in its URL, and no error was reported."""
-    devtools.evaluate("1")  # read the events still queued
-    assert off_host(devtools.requests, console.base) == []
-    assert not [url for url in devtools.requests if console.viewer in url]
-    assert devtools.errors == []
 
 
 def test_closing_page_shows_the_apis_snapshot(
@@ -157,7 +136,7 @@ def test_closing_page_shows_the_apis_snapshot(
     assert_incidences(browser, second)
 
     assert_movements(browser, console, snapshot, tmp_path)
-    assert_stayed_home(browser, console)
+    assert_stayed_home(browser, console.base, console.viewer)
 
 
 def assert_movements(
@@ -208,46 +187,56 @@ def test_history_chart_diff_and_operations(
     go(browser, f"#/closings/{closing_id}/history", "#history-chart")
     browser.screenshot(tmp_path / "history-1280.png")
 
-    listed = api_get(base, key, f"/closings/{closing_id}/iterations")["items"]
-    diffs = {
-        item["number"]: api_get(base, key, f"/closings/{closing_id}/iterations/{item['number']}")[
-            "diff"
-        ]
-        for item in listed
-    }
-    shown = rows(browser, "#iterations")
-    assert [[r[0], r[1], r[2], r[3], r[6], r[7]] for r in shown] == [
-        [
-            f"#{item['number']}",
-            item["status"],
-            item["trigger"] + "".join(f" + {merged}" for merged in item["coalesced_triggers"]),
-            item["requested_by"],
-            str(len(diffs[item["number"]]["new"])),
-            str(len(diffs[item["number"]]["resolved"])),
-        ]
-        for item in listed
+    # Every figure is in the listed iterations: their diff and summary, nothing per iteration.
+    listed = api_get(base, key, f"/closings/{closing_id}/iterations", limit=100)["items"]
+    assert not [url for url in browser.requests if "/iterations/" in url]
+    assert_iterations(browser, listed)
+    assert texts(browser, "#history-bound") == [
+        "All 3 iterations of this closing. Read from the API 20 at a time."
     ]
-    assert {item["requested_by"] for item in listed} == {"e2e-analyst"}
-    assert browser.evaluate(
-        "[...document.querySelectorAll('#iterations tbody td:nth-child(5) time')]"
-        ".map((time) => time.getAttribute('datetime'))"
-    ) == [item["queued_at"] for item in listed]
-    for row, item in zip(shown, listed, strict=True):
-        assert_duration(row[5], item["duration_ms"])
 
-    # The chart: one series per type that had an incidence, valued as each iteration's snapshot.
+    # The chart: one series per type that had an incidence, valued as each iteration's
+    # summary.by_type, which is what its snapshot said.
     chart = browser.evaluate(
         "(() => { const plot = document.getElementById('history-chart').plot;"
         " return {labels: plot.series.slice(1).map((s) => s.label),"
         " data: plot.data.map((values) => Array.from(values))}; })()"
     )
-    by_type = console.history.by_type
+    by_type = {
+        item["number"]: {
+            kind: tally["incidences"] for kind, tally in item["summary"]["by_type"].items()
+        }
+        for item in listed
+    }
+    assert by_type == console.history.by_type
     numbers = sorted(by_type)
     types = sorted({kind for counts in by_type.values() for kind, n in counts.items() if n})
     assert chart["labels"] == types
     assert chart["data"][0] == numbers
     for label, values in zip(chart["labels"], chart["data"][1:], strict=True):
         assert values == [by_type[number].get(label, 0) for number in numbers], label
+
+    # Pages of two: the page follows next_cursor and shows them all; bounded to the newest
+    # two, it says older ones are left out.
+    for route, bound, shown, pages in (
+        ("limit=2", "All 3 iterations of this closing. Read from the API 2 at a time.", 3,
+         ["limit=2", "limit=2&cursor=2"]),
+        ("limit=1&newest=2", "The newest 2 iterations; older ones are left out (this page "
+         "shows at most the newest 2). Read from the API 1 at a time.", 2,
+         ["limit=1", "limit=1&cursor=3"]),
+    ):  # fmt: skip
+        sent = len(browser.requests)
+        go(browser, f"#/closings/{closing_id}/history?{route}", "#history-chart")
+        assert texts(browser, "#history-bound") == [bound]
+        assert_iterations(browser, listed[:shown])
+        assert browser.evaluate("document.getElementById('history-chart').plot.data[0]") == [
+            item["number"] for item in reversed(listed[:shown])
+        ]
+        assert [
+            url.split("?")[1] for url in browser.requests[sent:] if "/iterations?" in url
+        ] == pages
+
+    assert_parse_record(browser, listed[0])
 
     # The diff page opens on the last two iterations; the form compares any two.
     go(browser, f"#/closings/{closing_id}/diff", "#diff-summary")
@@ -264,13 +253,10 @@ def test_history_chart_diff_and_operations(
     browser.screenshot(tmp_path / "diff-1280.png")
 
     go(browser, "#/operations", "#checks")
-    health = httpx.get(f"{base}/health", timeout=10).json()
-    assert texts(browser, "#checks tbody th") == list(health["checks"])
-    assert texts(browser, "[data-check='queue:depth'] dd")[0] == figure(
-        str(health["checks"]["queue:depth"][0]["observedValue"])
-    )
+    health = assert_operations(browser)
+    assert list(health["checks"]) == list(httpx.get(f"{base}/health", timeout=10).json()["checks"])
     browser.screenshot(tmp_path / "operations-1280.png")
-    assert_stayed_home(browser, console)
+    assert_stayed_home(browser, console.base, console.viewer)
 
 
 def test_a_refused_key_is_asked_for_again(console: Console, browser: DevTools) -> None:

@@ -27,6 +27,7 @@ pytestmark = pytest.mark.slow
 STARTUP_TIMEOUT_SECONDS = 90.0
 STOP_TIMEOUT_SECONDS = 45.0
 DOCS_LINE = re.compile(r"API docs:\s*(http://\S+)/docs")
+CONSOLE_LINE = re.compile(r"Console:\s*(http://\S+)/ui\n")
 KEY_LINE = re.compile(r"API key:\s*(\S+)")
 
 
@@ -125,6 +126,11 @@ def test_dev_runs_everything_stops_cleanly_and_keeps_its_data(
         assert httpx.get(f"{base}/ready", timeout=5).status_code == 200
         docs = httpx.get(f"{base}/docs", timeout=5)
         assert docs.status_code == 200 and "/docs-assets/" in docs.text
+        # The web console's address is printed beside the docs', and it is served there.
+        console = CONSOLE_LINE.search(dev.stdout)
+        assert console and console.group(1) == base, dev.output()
+        page = httpx.get(f"{base}/ui", timeout=5)
+        assert page.status_code == 200 and "/ui/assets/" in page.text
         created = httpx.post(
             f"{base}/api/v1/clients", json={"name": "Kept Co"}, headers=bearer(key), timeout=5
         )

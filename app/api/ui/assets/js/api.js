@@ -3,12 +3,39 @@
 // localStorage, never in a URL. Closing the tab forgets it.
 
 const KEY_ITEM = "ledger-incidences.api-key";
+// The actions the API refused this key with 403 (the API has no "who am I": a role shows only
+// by what it is refused). Kept beside the key, and forgotten with it.
+const DENIED_ITEM = "ledger-incidences.denied";
 
 export const apiKey = {
   get: () => sessionStorage.getItem(KEY_ITEM),
-  set: (key) => sessionStorage.setItem(KEY_ITEM, key),
-  forget: () => sessionStorage.removeItem(KEY_ITEM),
+  set: (key) => {
+    sessionStorage.removeItem(DENIED_ITEM);
+    sessionStorage.setItem(KEY_ITEM, key);
+  },
+  forget: () => {
+    sessionStorage.removeItem(DENIED_ITEM);
+    sessionStorage.removeItem(KEY_ITEM);
+  },
 };
+
+// What this key may not do, as the API said: `review`, `close` or `force`.
+export const denied = {
+  has: (action) => deniedActions().includes(action),
+  add: (action) => {
+    const actions = new Set(deniedActions()).add(action);
+    sessionStorage.setItem(DENIED_ITEM, JSON.stringify([...actions]));
+  },
+};
+
+function deniedActions() {
+  try {
+    const actions = JSON.parse(sessionStorage.getItem(DENIED_ITEM) || "[]");
+    return Array.isArray(actions) ? actions : [];
+  } catch {
+    return [];
+  }
+}
 
 // A failed call: `status` is the HTTP status (0 when the server could not be reached),
 // `problem` the RFC 9457 body when there is one, `retryAfter` the seconds a 429 asks to wait.
@@ -31,7 +58,7 @@ export function describe(error) {
     case 401:
       return "The API refused the key (401): it is unknown, revoked or mistyped. Paste a valid key.";
     case 403:
-      return `This key's role may not read this (403).${detail}`;
+      return `This key's role may not do this (403).${detail}`;
     case 404:
       return `Not found (404).${detail}`;
     case 429:
@@ -53,10 +80,10 @@ function url(path, params) {
   return target;
 }
 
-async function request(path, params, headers) {
+async function request(path, params, headers, method = "GET", body = undefined) {
   let response;
   try {
-    response = await fetch(url(path, params), { headers, credentials: "omit" });
+    response = await fetch(url(path, params), { method, headers, body, credentials: "omit" });
   } catch (error) {
     throw new ApiError(0, { title: "The API could not be reached", detail: error.message });
   }
@@ -83,16 +110,29 @@ function retryAfterSeconds(response) {
   return Number.isNaN(at) ? null : Math.max(0, Math.ceil((at - Date.now()) / 1000));
 }
 
-// GET an /api/v1 path (without the prefix); its JSON, or an ApiError.
-export async function get(path, params) {
-  const headers = { Accept: "application/json" };
+function authorized(headers) {
   const key = apiKey.get();
-  if (key) headers.Authorization = `Bearer ${key}`;
-  const response = await request(`/api/v1${path}`, params, headers);
+  return key ? { ...headers, Authorization: `Bearer ${key}` } : headers;
+}
+
+async function answer(response) {
   if (!response.ok) {
     throw new ApiError(response.status, await problemOf(response), retryAfterSeconds(response));
   }
   return response.json();
+}
+
+// GET an /api/v1 path (without the prefix); its JSON, or an ApiError.
+export async function get(path, params) {
+  const headers = authorized({ Accept: "application/json" });
+  return answer(await request(`/api/v1${path}`, params, headers));
+}
+
+// PUT or PATCH `body` (as JSON) to an /api/v1 path; the API's answer (the changed resource,
+// fresh: pages show it rather than reading it again), or an ApiError.
+export async function send(method, path, body) {
+  const headers = authorized({ Accept: "application/json", "Content-Type": "application/json" });
+  return answer(await request(`/api/v1${path}`, null, headers, method, JSON.stringify(body)));
 }
 
 // /health needs no key, and a failing service answers 503 with the same document.

@@ -1,66 +1,45 @@
 // The figures of a closing's history, from the public API only.
 
-import { eachLimited, get } from "./api.js";
+import { get } from "./api.js";
 
-// The iterations (newest first, as listed) with their diff against the previous succeeded
-// one: the list's own `diff` when it carries one, else GET /iterations/{n} for each
-// succeeded iteration (only those have a diff).
-export async function iterationsWithDiffs(closingId) {
-  const listed = (await get(`/closings/${closingId}/iterations`)).items;
-  return eachLimited(listed, 4, (iteration) =>
-    "diff" in iteration || iteration.status !== "succeeded"
-      ? iteration
-      : get(`/closings/${closingId}/iterations/${iteration.number}`),
-  );
+// The history pages show at most this many iterations, the newest (the API's largest page,
+// and ITERATION_RETENTION's default).
+export const HISTORY_BOUND = 100;
+export const HISTORY_PAGE = 20; // the API's default page
+
+// The newest `bound` iterations (newest first, as listed), `pageSize` at a time, following
+// `next_cursor`; `more` tells whether older ones were left out. Each item carries its own
+// `diff` and `summary`: nothing more is fetched per iteration.
+export async function newestIterations(closingId, pageSize = HISTORY_PAGE, bound = HISTORY_BOUND) {
+  const items = [];
+  let cursor = null;
+  do {
+    const limit = Math.min(pageSize, bound - items.length);
+    const page = await get(`/closings/${closingId}/iterations`, { limit, cursor });
+    items.push(...page.items);
+    cursor = page.next_cursor;
+  } while (cursor !== null && items.length < bound);
+  return { items, more: cursor !== null };
 }
 
-const typeOf = (key) => key.slice(0, key.indexOf(":"));
-
-function incidenceCounts(byType) {
-  return Object.fromEntries(
-    Object.entries(byType).map(([type, tally]) => [type, tally.incidences]),
-  );
-}
-
-// Counts after `diff` (direction +1: its new keys enter, its resolved keys leave), or before
-// it (direction -1); null when a diff is missing and the chain is broken.
-function step(counts, diff, direction) {
-  if (!counts || !diff) return null;
-  const next = { ...counts };
-  for (const key of diff.new) next[typeOf(key)] = (next[typeOf(key)] ?? 0) + direction;
-  for (const key of diff.resolved) next[typeOf(key)] = (next[typeOf(key)] ?? 0) - direction;
-  return next;
-}
-
-// Incidences per type of each succeeded iteration, oldest first: [{number, byType}].
-//
-// Each iteration's `summary.by_type` is used when the API provides it. Today's summary has
-// totals and by_severity only, so the counts are rebuilt from public figures: the snapshot's
-// statistics.by_type is exact for its iteration, and each iteration's diff against the
-// previous succeeded one says which keys entered and left (a key's type is what precedes its
-// first ":"). `snapshot` must be read before the list, so the list holds its iteration.
-export function incidencesByType(succeeded, snapshot) {
-  if (succeeded.every((iteration) => iteration.summary?.by_type)) {
-    return succeeded.map((iteration) => ({
-      number: iteration.number,
-      byType: incidenceCounts(iteration.summary.by_type),
-    }));
-  }
-  const anchor = succeeded.findIndex((iteration) => iteration.number === snapshot?.iteration);
-  if (anchor < 0) return succeeded.map((iteration) => ({ number: iteration.number, byType: null }));
-  const counts = [];
-  counts[anchor] = incidenceCounts(snapshot.statistics.by_type);
-  for (let index = anchor + 1; index < succeeded.length; index++) {
-    counts[index] = step(counts[index - 1], succeeded[index].diff, +1);
-  }
-  for (let index = anchor - 1; index >= 0; index--) {
-    counts[index] = step(counts[index + 1], succeeded[index + 1].diff, -1);
-  }
-  return succeeded.map((iteration, index) => ({ number: iteration.number, byType: counts[index] }));
+// Incidences per type of each succeeded iteration, oldest first: [{number, byType}], from
+// each iteration's `summary.by_type` (null when an iteration has none).
+export function incidencesByType(succeeded) {
+  return succeeded.map((iteration) => ({
+    number: iteration.number,
+    byType: iteration.summary?.by_type
+      ? Object.fromEntries(
+          Object.entries(iteration.summary.by_type).map(([type, tally]) => [
+            type,
+            tally.incidences,
+          ]),
+        )
+      : null,
+  }));
 }
 
 // One series per type that has an incidence in some iteration, by type name; a count the API
-// cannot tell is null (a gap in the chart).
+// does not tell is null (a gap in the chart).
 export function typeSeries(points) {
   const types = new Set();
   for (const { byType } of points) {

@@ -3,10 +3,12 @@
 
 import { ApiError, apiKey, describe, get } from "./api.js";
 import { h, href } from "./dom.js";
+import { accountHistoryPage, closingAuditPage } from "./pages/audit.js";
 import { clientsPage } from "./pages/clients.js";
 import { closingPage } from "./pages/closing.js";
 import { diffPage } from "./pages/diff.js";
 import { historyPage } from "./pages/history.js";
+import { iterationPage } from "./pages/iteration.js";
 import { movementsPage } from "./pages/movements.js";
 import { operationsPage } from "./pages/operations.js";
 
@@ -15,6 +17,19 @@ const ROUTES = [
   { path: /^\/closings\/([^/]+)$/, page: closingPage, nav: "clients", needsKey: true },
   { path: /^\/closings\/([^/]+)\/history$/, page: historyPage, nav: "clients", needsKey: true },
   { path: /^\/closings\/([^/]+)\/diff$/, page: diffPage, nav: "clients", needsKey: true },
+  { path: /^\/closings\/([^/]+)\/audit$/, page: closingAuditPage, nav: "clients", needsKey: true },
+  {
+    path: /^\/clients\/([^/]+)\/accounts\/([^/]+)\/history$/,
+    page: accountHistoryPage,
+    nav: "clients",
+    needsKey: true,
+  },
+  {
+    path: /^\/closings\/([^/]+)\/iterations\/([0-9]+)$/,
+    page: iterationPage,
+    nav: "clients",
+    needsKey: true,
+  },
   {
     path: /^\/closings\/([^/]+)\/incidences\/(.+)$/,
     page: movementsPage,
@@ -43,7 +58,9 @@ function go(path, query) {
   else window.location.hash = target;
 }
 
-async function show() {
+// `quiet`: the page is shown again in place (after an action), without the loading state in
+// between, and `focus` names the element to put the focus on.
+async function show({ quiet = false, focus = null } = {}) {
   const token = ++shown;
   const { path, query } = currentRoute();
   const route = ROUTES.find((candidate) => candidate.path.test(path));
@@ -51,18 +68,20 @@ async function show() {
   forgetButton.hidden = !apiKey.get();
   if (!route) return render(token, notFound(path));
   if (route.needsKey && !apiKey.get()) return render(token, keyForm());
-  const focused = document.activeElement?.id; // kept when the new view has it (filters, pagers)
+  // The focused element is focused again when the new view has it (filters, pagers).
+  const focused = focus || document.activeElement?.id;
   view.setAttribute("aria-busy", "true");
-  view.replaceChildren(h("p", { class: "loading", role: "status" }, "Loading…"));
+  if (!quiet) view.replaceChildren(h("p", { class: "loading", role: "status" }, "Loading…"));
+  const refresh = (id) => show({ quiet: true, focus: id });
   try {
     const params = path.match(route.path).slice(1).map(decodeURIComponent);
-    render(token, await route.page({ params, query, go }), focused);
+    render(token, await route.page({ params, query, go, refresh }), focused, quiet);
   } catch (error) {
     render(token, failure(error));
   }
 }
 
-function render(token, node, focused) {
+function render(token, node, focused, quiet = false) {
   if (token !== shown) return;
   view.replaceChildren(node);
   view.removeAttribute("aria-busy");
@@ -75,7 +94,8 @@ function render(token, node, focused) {
     heading ||
     view;
   if (target === heading) heading.setAttribute("tabindex", "-1");
-  target.focus({ preventScroll: target !== heading && target !== view });
+  // Shown again in place, the page scrolls to the focus only when it is out of sight.
+  target.focus({ preventScroll: !quiet && target !== heading && target !== view });
 }
 
 function markNavigation(current) {

@@ -13,6 +13,7 @@ const TABS = [
   ["", "Incidences"],
   ["/history", "History"],
   ["/diff", "Diff"],
+  ["/audit", "Audit trail"],
 ];
 
 // `tab` is the current tab's path suffix; `title` names the page within the closing.

@@ -1,19 +1,27 @@
-// A closing's current snapshot: its statistics by severity and type, then a filterable, paged
-// table of its incidences, each leading to the movements behind it.
+// A closing's current snapshot: the month's state (close, reopen), its statistics by
+// severity, type and review, then a filterable, paged table of its incidences, each leading
+// to the movements behind it and with its review (acknowledge, reopen).
 
 import { get } from "../api.js";
-import { amount, count, dataTable, h, href, select, status, when } from "../dom.js";
-import { reviewColumns } from "../reviews.js";
+import { amount, announce, count, dataTable, h, href, select, status, when } from "../dom.js";
+import { reviewBlocked, reviewButton, reviewDialog, reviewState } from "../reviews.js";
+import { accountLink } from "./audit.js";
 import { closingHeader, loadClosing } from "./closing-header.js";
+import { monthSection, rememberReview } from "./closing-month.js";
 
 const PAGE_SIZE = 50;
 
-export async function closingPage({ params: [closingId], query, go }) {
+export async function closingPage({ params: [closingId], query, go, refresh }) {
   const loaded = await loadClosing(closingId);
   const { closing } = loaded;
   const header = closingHeader(loaded, "", "Incidences");
-  if (!closing.snapshot) return h("section", {}, header, noSnapshot(closing));
-  const filters = { type: query.get("type") || "", severity: query.get("severity") || "" };
+  const month = monthSection(closing, refresh);
+  if (!closing.snapshot) return h("section", {}, header, month, noSnapshot(closing));
+  const filters = {
+    type: query.get("type") || "",
+    severity: query.get("severity") || "",
+    review: query.get("review") || "",
+  };
   const limit = whole(query.get("limit"), PAGE_SIZE);
   const offset = whole(query.get("offset"), 0);
   const snapshot = await get(`/closings/${closing.id}/incidences`, { ...filters, limit, offset });
@@ -23,10 +31,23 @@ export async function closingPage({ params: [closingId], query, go }) {
     ...(limit === PAGE_SIZE ? {} : { limit }),
     ...changes,
   });
+  const onReview = async (incidence, button) => {
+    const { saved, deniedNow } = await reviewDialog({
+      closingId: closing.id,
+      incidence,
+      returnTo: button,
+    });
+    if (saved) {
+      rememberReview(closing.id, saved);
+      announce(`${saved.key} is ${saved.status}.`);
+      refresh(button.id); // the snapshot read again, with the review: the API saved it first
+    } else if (deniedNow) refresh("review-denied");
+  };
   return h(
     "section",
     {},
     header,
+    month,
     h(
       "p",
       { class: "meta" },
@@ -41,7 +62,8 @@ export async function closingPage({ params: [closingId], query, go }) {
       filterForm(snapshot.statistics, filters, (chosen) =>
         go(path, pageQuery({ ...chosen, offset: 0 })),
       ),
-      incidenceTable(closing.id, snapshot),
+      reviewNotice(closing),
+      incidenceTable(closing, snapshot, onReview),
       pager(snapshot.page, (newOffset) => href(path, pageQuery({ offset: newOffset }))),
     ),
   );
@@ -116,6 +138,7 @@ function summary(statistics, path) {
         columns: [{ label: "Type", cell: typeLink }, ...tallies],
       }),
     ),
+    reviewFigures(statistics.reviews, path),
     statistics.rules_skipped.length
       ? h(
           "p",
@@ -125,6 +148,54 @@ function summary(statistics, path) {
         )
       : null,
   );
+}
+
+const REVIEW_FIGURES = [
+  ["open", "Open (to review)", { review: "open" }],
+  ["acknowledged", "Acknowledged", { review: "acknowledged" }],
+  ["stale", "Acknowledged, now stale", null],
+];
+
+// statistics.reviews: how many incidences are open and acknowledged, and how many of those
+// acknowledged have changed their figures since.
+function reviewFigures(reviews, path) {
+  if (!reviews) return null;
+  return h(
+    "section",
+    { "aria-labelledby": "reviews-title" },
+    h("h3", { id: "reviews-title" }, "Reviews"),
+    h(
+      "dl",
+      { id: "review-figures", class: "tiles" },
+      REVIEW_FIGURES.map(([name, label, filter]) =>
+        h(
+          "div",
+          { class: "tile", "data-review": name },
+          h("dt", {}, filter ? h("a", { href: href(path, filter) }, label) : label),
+          h("dd", {}, count(reviews[name])),
+        ),
+      ),
+    ),
+  );
+}
+
+function reviewNotice(closing) {
+  const blocked = reviewBlocked(closing);
+  if (blocked === "denied") {
+    return h(
+      "p",
+      { id: "review-denied", class: "notice", tabindex: "-1" },
+      "This key may not review incidences (the API answered 403): acknowledging or reopening one needs an analyst or admin key.",
+    );
+  }
+  if (blocked === "closed") {
+    return h(
+      "p",
+      { id: "review-closed", class: "notice" },
+      "The month is closed: reopen it to acknowledge or reopen incidences.",
+    );
+  }
+  return null;
 }
 
 function filterForm(statistics, filters, apply) {
@@ -139,6 +210,7 @@ function filterForm(statistics, filters, apply) {
         apply({
           type: form.elements["filter-type"].value,
           severity: form.elements["filter-severity"].value,
+          review: form.elements["filter-review"].value,
         });
       },
     },
@@ -158,12 +230,23 @@ function filterForm(statistics, filters, apply) {
         ["warning", "warning"],
       ],
     }),
+    select({
+      id: "filter-review",
+      label: "Review",
+      value: filters.review,
+      options: [
+        ["", "Any review"],
+        ["open", "open"],
+        ["acknowledged", "acknowledged"],
+      ],
+    }),
     h("button", { type: "submit", id: "filter-apply" }, "Filter"),
   );
   return form;
 }
 
-function incidenceTable(closingId, snapshot) {
+function incidenceTable(closing, snapshot, onReview) {
+  const closingId = closing.id;
   const { total, offset } = snapshot.page;
   const shown = snapshot.incidences.length;
   const range = shown
@@ -176,7 +259,7 @@ function incidenceTable(closingId, snapshot) {
         href: `#/closings/${closingId}/incidences/${encodeURIComponent(incidence.key)}`,
         title: "Movements of this incidence",
       },
-      incidence.key,
+      breakable(incidence.key),
     );
   return dataTable({
     id: "incidences",
@@ -186,29 +269,47 @@ function incidenceTable(closingId, snapshot) {
     columns: [
       { label: "Key", cell: movementsLink },
       { label: "Severity", cell: (row) => status(row.severity) },
-      { label: "Element", cell: element },
+      { label: "Element", cell: (row) => element(row, closing.client_id) },
       { label: "Message", cell: (row) => row.message },
       { label: "Movements", numeric: true, cell: (row) => count(row.movement_count) },
       { label: "Debit", numeric: true, cell: (row) => amount(row.debit_total) },
       { label: "Credit", numeric: true, cell: (row) => amount(row.credit_total) },
-      {
-        label: "Dates",
-        nowrap: true,
-        cell: (row) => (row.first_date ? `${row.first_date} – ${row.last_date}` : "—"),
-      },
+      { label: "Dates", cell: dates },
       { label: "First seen", numeric: true, cell: (row) => `#${row.first_seen_iteration}` },
-      ...reviewColumns(),
+      {
+        label: "Review",
+        cell: (row) => [
+          reviewState(row.review),
+          reviewButton({ closing, incidence: row, onReview }),
+        ],
+      },
     ],
   });
 }
 
-function element(incidence) {
+// A key may wrap after its type ("TYPE:" then the code): a long one does not widen the table.
+function breakable(key) {
+  const colon = key.indexOf(":") + 1;
+  return colon > 0 ? [key.slice(0, colon), h("wbr"), key.slice(colon)] : key;
+}
+
+// One date when the first and the last are the same day; each date stays on one line.
+function dates({ first_date: first, last_date: last }) {
+  if (!first) return "—";
+  const day = (date) => h("span", { class: "nowrap" }, date);
+  return first === last ? day(first) : [day(first), " – ", day(last)];
+}
+
+// What the incidence is about; an account links to its history (who changed it, when).
+function element(incidence, clientId) {
   const { kind, code, name } = incidence.element;
   return h(
     "span",
     {},
     `${kind} `,
-    h("code", {}, code === "" ? "(empty)" : code),
+    kind === "account" && code !== ""
+      ? accountLink(clientId, code)
+      : h("code", {}, code === "" ? "(empty)" : code),
     name ? ` ${name}` : "",
   );
 }

@@ -3,6 +3,7 @@
 
 import { get } from "../api.js";
 import { amount, count, dataTable, h, select } from "../dom.js";
+import { newestIterations } from "../history-data.js";
 import { closingHeader, loadClosing } from "./closing-header.js";
 
 // Past this many keys a list says how many more there are instead of growing the page.
@@ -12,7 +13,7 @@ export async function diffPage({ params: [closingId], query, go }) {
   const loaded = await loadClosing(closingId);
   const id = loaded.closing.id;
   const header = closingHeader(loaded, "/diff", "Diff");
-  const numbers = (await get(`/closings/${id}/iterations`)).items
+  const numbers = (await newestIterations(id)).items
     .filter((iteration) => iteration.status === "succeeded")
     .map((iteration) => iteration.number)
     .sort((a, b) => a - b);

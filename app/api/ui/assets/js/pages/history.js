@@ -1,30 +1,49 @@
-// A closing's history: every iteration (why it ran, who asked, when, how long, what it found
-// new and resolved), and a chart of its incidences per iteration by type.
+// A closing's history: its newest iterations (why each ran, who asked, when, how long, what
+// it found new, resolved and changed), and a chart of its incidences per iteration by type.
+// The list is the API's paged one, followed by `next_cursor` up to a bound; every figure is
+// in the listed iterations themselves (`diff`, `summary.by_type`).
 
-import { get } from "../api.js";
 import { typeChart } from "../chart.js";
 import { count, dataTable, duration, h, href, status, when } from "../dom.js";
-import { incidencesByType, iterationsWithDiffs, typeSeries } from "../history-data.js";
+import {
+  HISTORY_BOUND,
+  HISTORY_PAGE,
+  incidencesByType,
+  newestIterations,
+  typeSeries,
+} from "../history-data.js";
 import { closingHeader, loadClosing } from "./closing-header.js";
 
-export async function historyPage({ params: [closingId] }) {
+// `limit` (the API's page size) and `newest` (how many to show) may be given in the address.
+function bounded(text, fallback) {
+  const value = Number.parseInt(text ?? "", 10);
+  return Number.isInteger(value) && value >= 1 ? Math.min(value, HISTORY_BOUND) : fallback;
+}
+
+export async function historyPage({ params: [closingId], query }) {
   const loaded = await loadClosing(closingId);
   const id = loaded.closing.id;
-  // The snapshot before the list: the list then holds the snapshot's iteration.
-  const snapshot = loaded.closing.snapshot
-    ? await get(`/closings/${id}/incidences`, { limit: 1 })
-    : null;
-  const iterations = await iterationsWithDiffs(id);
+  const pageSize = bounded(query.get("limit"), HISTORY_PAGE);
+  const bound = bounded(query.get("newest"), HISTORY_BOUND);
+  const { items: iterations, more } = await newestIterations(id, pageSize, bound);
   const succeeded = iterations.filter((iteration) => iteration.status === "succeeded").reverse();
   return h(
     "section",
     {},
     closingHeader(loaded, "/history", "History"),
     h("h2", { id: "iterations-title" }, "Iterations"),
+    h(
+      "p",
+      { id: "history-bound", class: "meta" },
+      more
+        ? `The newest ${count(iterations.length)} iterations; older ones are left out (this page shows at most the newest ${count(bound)}).`
+        : `All ${count(iterations.length)} iterations of this closing.`,
+      ` Read from the API ${count(pageSize)} at a time.`,
+    ),
     iterationTable(id, iterations),
     h("h2", { id: "chart-title" }, "Incidences per iteration, by type"),
     succeeded.length
-      ? chartWithTable(succeeded, snapshot)
+      ? chartWithTable(succeeded)
       : h("p", { class: "empty" }, "No iteration has succeeded yet."),
   );
 }
@@ -57,7 +76,19 @@ function iterationTable(closingId, iterations) {
     empty: "No iteration yet: upload a ledger.",
     rows: iterations,
     columns: [
-      { label: "Iteration", numeric: true, cell: (row) => `#${row.number}` },
+      {
+        label: "Iteration",
+        numeric: true,
+        cell: (row) =>
+          h(
+            "a",
+            {
+              href: `#/closings/${closingId}/iterations/${row.number}`,
+              title: "This iteration: its figures and how its file was read",
+            },
+            `#${row.number}`,
+          ),
+      },
       { label: "Status", cell: iterationStatus },
       {
         label: "Trigger",
@@ -72,12 +103,17 @@ function iterationTable(closingId, iterations) {
         numeric: true,
         cell: (row) => (row.diff ? count(row.diff.resolved.length) : "—"),
       },
+      {
+        label: "Changed",
+        numeric: true,
+        cell: (row) => (row.diff ? count(row.diff.changed.length) : "—"),
+      },
       { label: "Diff", cell: diffLink },
     ],
   });
 }
 
-function iterationStatus(iteration) {
+export function iterationStatus(iteration) {
   const progress =
     iteration.status === "running" ? ` ${Math.round(iteration.progress * 100)} %` : "";
   const failure = iteration.error?.detail
@@ -86,8 +122,8 @@ function iterationStatus(iteration) {
   return h("span", {}, status(iteration.status), progress, failure);
 }
 
-function chartWithTable(succeeded, snapshot) {
-  const points = incidencesByType(succeeded, snapshot);
+function chartWithTable(succeeded) {
+  const points = incidencesByType(succeeded);
   const series = typeSeries(points);
   const rows = points.map((point, index) => ({ number: point.number, index })).reverse();
   const typeColumns = series.map((line) => ({
