@@ -4,8 +4,8 @@ reference-data changes, the admin cache endpoints, and the API-key cache's revoc
 from __future__ import annotations
 
 import asyncio
-import time
 import re
+import time
 import uuid
 
 from asgi_lifespan import LifespanManager
