@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".data")
     bootstrap_api_key: SecretStr | None = None
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
+    # An iteration that would yield more incidences fails (the previous snapshot stays served):
+    # the snapshot, its cache entries and every view grow with this count, not with the file.
+    max_incidences: int = Field(default=100_000, gt=0)
     trusted_proxies: str = ""
     rate_limit_read: str = "1200/60"
     rate_limit_write: str = "120/60"

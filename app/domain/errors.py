@@ -52,6 +52,21 @@ class AmountOverflow(DomainError):
     """Amount totals exceed what the engine can add up exactly."""
 
 
+class TooManyIncidences(DomainError):
+    """The ledger yields more incidences than MAX_INCIDENCES: a snapshot that large is refused
+    before it is built (its memory would grow with what the file holds)."""
+
+    def __init__(self, found: int, limit: int) -> None:
+        self.found = found
+        self.limit = limit
+        super().__init__(
+            f"The ledger yields at least {found:,} incidences, more than the limit of {limit:,} "
+            "(MAX_INCIDENCES); the previous snapshot is still served. A column mapped wrong "
+            "often makes every row an incidence: check column_map, or load the chart of "
+            "accounts first"
+        )
+
+
 class NotFound(DomainError):
     """The resource does not exist for this tenant (another tenant's resource included)."""
 

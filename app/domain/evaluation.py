@@ -19,7 +19,7 @@ from app.domain.duplicates import (
     confirm_duplicates,
     duplicate_candidates,
 )
-from app.domain.errors import AmountOverflow
+from app.domain.errors import AmountOverflow, TooManyIncidences
 from app.domain.incidence import Incidence, display_order
 from app.domain.reference import ReferenceData, blank
 from app.domain.rules import RULES, VALID, Rule, RuleContext, unbalanced_vouchers
@@ -65,6 +65,7 @@ def evaluate(
     reference: ReferenceData,
     has_document_type: bool,
     fetch_rows: FetchRows | None = None,
+    max_incidences: int | None = None,
 ) -> Evaluation:
     """Run every applicable rule over a whole ledger's narrow movements and consolidate.
 
@@ -72,6 +73,9 @@ def evaluate(
     narrow frame leaves out (FETCH_COLUMNS: texts of duplicate candidates, the account name of
     an incidence's first movement, the reason of the first rejected row) are asked of
     `fetch_rows` in one call, unless `movements` carries those columns itself.
+
+    More than `max_incidences` raises TooManyIncidences as soon as the rules' groups are
+    counted, before any incidence object, line column or document is built from them.
     """
     missing = [c for c in REQUIRED_COLUMNS if c not in movements.columns]
     if missing:
@@ -89,6 +93,7 @@ def evaluate(
         VALID.alias("_valid"), *(r.caught(ctx).fill_null(False).alias(r.type) for r in row_rules)
     )
     hits = [aggregate_hits(movements, masks[r.type], r) for r in row_rules]
+    _check_count(hits, max_incidences)
 
     extras = _extras(movements, _lines_to_fetch(hits, candidates, reference), fetch_rows)
     duplicate = next((r for r in rules if r.type is IncidenceType.DUPLICATE_MOVEMENT), None)
@@ -97,6 +102,7 @@ def evaluate(
         mask = movements.select(duplicate.caught(ctx).alias(duplicate.type)).to_series()
         masks = masks.with_columns(mask)
         hits.append(aggregate_hits(movements, mask, duplicate))
+        _check_count(hits, max_incidences)
 
     found, all_lines, spans = build_incidences(hits, reference, extras)
     incidences = tuple(sorted(found, key=display_order))
@@ -124,6 +130,13 @@ def check_totals_fit(movements: pl.DataFrame) -> None:
         raise AmountOverflow(
             f"The ledger's amounts add up to about {magnitude:.3g}, beyond the supported 1e20"
         )
+
+
+def _check_count(hits: Sequence[RuleHits], limit: int | None) -> None:
+    """One incidence per group: refuse before building them when there are too many."""
+    found = sum(h.groups.height for h in hits)
+    if limit is not None and found > limit:
+        raise TooManyIncidences(found, limit)
 
 
 def _lines_to_fetch(

@@ -61,14 +61,19 @@ async def load_reference(engine: AsyncEngine, closing_id: Any) -> ReferenceData:
 
 
 async def evaluate_iteration(
-    engine: AsyncEngine, claimed: Claim, loaded: LoadedMovements
+    engine: AsyncEngine, claimed: Claim, loaded: LoadedMovements, max_incidences: int
 ) -> IterationResult:
     """Run the rules and build the snapshot document with first_seen and the diff."""
     reference = await load_reference(engine, claimed.closing_id)
     async with engine.connect() as conn:
         previous = await previous_result(conn, claimed.closing_id)
     evaluation: Evaluation = await asyncio.to_thread(
-        evaluate, loaded.narrow, reference, loaded.has_document_type, loaded.fetch_rows
+        evaluate,
+        loaded.narrow,
+        reference,
+        loaded.has_document_type,
+        loaded.fetch_rows,
+        max_incidences,
     )
     claimed.progress = max(claimed.progress, PARSE_PROGRESS_SHARE + 0.1)
     before = previous["incidences"] if previous else []

@@ -13,7 +13,7 @@ from typing import Any
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_chain, wait_fixed
 
 from app.adapters.outages import unavailable
-from app.domain.errors import DomainError
+from app.domain.errors import DomainError, TooManyIncidences
 from app.logging import request_id_var
 from app.memory import gc_paused
 from app.resources import Resources
@@ -90,7 +90,9 @@ async def _process(resources: Resources, claimed: Claim) -> str:
         loaded = await load_movements(resources.engine, claimed, Path(tmp))
         loaded_at = time.perf_counter()
         with gc_paused():  # thousands of incidences and their JSON shapes are built here
-            result = await evaluate_iteration(resources.engine, claimed, loaded)
+            result = await evaluate_iteration(
+                resources.engine, claimed, loaded, resources.settings.max_incidences
+            )
     evaluated_at = time.perf_counter()
     published = await snapshots.publish(
         resources.engine,
@@ -165,8 +167,9 @@ def _problem(exc: Exception) -> dict[str, Any]:
         detail = exc.detail
     else:  # internals stay in the log; the user learns that it failed and that we know
         detail = f"processing failed ({type(exc).__name__}); the previous snapshot is still served"
+    too_many = isinstance(exc, TooManyIncidences)
     return {
-        "type": "/problems/iteration-failed",
+        "type": "/problems/too-many-incidences" if too_many else "/problems/iteration-failed",
         "title": "Iteration failed",
         "status": 422 if isinstance(exc, DomainError) else 500,
         "detail": detail,

@@ -9,7 +9,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from app.domain.errors import AmountOverflow
+from app.domain.errors import AmountOverflow, TooManyIncidences
 from app.domain.evaluation import Evaluation, evaluate
 from app.domain.ledger.inspect import inspect_ledger
 from app.domain.ledger.reader import iter_movement_batches, narrow
@@ -229,3 +229,19 @@ def test_batches_concatenate_to_the_same_result(tmp_path: Path) -> None:
     one = pl.concat(narrow(b, keep_text=True) for b in iter_movement_batches(path, layout))
     many = pl.concat(narrow(b, keep_text=True) for b in iter_movement_batches(path, layout, 2))
     assert _dicts(evaluate(one, REFERENCE, True)) == _dicts(evaluate(many, REFERENCE, True))
+
+
+def test_more_incidences_than_the_limit_are_refused_before_they_are_built(
+    tmp_path: Path,
+) -> None:
+    # Each row is its own unknown account, unbalanced voucher, and so on: count them unlimited.
+    rows = [row(account=f"9{n:03}", voucher=f"V{n}", debit="1") for n in range(20)]
+    path = write(tmp_path, "\n".join([HEADER, *rows]) + "\n")
+    frame = narrow_frame(path, inspect_ledger(path), keep_text=True)
+    found = len(evaluate(frame, REFERENCE, True).incidences)
+    assert found > 20
+    assert len(evaluate(frame, REFERENCE, True, max_incidences=found).incidences) == found
+    with pytest.raises(TooManyIncidences) as refused:
+        evaluate(frame, REFERENCE, True, max_incidences=found - 1)
+    assert refused.value.limit == found - 1
+    assert refused.value.found >= found
