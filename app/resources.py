@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 from arq.connections import ArqRedis, RedisSettings
+from redis.asyncio import BlockingConnectionPool
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.settings import Settings
+
+# Redis connections of one process: enough for its concurrent requests' calls (the limiter
+# batches its own), its cache listener and arq; a call finding none free waits for one.
+REDIS_MAX_CONNECTIONS = 64
+# Seconds before a Redis read (or the wait for a free connection) gives up: a hung Redis.
+REDIS_SOCKET_TIMEOUT = 2.0
 
 
 def database_url(settings: Settings) -> str:
@@ -44,13 +52,26 @@ def create_engine(settings: Settings, *, pool_size: int = 10) -> AsyncEngine:
 
 def create_redis(settings: Settings) -> ArqRedis:
     """One redis-py asyncio client (arq's subclass, so it also enqueues jobs) with short timeouts:
-    Redis must never stall a request. It connects lazily, so a Redis outage at startup heals."""
-    client = ArqRedis.from_url(
+    Redis must never stall a request. It connects lazily, so a Redis outage at startup heals.
+
+    Its pool is redis-py's BlockingConnectionPool on purpose: the default ConnectionPool (5.3+)
+    holds one lock while it checks the connection it hands out, which costs an event-loop turn,
+    so under load every Redis call of the process waited in one line, one turn each (reads took
+    over 250 ms and tripped the cache's circuit; redis/redis-py#3692). This pool checks outside
+    its lock.
+
+    The read timeout is only the last resort for a hung Redis: it counts wall time, which a busy
+    event loop spends too, so the request paths give up sooner with their own deadlines that
+    tell a slow loop from a slow Redis (app/adapters/redis/deadline.py)."""
+    pool = BlockingConnectionPool.from_url(
         redis_url(settings),
+        max_connections=REDIS_MAX_CONNECTIONS,
+        timeout=REDIS_SOCKET_TIMEOUT,  # waiting for a free connection, then ConnectionError
         socket_connect_timeout=0.5,
-        socket_timeout=0.5,
+        socket_timeout=REDIS_SOCKET_TIMEOUT,
         health_check_interval=10,
     )
+    client = cast(ArqRedis, ArqRedis.from_pool(pool))  # from_pool is typed as returning Redis
     client.default_queue_name = queue_name(settings)
     return client
 

@@ -193,6 +193,8 @@ class Tally:
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     outcomes: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     failures: list[str] = field(default_factory=list)  # the first few, to say what went wrong
+    # X-Cache of the snapshot reads (hit, fill, bypass...): where those reads were answered from.
+    x_cache: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
 
     def record(self, kind: str, outcome: str, latency: float, detail: str = "") -> None:
         self.latencies[kind].append(latency)
@@ -215,6 +217,8 @@ async def _connection(
             tally.record(kind, "transport", time.perf_counter() - started, repr(exc))
             continue
         status = response.status_code
+        if "x-cache" in response.headers:
+            tally.x_cache[kind][response.headers["x-cache"]] += 1
         detail = f"{status} {response.text[:200]}" if status >= 500 else ""
         tally.record(kind, f"{status // 100}xx", time.perf_counter() - started, detail)
 
@@ -313,6 +317,8 @@ def _report(
         f"iterations of the seeded closings afterwards: {dict(iterations)}; server cache "
         f"hit rate {cache.get('hit_rate')}"
     )
+    for kind, answered in tally.x_cache.items():
+        print(f"X-Cache of {kind}: {dict(answered)}")
     for failure in tally.failures:
         print(f"  failure: {failure}")
     all_latencies = [lat for values in tally.latencies.values() for lat in values]

@@ -16,8 +16,12 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 from app.adapters.redis import keys
+from app.adapters.redis.deadline import redis_deadline
 from app.settings import RatePolicy
 
+# A batch's script call gives up after this (more while the event loop runs behind): the limiter
+# then fails open for those requests.
+CHECK_SECONDS = 0.5
 SCRIPT = (Path(__file__).parent / "sliding_window.lua").read_text()
 SCRIPT_SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
 
@@ -111,7 +115,8 @@ class CheckBatcher:
 
     async def _send(self, batch: list[tuple[WindowCheck, asyncio.Future[Decision]]]) -> None:
         try:
-            decisions = await check_all(self.redis, [check for check, _ in batch])
+            async with redis_deadline(CHECK_SECONDS):
+                decisions = await check_all(self.redis, [check for check, _ in batch])
         except Exception as exc:  # Redis unreachable: every waiting request fails open
             for _, future in batch:
                 if not future.done():

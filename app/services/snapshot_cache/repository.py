@@ -23,6 +23,7 @@ from cachetools import LRUCache
 
 from app.adapters.cpu_pool import CpuPool
 from app.adapters.redis import REDIS_FAILURES
+from app.adapters.redis.deadline import redis_deadline
 from app.adapters.redis.snapshot_cache import Event, SnapshotCache
 from app.domain.snapshot import (
     WHOLE,
@@ -163,7 +164,7 @@ class SnapshotRepository:
             return await self._bypass(key, query, known)
         generation = self.near.generation
         try:
-            async with asyncio.timeout(self._timeout):
+            async with redis_deadline(self._timeout):
                 cached = await self.cache.read(tenant, closing, view, known)
         except REDIS_FAILURES as exc:
             self.redis_failed(kind, exc)
@@ -195,7 +196,7 @@ class SnapshotRepository:
         entry = await self._view(key, whole.entry, query)
         if whole.outcome != "bypass" and self.breaker.allow():
             try:
-                async with asyncio.timeout(self._timeout):
+                async with redis_deadline(self._timeout):
                     await self.cache.store_view(key[0], key[1], key[2], entry)
                 self.breaker.success()
             except REDIS_FAILURES as exc:
@@ -214,7 +215,7 @@ class SnapshotRepository:
     async def _fill(self, tenant: uuid.UUID, closing: uuid.UUID) -> Served:
         """Reload a missing snapshot under a cross-process lease, and write it back."""
         try:
-            async with asyncio.timeout(self._timeout):
+            async with redis_deadline(self._timeout):
                 lease = self.settings.cache_fill_lease_seconds
                 token = await self.cache.acquire(tenant, closing, lease)
         except REDIS_FAILURES as exc:
@@ -227,7 +228,7 @@ class SnapshotRepository:
         try:
             served = await self._load(tenant, closing, None, "miss")
             try:
-                async with asyncio.timeout(self._timeout):
+                async with redis_deadline(self._timeout):
                     await self.cache.store_snapshot(tenant, closing, served.entry)
             except REDIS_FAILURES as exc:
                 self.redis_failed("snapshot", exc)
