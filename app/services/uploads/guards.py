@@ -61,9 +61,16 @@ class ReceivedBytes:
             records = self._splitter.push(chunk)
         except RecordTooLong as exc:
             where = exc.offset if exc.quote_offset is None else exc.quote_offset
+            quoted = exc.quote_offset is not None
             raise PayloadTooLarge(
                 f"Line {self._line_at(where)}: a record goes on for more than {exc.limit} "
-                "bytes" + (", from a quoted field never closed" if exc.quote_offset else "")
+                "bytes"
+                # The quote may close later on: the field is long, not necessarily unclosed.
+                + (
+                    ", in a quoted field opened there (is its closing quote missing?)"
+                    if quoted
+                    else ""
+                )
             ) from None
         if records is not None:
             self._seen(records)
