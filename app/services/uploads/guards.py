@@ -128,7 +128,7 @@ def check_upload(path: Path, filename: str | None, seen: ReceivedBytes, limit: i
     seen.finish()
 
 
-def _line_ends(data: bytes) -> int:
+def _line_ends(data: bytes | bytearray) -> int:
     """Line ends as a text editor counts them (\\n, \\r\\n or a lone \\r, in quotes too)."""
     if data.find(b"\r") < 0:
         return data.count(b"\n")
