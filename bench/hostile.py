@@ -5,8 +5,9 @@ Starts the API and a worker as real processes (`ledger-incidences serve` / `work
 the API's peak RSS growth per refused body from /proc (VmHWM, reset through clear_refs before
 each case), publishes a closing of --incidences incidences twice, then runs --viewers viewers
 reading diffs, filtered views and drill-downs for --flood-seconds while a prober times /alive
-(and checks /ready). Prints one line per figure. tests/chaos/test_hostile.py asserts the same
-figures through the functions below.
+(and checks /ready), steals a lease mid-parse, and uploads the hostile ledger files of
+bench/hostile_files.py. Prints one line per figure. tests/chaos/test_hostile.py asserts the
+same figures through the functions below (and those of bench/hostile_files.py).
 
 Usage: .venv/bin/python bench/hostile.py [--incidences 40000] [--flood-seconds 20] [--viewers 4]
 Servers: DATABASE_URL / REDIS_URL when set (a fresh database is created on that server and
@@ -513,7 +514,12 @@ def main() -> None:
         )
         dsn = admin_dsn(bench.database_url)
         steal = asyncio.run(steal_lease_mid_parse(base, key, dsn, worker_log, args.steal_rows))
+        # Imported here: the ledger-file cases are built with this module's helpers.
+        from bench.hostile_files import print_ledger_files, run_ledger_files
+
+        files = run_ledger_files(base, key, ids["client"], api.pid, worker.pid)
         _print_figures(refusals, flood, steal)
+        print_ledger_files(files)
         ready = httpx.get(f"{base}/ready", timeout=5).status_code
         print(f"\nafter all: /ready {ready}, API RSS {status_kib(api.pid, 'VmRSS') / 1024:.0f} MiB")
 

@@ -26,6 +26,8 @@ QUOTE = ord('"')
 LF = ord("\n")
 CR = ord("\r")
 _NONE = np.zeros(0, dtype=np.int64)
+_WINDOW = 1024 * 1024
+Buffer = bytes | bytearray
 
 
 class UnclosedQuote(MalformedLedger):
@@ -107,7 +109,7 @@ class QuoteRuns:
 _NO_RUNS = QuoteRuns(*(_NONE,) * 2, *(np.zeros(0, dtype=bool),) * 3, _NONE, _NONE)
 
 
-def scan(buf: bytes, delimiter: int) -> QuoteRuns:
+def scan(buf: Buffer, delimiter: int) -> QuoteRuns:
     """The quote runs of `buf` (which starts at a record boundary) and the quoted regions.
 
     A run of k quotes, seen from outside a quoted field: at a field start it opens one and its
@@ -119,7 +121,13 @@ def scan(buf: bytes, delimiter: int) -> QuoteRuns:
     if buf.find(b'"') < 0:
         return _NO_RUNS
     data = np.frombuffer(buf, dtype=np.uint8)
-    quotes = np.flatnonzero(data == QUOTE)
+    # A window at a time: a comparison of the whole buffer would hold a byte per byte of it.
+    quotes = np.concatenate(
+        [
+            np.flatnonzero(data[at : at + _WINDOW] == QUOTE) + at
+            for at in range(0, data.size, _WINDOW)
+        ]
+    )
     breaks = np.flatnonzero(np.diff(quotes) != 1) + 1
     starts = quotes[np.concatenate(([0], breaks))]
     ends = quotes[np.concatenate((breaks - 1, [quotes.size - 1]))] + 1
@@ -146,7 +154,7 @@ def scan(buf: bytes, delimiter: int) -> QuoteRuns:
     )
 
 
-def last_record_end(buf: bytes, runs: QuoteRuns) -> int:
+def last_record_end(buf: Buffer, runs: QuoteRuns) -> int:
     """The offset just past the last `\\n` outside quoted fields, or 0 (lone `\\r` terminators
     are made `\\n` first by `lone_crs_to_lf`)."""
     end = len(buf)
@@ -158,7 +166,7 @@ def last_record_end(buf: bytes, runs: QuoteRuns) -> int:
     return 0
 
 
-def first_record_end(buf: bytes, runs: QuoteRuns) -> int:
+def first_record_end(buf: Buffer, runs: QuoteRuns) -> int:
     """The offset just past the first `\\n` outside quoted fields (the buffer's end if none)."""
     start = 0
     while (newline := buf.find(b"\n", start)) >= 0:
@@ -169,7 +177,7 @@ def first_record_end(buf: bytes, runs: QuoteRuns) -> int:
     return len(buf)
 
 
-def lone_crs_to_lf(buf: bytes, runs: QuoteRuns, final: bool) -> bytes:
+def lone_crs_to_lf(buf: Buffer, runs: QuoteRuns, final: bool) -> Buffer:
     """`buf` with each lone `\\r` outside quoted fields made `\\n` (same length, so positions
     hold): the csv module ends records there, Polars does not. A `\\r` at the very end may be
     half of a `\\r\\n` unless the buffer is the last."""
@@ -209,7 +217,7 @@ class RecordSplitter:
     def __init__(self, delimiter: str, max_record: int = MAX_RECORD_BYTES) -> None:
         self._delimiter = ord(delimiter)
         self._max_record = max_record
-        self._parts: list[bytes] = []
+        self._parts: list[bytes | bytearray] = []
         self._size = 0
         self._scanned = 0  # size of the last scan that found no record end
         self.offset = 0  # stream offset of the first pending byte
@@ -231,7 +239,9 @@ class RecordSplitter:
         buf = lone_crs_to_lf(buf, runs, final=False)
         cut = last_record_end(buf, runs)
         if cut == 0:
-            self._keep(buf)
+            # Held as a bytearray, the record's start grows in place with the next bytes: a
+            # join would hold it twice (a record may reach MAX_RECORD_BYTES).
+            self._keep(buf if isinstance(buf, bytearray) else bytearray(buf))
             self._scanned = len(buf)
             if len(buf) > self._max_record:
                 opened = runs.opens[-1] if runs.open_at_end else None
@@ -243,7 +253,7 @@ class RecordSplitter:
             return None
         self._keep(buf[cut:])
         self._scanned = 0
-        records = Records(buf[:cut], runs.head(cut), self.offset)
+        records = Records(bytes(memoryview(buf)[:cut]), runs.head(cut), self.offset)
         self.offset += cut
         return records
 
@@ -257,21 +267,27 @@ class RecordSplitter:
         if runs.open_at_end:
             self._keep(buf)  # for the caller to tell where the quote is (see `held`)
             raise UnclosedQuote(self.offset + int(runs.opens[-1]))
-        records = Records(lone_crs_to_lf(buf, runs, final=True), runs, self.offset)
+        records = Records(bytes(lone_crs_to_lf(buf, runs, final=True)), runs, self.offset)
         self.offset += len(buf)
         return records
 
-    def held(self) -> bytes:
-        """The bytes held (from `offset` on), without taking them."""
-        return b"".join(self._parts)
+    def held(self) -> bytes | bytearray:
+        """The bytes held (from `offset` on), without taking them (nor copying a long record's
+        start, which is one part)."""
+        return self._parts[0] if len(self._parts) == 1 else b"".join(self._parts)
 
-    def _take(self) -> bytes:
-        buf = self._parts[0] if len(self._parts) == 1 else b"".join(self._parts)
+    def _take(self) -> bytes | bytearray:
+        buf = self._parts[0] if self._parts else b""
+        if isinstance(buf, bytearray):  # a long record's start (see `push`)
+            for part in self._parts[1:]:
+                buf += part
+        elif len(self._parts) > 1:
+            buf = b"".join(self._parts)
         self._parts = []
         self._size = 0
         return buf
 
-    def _keep(self, tail: bytes) -> None:
+    def _keep(self, tail: bytes | bytearray) -> None:
         if tail:
             self._parts = [tail]
             self._size = len(tail)

@@ -28,10 +28,15 @@ from app.domain.ledger.format import MAX_COLUMNS, MAX_RECORD_BYTES, MAX_XLSX_CEL
 _NS = r"(?:[\w.-]+:)?"  # an optional namespace prefix
 _ATTR = r"""\s{name}\s*=\s*(?:"([^"]*)"|'([^']*)')"""
 PIECE_CHARS = 4 * 1024 * 1024  # XML read at a time
-_READ_BYTES = 1024 * 1024
+# Cells located at a time: locating costs a few hundred bytes a cell whatever its size, so a
+# piece of tiny cells (`<c/>`, 4 bytes) is cut by their count, not by its characters.
+PIECE_CELLS = 64 * 1024
+# Small reads: a piece overshoots PIECE_CELLS by at most one read's cells.
+_READ_BYTES = 256 * 1024
 _ROW_END = re.compile(rb"</(?:[\w.-]+:)?row\s*>|<(?:[\w.-]+:)?row\b[^>]*/>")
 _SI_END = re.compile(rb"</(?:[\w.-]+:)?si\s*>|<(?:[\w.-]+:)?si\s*/>")
 _SHEET = re.compile(rf"<{_NS}sheet\b[^>]*>")
+_SHEET_DATA = re.compile(rb"<((?:[\w.-]+:)?)sheetData\b")
 _RELATIONSHIP = re.compile(r"<(?:[\w.-]+:)?Relationship\b[^>]*>")
 _DATE1904 = re.compile(r"""date1904\s*=\s*["'](?:1|true)["']""")
 _XF = re.compile(rf"<{_NS}xf\b[^>]*>")
@@ -96,7 +101,7 @@ class Workbook:
         """The first sheet's XML in pieces of whole rows (the first piece also holds what comes
         before the rows, the last what comes after)."""
         assert self.sheet is not None
-        yield from self._pieces(self.sheet, _ROW_END)
+        yield from self._pieces(self.sheet, _ROW_END, _CellCount())
 
     def check_bounds(self) -> None:
         """Refuse a sheet whose cells reach past the bounds (limits.py), from a light pass over
@@ -134,13 +139,19 @@ class Workbook:
             items = pl.Series("xml", [piece]).str.extract_all(_SI).explode().drop_nulls()
             yield rich_text(items).rename("text")
 
-    def _pieces(self, part: str, end: re.Pattern[bytes]) -> Iterator[str]:
-        """Text of a part in pieces cut after `end` (pieces of about PIECE_CHARS)."""
+    def _pieces(
+        self, part: str, end: re.Pattern[bytes], cells: _CellCount | None = None
+    ) -> Iterator[str]:
+        """Text of a part in pieces cut after `end`: pieces of about PIECE_CHARS, or of about
+        PIECE_CELLS cells when `cells` counts them (a sheet: then the XML before an `end` may
+        hold no more cells than a row may have)."""
         pending = bytearray()
+        held = 0  # cells in `pending`
         with self._zip.open(part) as stream:
             while data := _read(stream):
                 pending += data
-                if len(pending) < PIECE_CHARS:
+                held += cells.count(pending, len(data)) if cells else 0
+                if len(pending) < PIECE_CHARS and held < PIECE_CELLS:
                     continue
                 cut = _last_end(pending, end)
                 if cut == 0:
@@ -148,9 +159,15 @@ class Workbook:
                         raise PayloadTooLarge(
                             f"An element of {part} is longer than {MAX_RECORD_BYTES} bytes"
                         )
+                    if held > MAX_COLUMNS:
+                        raise PayloadTooLarge(
+                            f"A row of the sheet has more than {MAX_COLUMNS} cells, the most a "
+                            "ledger may have"
+                        )
                     continue
                 yield _decode(bytes(pending[:cut]))
                 del pending[:cut]
+                held = cells.count(pending, len(pending)) if cells else 0
         if pending:
             yield _decode(bytes(pending))
 
@@ -170,6 +187,26 @@ class Workbook:
             target = target.lstrip("/") if target.startswith("/") else f"xl/{target}"
             found[attribute(tag, "Id") or ""] = (attribute(tag, "Type") or "", target)
         return found
+
+
+class _CellCount:
+    """Counts the cells of a sheet's XML as it is read: the `<c` tags (with the namespace
+    prefix of `<sheetData>`) that sheet.py splits the XML at, from `<sheetData>` on."""
+
+    def __init__(self) -> None:
+        self._tag: bytes | None = None
+
+    def count(self, pending: bytearray, new: int) -> int:
+        """Cells in the last `new` bytes of `pending` (a tag cut between two reads is missed:
+        the count bounds memory, it need not be exact)."""
+        start = len(pending) - new
+        if self._tag is None:
+            start = max(0, start - 64)  # `<sheetData` may be cut between two reads
+            found = _SHEET_DATA.search(pending, start)
+            if found is None:
+                return 0
+            self._tag, start = b"<" + found.group(1) + b"c", found.end()
+        return pending.count(self._tag, start)
 
 
 _NO_PAD: MappingProxyType[int, int] = MappingProxyType({})

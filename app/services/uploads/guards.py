@@ -61,9 +61,16 @@ class ReceivedBytes:
             records = self._splitter.push(chunk)
         except RecordTooLong as exc:
             where = exc.offset if exc.quote_offset is None else exc.quote_offset
+            quoted = exc.quote_offset is not None
             raise PayloadTooLarge(
                 f"Line {self._line_at(where)}: a record goes on for more than {exc.limit} "
-                "bytes" + (", from a quoted field never closed" if exc.quote_offset else "")
+                "bytes"
+                # The quote may close later on: the field is long, not necessarily unclosed.
+                + (
+                    ", in a quoted field opened there (is its closing quote missing?)"
+                    if quoted
+                    else ""
+                )
             ) from None
         if records is not None:
             self._seen(records)
@@ -121,7 +128,7 @@ def check_upload(path: Path, filename: str | None, seen: ReceivedBytes, limit: i
     seen.finish()
 
 
-def _line_ends(data: bytes) -> int:
+def _line_ends(data: bytes | bytearray) -> int:
     """Line ends as a text editor counts them (\\n, \\r\\n or a lone \\r, in quotes too)."""
     if data.find(b"\r") < 0:
         return data.count(b"\n")

@@ -63,3 +63,16 @@ def test_a_header_without_end_is_refused() -> None:
     with pytest.raises(PayloadTooLarge, match="header is longer than"):
         for _ in range(3):
             seen.add(b"c," * (512 * 1024))
+
+
+def test_a_long_quoted_field_is_refused_at_the_line_it_opens() -> None:
+    """Issue #16: 32 MiB of newlines in a quoted field after the first rows (closed, but past
+    the record bound) is refused while it arrives, naming the line of its opening quote."""
+    seen = ReceivedBytes()
+    seen.add(HEADER + b"2026-10-01,V1,1101,x,10,0\n" * 3 + b'2026-10-01,V1,1101,"')
+    with pytest.raises(PayloadTooLarge) as refused:
+        for _ in range(32):
+            seen.add(b"\n" * 1024 * 1024)
+    assert str(refused.value).startswith(
+        "Line 5: a record goes on for more than 16777216 bytes, in a quoted field opened there"
+    )

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from app.domain.errors import LedgerFormatError, PayloadTooLarge
-from app.domain.ledger.format import AmountMode, LedgerOptions
-from app.domain.ledger.workbook import Workbook
+from app.domain.ledger.format import MAX_COLUMNS, AmountMode, LedgerOptions
+from app.domain.ledger.workbook import PIECE_CELLS, Workbook
 from tests.unit.domain.helpers import read
 from tests.workbooks import Formatted, rewrite_sheet, write_xlsx
 
@@ -183,4 +183,33 @@ def test_a_far_cell_is_refused_without_building_the_range(tmp_path: Path, far: s
     with Workbook(path) as book, pytest.raises(PayloadTooLarge, match="past"):
         book.check_bounds()
     with pytest.raises(PayloadTooLarge, match="past"):
+        read(path)
+
+
+def _empty_cells(tmp_path: Path, rows: int, per_row: int) -> Path:
+    """A ledger followed by `rows` rows of `per_row` empty cells without references (`<c/>`,
+    the smallest a cell can be: 4 bytes)."""
+    path = write_xlsx(tmp_path / "l.xlsx", [HEADER, [1, dt.date(2026, 10, 1), 1, 5, None]])
+    empty = "<row>" + "<c/>" * per_row + "</row>"
+    return rewrite_sheet(
+        path, lambda xml: xml.replace("</sheetData>", empty * rows + "</sheetData>")
+    )
+
+
+def test_sheet_pieces_are_cut_by_their_cells(tmp_path: Path) -> None:
+    """Issue #16: locating a cell costs a few hundred bytes whatever its size, so a 4 MiB piece
+    of `<c/>` (a million cells) cost 300 MiB; pieces are cut at about PIECE_CELLS cells."""
+    path = _empty_cells(tmp_path, 1_000, 1_000)
+    with Workbook(path) as book:
+        cells = [piece.count("<c") for piece in book.sheet_pieces()]
+    assert sum(cells) > 1_000_000
+    assert max(cells) <= 2 * PIECE_CELLS + MAX_COLUMNS  # one read's cells past the count at most
+    assert read(path)[1]["line"].to_list() == [2]
+
+
+def test_a_row_of_too_many_cells_is_refused_before_they_are_located(tmp_path: Path) -> None:
+    """A row of four million `<c/>` (16 MB of XML, no reference past the bounds) cost the worker
+    900 MiB to locate before its columns were refused."""
+    path = _empty_cells(tmp_path, 1, 4_000_000)
+    with pytest.raises(PayloadTooLarge, match=f"A row of the sheet has more than {MAX_COLUMNS}"):
         read(path)
