@@ -92,8 +92,10 @@ def evaluate(
     masks = movements.select(
         VALID.alias("_valid"), *(r.caught(ctx).fill_null(False).alias(r.type) for r in row_rules)
     )
-    hits = [aggregate_hits(movements, masks[r.type], r) for r in row_rules]
-    _check_count(hits, max_incidences)
+    hits: list[RuleHits] = []
+    for rule in row_rules:  # counted rule by rule: a blow-up stops at the first rule past it
+        hits.append(aggregate_hits(movements, masks[rule.type], rule))
+        _check_count(hits, max_incidences)
 
     extras = _extras(movements, _lines_to_fetch(hits, candidates, reference), fetch_rows)
     duplicate = next((r for r in rules if r.type is IncidenceType.DUPLICATE_MOVEMENT), None)

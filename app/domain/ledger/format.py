@@ -87,6 +87,10 @@ MAX_RECORD_BYTES = 16 * 1024 * 1024
 MAX_XLSX_ROWS = 1_048_576
 # Cells present in an XLSX sheet (they are streamed, never held: this bounds the time).
 MAX_XLSX_CELLS = 50_000_000
+# Entries of a workbook's shared strings table that a sheet may make the worker load: a sheet
+# holds at most MAX_XLSX_ROWS rows, and a ledger a few text columns, so a legitimate table is
+# smaller; a table of millions of empty strings (a few KB zipped) would cost gigabytes.
+MAX_SHARED_STRINGS = 4_000_000
 _NOT_WORD = re.compile(r"[\W_]+")
 # Letters that do not decompose into a base letter and an accent.
 _LETTERS = str.maketrans({"ß": "ss", "æ": "ae", "ø": "o", "đ": "d", "ł": "l", "œ": "oe"})

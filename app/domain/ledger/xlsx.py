@@ -16,8 +16,9 @@ from pathlib import Path
 
 import polars as pl
 
+from app.domain.errors import PayloadTooLarge
 from app.domain.ledger.csv import RowCounts
-from app.domain.ledger.format import LedgerLayout
+from app.domain.ledger.format import MAX_SHARED_STRINGS, LedgerLayout
 from app.domain.ledger.parse import NUMERIC_PREFIX, REQUIRED_CODES, amount_fields_of
 from app.domain.ledger.sheet import SheetState, locate_cells
 from app.domain.ledger.workbook import Workbook, rich_text, unescape
@@ -41,6 +42,11 @@ class SharedStrings:
         while loaded < count and (piece := next(self._pieces, None)) is not None:
             parts.append(piece)
             loaded += len(piece)
+            if loaded > MAX_SHARED_STRINGS:
+                raise PayloadTooLarge(
+                    f"The sheet uses shared string number {count:,}: the workbook's shared "
+                    f"strings table holds more than {MAX_SHARED_STRINGS:,}, the most a ledger may"
+                )
         if len(parts) > 1:
             self.texts = pl.concat(parts)
             self.filled = self.texts.str.contains(r"\S").fill_null(False)

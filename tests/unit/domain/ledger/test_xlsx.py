@@ -213,3 +213,15 @@ def test_a_row_of_too_many_cells_is_refused_before_they_are_located(tmp_path: Pa
     path = _empty_cells(tmp_path, 1, 4_000_000)
     with pytest.raises(PayloadTooLarge, match=f"A row of the sheet has more than {MAX_COLUMNS}"):
         read(path)
+
+
+def test_a_shared_strings_table_past_the_bound_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every row's description is a string of its own: 40 rows, 40-odd shared strings.
+    rows = [HEADER, *([110105, "2026-10-01", n, 1, 0, "fac", n, f"glosa {n}"] for n in range(40))]
+    path = write_xlsx(tmp_path / "l.xlsx", rows)
+    assert len(read(path, LedgerOptions())[1]) == 40
+    monkeypatch.setattr("app.domain.ledger.xlsx.MAX_SHARED_STRINGS", 10)
+    with pytest.raises(PayloadTooLarge, match="shared strings table holds more than 10"):
+        read(path, LedgerOptions())
