@@ -227,7 +227,7 @@ def main() -> None:
                 end="",
             )
         print()
-    print("  target: limiter on / off >= 0.85")
+    print("  target: limiter on / off >= 0.9")
 
 
 if __name__ == "__main__":
