@@ -10,7 +10,7 @@ gzip read from a second API process where our representations are off and Starle
 GZipMiddleware (level 6, as ours) compresses every answer. Authenticated, with the rate limiter
 on (its limit raised so it never refuses). Prints req/s, p50/p99, errors and the ratios.
 
-Usage: .venv/bin/python bench/read.py [--seconds 5] [--rounds 2] [--connections 32]
+Usage: .venv/bin/python bench/read.py [--seconds 5] [--rounds 2] [--connections 32] [--reviews 100]
 Servers: DATABASE_URL / REDIS_URL when set (a fresh database is created on that server and
 dropped afterwards), else embedded ones in a temporary DATA_DIR.
 """
@@ -96,8 +96,9 @@ def _ledger(incidences: int) -> bytes:
     return ("fecha,comprobante,cuenta,glosa,debe,haber\n" + "\n".join(rows) + "\n").encode()
 
 
-def _publish(base: str, key: str, incidences: int) -> str:
-    """A closing with a published snapshot; its incidences path."""
+def _publish(base: str, key: str, incidences: int, reviews: int) -> str:
+    """A closing with a published snapshot, `reviews` of its incidences acknowledged with a
+    note; its incidences path."""
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=60) as h:
         client = h.post("/api/v1/clients", json={"name": f"bench {RUN}"}).raise_for_status()
         closing = h.post(
@@ -110,10 +111,17 @@ def _publish(base: str, key: str, incidences: int) -> str:
             time.sleep(0.05)
         if status != "succeeded":
             raise SystemExit("the iteration failed")
+        keys = [
+            i["key"] for i in h.get(f"{path}/incidences").raise_for_status().json()["incidences"]
+        ]
+        for key_ in keys[:reviews]:
+            note = {"status": "acknowledged", "note": f"ERP rounding, fixed next month ({key_})"}
+            h.put(f"{path}/reviews/{key_}", json=note).raise_for_status()
         first = h.get(f"{path}/incidences").raise_for_status()
         print(
-            f"snapshot: {incidences} incidences, {len(first.content):,} B; first read after "
-            f"publish: X-Cache {first.headers['X-Cache']}"
+            f"snapshot: {incidences} incidences ({min(reviews, len(keys))} acknowledged), "
+            f"{len(first.content):,} B; first read after publish: "
+            f"X-Cache {first.headers['X-Cache']}"
         )
     return f"{path}/incidences"
 
@@ -172,6 +180,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--incidences", type=int, default=1000)
+    parser.add_argument(
+        "--reviews", type=int, default=0, help="incidences acknowledged with a note first"
+    )
     parser.add_argument("--serve-per-request-gzip", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_per_request_gzip:
@@ -191,7 +202,7 @@ def main() -> None:
         )
         start_service(stack, env)
         base = f"http://127.0.0.1:{port}"
-        path = _publish(base, key, args.incidences)
+        path = _publish(base, key, args.incidences, args.reviews)
         subprocess.run([*CLI, "cache", "warm"], env=env, check=True)
         other = free_port()
         baseline = subprocess.Popen(
