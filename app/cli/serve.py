@@ -20,7 +20,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from app.api.state import app_state
 from app.cli.context import resolved
 from app.main import create_app
-from app.memory import limit_malloc_arenas
+from app.memory import tune_malloc
 from app.settings import Settings
 
 # The request line and headers of one request, at most (nginx allows 32 KiB by default).
@@ -122,7 +122,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     # once keeps the worker's peak RSS near its live data on multi-million-movement ledgers.
     # It is read when Polars loads, so it is set before the worker's imports.
     os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:1000,muzzy_decay_ms:0")
-    limit_malloc_arenas()
+    tune_malloc()
     from workers.settings import check_worker_health, run_worker
 
     with resolved(settings) as concrete:

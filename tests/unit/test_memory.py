@@ -1,8 +1,12 @@
-"""gc_paused: collection off inside, back to what it was after, errors included."""
+"""gc_paused: collection off inside, back to what it was after, errors included; tune_malloc's
+settings are taken in a process of their own."""
 
 from __future__ import annotations
 
 import gc
+import platform
+import subprocess
+import sys
 
 import pytest
 
@@ -39,3 +43,11 @@ def test_it_stays_off_when_it_was_off() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_glibc_takes_the_workers_malloc_settings() -> None:
+    # In a child: the settings are process-wide, and meant for a worker before its threads.
+    code = "from app.memory import tune_malloc; print(tune_malloc())"
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    on_glibc = platform.libc_ver()[0] == "glibc"
+    assert shown.stdout.strip() == str(on_glibc)

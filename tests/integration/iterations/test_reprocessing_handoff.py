@@ -64,10 +64,10 @@ async def test_an_iteration_that_found_its_closing_busy_runs_when_the_other_ends
         processing.enqueue_by_id,
     )
 
-    async def gated_evaluate(engine: Any, claimed: claims.Claim, loaded: Any) -> Any:
+    async def gated_evaluate(engine: Any, claimed: claims.Claim, *rest: Any) -> Any:
         if claimed.number == 1:
             await release.wait()  # iteration 1 runs until iteration 2's job has found it busy
-        return await evaluate(engine, claimed, loaded)
+        return await evaluate(engine, claimed, *rest)
 
     async def racing_claim(engine: Any, iteration_id: uuid.UUID, lease: float) -> Any:
         try:
