@@ -96,7 +96,7 @@ def _ledger(incidences: int) -> bytes:
     return ("fecha,comprobante,cuenta,glosa,debe,haber\n" + "\n".join(rows) + "\n").encode()
 
 
-def _publish(base: str, key: str, incidences: int, reviews: int) -> str:
+def _publish(base: str, key: str, incidences: int, reviews: int = 0) -> str:
     """A closing with a published snapshot, `reviews` of its incidences acknowledged with a
     note; its incidences path."""
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=60) as h:
