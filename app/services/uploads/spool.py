@@ -14,7 +14,6 @@ import asyncio
 import hashlib
 from collections import deque
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from app.adapters.postgres.ledger_store import FILE_CHUNK_BYTES, chunk_compressor
@@ -39,7 +38,10 @@ class UploadSpool:
         # A compressor is not for concurrent use: block n uses compressor n % PARALLEL_BLOCKS,
         # and blocks n and n + PARALLEL_BLOCKS are never in flight together.
         self._compressors = [chunk_compressor() for _ in range(PARALLEL_BLOCKS)]
-        self._in_order = ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload-spool")
+        # The previous block's absorption: each waits for it, so blocks are hashed, scanned and
+        # copied in order, in the shared pool's threads. (A thread of its own per upload cost
+        # each upload a thread start, during which the event loop waited.)
+        self._absorbed: asyncio.Future[None] | None = None
         self._raw = self.path.open("wb")
         self._store = store
         self._buffer = bytearray()
@@ -70,9 +72,8 @@ class UploadSpool:
         self.close()
 
     def close(self) -> None:
-        """Release the files and the thread (the caller removes the folder)."""
+        """Release the file (the caller removes the folder)."""
         self._raw.close()
-        self._in_order.shutdown(wait=False)
 
     @property
     def size(self) -> int:
@@ -87,12 +88,17 @@ class UploadSpool:
             await self._settle_oldest()
         compress = self._compressors[self._submitted % PARALLEL_BLOCKS]
         self._submitted += 1
-        absorbed = asyncio.get_running_loop().run_in_executor(self._in_order, self._absorb, block)
+        absorbed = self._absorbed = asyncio.ensure_future(self._absorb_after(self._absorbed, block))
         self._in_flight.append(asyncio.gather(absorbed, asyncio.to_thread(compress, block)))
 
     async def _settle_oldest(self) -> None:
         _, compressed = await self._in_flight.popleft()
         await self._store(compressed)
+
+    async def _absorb_after(self, previous: asyncio.Future[None] | None, block: bytes) -> None:
+        if previous is not None:
+            await previous  # a failed block fails the ones after it too
+        await asyncio.to_thread(self._absorb, block)
 
     def _absorb(self, block: bytes) -> None:
         self._digest.update(block)
