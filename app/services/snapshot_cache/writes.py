@@ -3,7 +3,6 @@ and `cache warm`. All best effort: Redis being down never fails the work that tr
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 
@@ -17,6 +16,7 @@ from tenacity import (
 )
 
 from app.adapters.redis import REDIS_FAILURES
+from app.adapters.redis.deadline import redis_deadline
 from app.adapters.redis.snapshot_cache import Event, SnapshotCache
 from app.domain.errors import NotFound
 from app.domain.snapshot import SnapshotEntry
@@ -94,7 +94,7 @@ async def invalidate_client(resources: Resources, tenant: uuid.UUID, client: uui
     """Drop every cached snapshot of a client (its reference data changed)."""
     cache = SnapshotCache.for_settings(resources.redis, resources.settings)
     try:
-        async with asyncio.timeout(4 * resources.settings.cache_redis_timeout_seconds):
+        async with redis_deadline(4 * resources.settings.cache_redis_timeout_seconds):
             await cache.invalidate(tenant, client=client)
         CACHE_INVALIDATIONS.labels("client").inc()
     except REDIS_FAILURES as exc:
