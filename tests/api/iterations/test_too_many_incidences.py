@@ -3,6 +3,8 @@ problem before the snapshot is built, and the previous snapshot keeps being serv
 
 from __future__ import annotations
 
+from typing import Any
+
 from httpx import AsyncClient
 
 from app.settings import Settings
@@ -28,23 +30,27 @@ async def test_more_incidences_than_the_limit_fail_and_keep_the_snapshot(
     closing = (await create_closing(client, key, chart=chart)).id
     limited = settings.model_copy(update={"max_incidences": 3})
 
-    assert (await upload(client, key, closing, CLEAN.encode())).status_code == 202
-    await drain_queue(limited)
+    async def processed(ledger: str, number: int) -> dict[str, Any]:
+        """Upload the ledger, run the worker with the limit; iteration `number` as it ended."""
+        assert (await upload(client, key, closing, ledger.encode())).status_code == 202
+        await drain_queue(limited)
+        iteration: dict[str, Any] = await get_json(
+            client, key, f"/closings/{closing}/iterations/{number}"
+        )
+        return iteration
+
+    assert (await processed(CLEAN, 1))["status"] == "succeeded"
     served = await get_json(client, key, f"/closings/{closing}/incidences")
     assert served["statistics"]["incidences_total"] == 0
 
     # Exactly at the limit: three unknown accounts, three incidences, accepted.
-    assert (await upload(client, key, closing, unknown_accounts(3).encode())).status_code == 202
-    await drain_queue(limited)
-    second = await get_json(client, key, f"/closings/{closing}/iterations/2")
+    second = await processed(unknown_accounts(3), 2)
     assert second["status"] == "succeeded", second
     at_limit = await get_json(client, key, f"/closings/{closing}/incidences")
     assert at_limit["statistics"]["incidences_total"] == 3
 
     # One more than the limit: the iteration fails and says why, with the count it found.
-    assert (await upload(client, key, closing, unknown_accounts(4).encode())).status_code == 202
-    await drain_queue(limited)
-    third = await get_json(client, key, f"/closings/{closing}/iterations/3")
+    third = await processed(unknown_accounts(4), 3)
     assert third["status"] == "failed", third
     error = third["error"]
     assert error["type"] == "/problems/too-many-incidences"
