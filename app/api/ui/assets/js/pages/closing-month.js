@@ -13,8 +13,26 @@ import { reviewButton, reviewDialog } from "../reviews.js";
 const refusals = new Map();
 
 // A review the API just saved: the refusal's list shows it.
-export function rememberReview(closingId, saved) {
+function rememberReview(closingId, saved) {
   refusals.get(closingId)?.reviews.set(saved.key, saved);
+}
+
+// What a review button does: the dialog, then the page shown again with the review (the API
+// saved it first) and focus back on the button, or on `deniedFocusId` if the key may no longer
+// review.
+export function reviewAction(closing, refresh, deniedFocusId) {
+  return async (incidence, button) => {
+    const { saved, deniedNow } = await reviewDialog({
+      closingId: closing.id,
+      incidence,
+      returnTo: button,
+    });
+    if (saved) {
+      rememberReview(closing.id, saved);
+      announce(`${saved.key} is ${saved.status}.`);
+      refresh(button.id);
+    } else if (deniedNow) refresh(deniedFocusId);
+  };
 }
 
 // The month's state and its actions; `refresh(focusId)` shows the page again.
@@ -102,18 +120,7 @@ function isCloseBlocked(error) {
 function refusalPanel(closing, refusal, refresh) {
   const keys = refusal.problem.unreviewed_keys ?? [];
   const total = refusal.problem.unreviewed_count ?? keys.length;
-  const onReview = async (incidence, button) => {
-    const { saved, deniedNow } = await reviewDialog({
-      closingId: closing.id,
-      incidence,
-      returnTo: button,
-    });
-    if (saved) {
-      rememberReview(closing.id, saved);
-      announce(`${saved.key} is ${saved.status}.`);
-      refresh(button.id);
-    } else if (deniedNow) refresh("close-blocked-title");
-  };
+  const onReview = reviewAction(closing, refresh, "close-blocked-title");
   const item = (key) => {
     const review = refusal.reviews.get(key);
     const incidence = { key, review: review ?? { status: "open" } };

@@ -3,11 +3,11 @@
 // to the movements behind it and with its review (acknowledge, reopen).
 
 import { get } from "../api.js";
-import { amount, announce, count, dataTable, h, href, select, status, when } from "../dom.js";
-import { reviewBlocked, reviewButton, reviewDialog, reviewState } from "../reviews.js";
+import { amount, count, dataTable, h, href, select, status, when } from "../dom.js";
+import { reviewBlocked, reviewButton, reviewState } from "../reviews.js";
 import { accountLink } from "./audit.js";
 import { closingHeader, loadClosing } from "./closing-header.js";
-import { monthSection, rememberReview } from "./closing-month.js";
+import { monthSection, reviewAction } from "./closing-month.js";
 
 const PAGE_SIZE = 50;
 
@@ -31,18 +31,7 @@ export async function closingPage({ params: [closingId], query, go, refresh }) {
     ...(limit === PAGE_SIZE ? {} : { limit }),
     ...changes,
   });
-  const onReview = async (incidence, button) => {
-    const { saved, deniedNow } = await reviewDialog({
-      closingId: closing.id,
-      incidence,
-      returnTo: button,
-    });
-    if (saved) {
-      rememberReview(closing.id, saved);
-      announce(`${saved.key} is ${saved.status}.`);
-      refresh(button.id); // the snapshot read again, with the review: the API saved it first
-    } else if (deniedNow) refresh("review-denied");
-  };
+  const onReview = reviewAction(closing, refresh, "review-denied");
   return h(
     "section",
     {},
