@@ -44,26 +44,29 @@ def check(
     return [entry]
 
 
-def postgres(measured: Measured[None]) -> Check:
+def _datastore(measured: Measured[Any], down: str, output: str) -> Check:
+    """A datastore's round trip; `down` (the status) and `output` when it could not be made."""
     if isinstance(measured, str):
-        return check(
-            "datastore",
-            "fail",
-            output=f"Postgres {measured}: the API answers 503 until it is back. Check the "
-            "database server and DATABASE_URL.",
-        )
+        return check("datastore", down, output=output.format(measured=measured))
     return check("datastore", "pass", measured[1], "ms")
+
+
+def postgres(measured: Measured[None]) -> Check:
+    return _datastore(
+        measured,
+        "fail",
+        "Postgres {measured}: the API answers 503 until it is back. Check the database server "
+        "and DATABASE_URL.",
+    )
 
 
 def redis(measured: Measured[Any]) -> Check:
-    if isinstance(measured, str):
-        return check(
-            "datastore",
-            "warn",
-            output=f"Redis {measured}: snapshots are read from Postgres and rate limits are "
-            "not enforced. Check the Redis server and REDIS_URL.",
-        )
-    return check("datastore", "pass", measured[1], "ms")
+    return _datastore(
+        measured,
+        "warn",
+        "Redis {measured}: snapshots are read from Postgres and rate limits are not enforced. "
+        "Check the Redis server and REDIS_URL.",
+    )
 
 
 def workers(measured: Measured[int]) -> Check:
