@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.adapters.postgres.tables import closings, iterations, ledgers
@@ -122,71 +123,136 @@ async def request_iteration(
     notes: str | None = None,
     request_id: str | None = None,
 ) -> dict[str, Any]:
-    """Queue a new iteration, or merge the trigger (and notes) into the one already queued.
+    """request_iterations for one closing."""
+    [iteration] = await request_iterations(
+        conn, [closing_id], trigger, requested_by=requested_by, notes=notes, request_id=request_id
+    )
+    return iteration
 
-    The caller must hold the closing's lock (lock_open_closing) in this transaction. A worker
-    may claim the queued iteration meanwhile: FOR UPDATE waits for its claim and then skips the
-    row that is no longer queued, so the request gets an iteration of its own.
+
+async def request_iterations(
+    conn: AsyncConnection,
+    closing_ids: Sequence[uuid.UUID],
+    trigger: str,
+    *,
+    requested_by: str | None,
+    notes: str | None = None,
+    request_id: str | None = None,
+) -> list[dict[str, Any]]:
+    """For each closing, queue a new iteration or merge the trigger (and notes) into the one
+    already queued; returns them in the closings' order.
+
+    The caller must hold the closings' locks (lock_open_closing) in this transaction. At most
+    three statements whatever the number of closings: a reference-data change re-processing a
+    client's closings holds all their locks meanwhile. A worker may claim a queued iteration
+    meanwhile: FOR UPDATE waits for its claim and then skips the row that is no longer queued,
+    so that closing gets an iteration of its own.
     """
     assert trigger in TRIGGERS, trigger
-    # How the closing's current ledger is read, as far as known (see migration 0008).
-    parse = (
+    queued = (
+        await conn.execute(
+            sa.select(
+                iterations.c.id,
+                iterations.c.closing_id,
+                iterations.c.coalesced_triggers,
+                iterations.c.requested_by,
+                iterations.c.notes,
+            )
+            .where(iterations.c.closing_id == sa.any_(_uuid_array(closing_ids)))
+            .where(iterations.c.status == "queued")
+            .order_by(iterations.c.closing_id)
+            .with_for_update()
+        )
+    ).all()
+    merged = await _merge(conn, queued, trigger, notes, requested_by) if queued else []
+    waiting = {row.closing_id for row in queued}
+    fresh = [closing_id for closing_id in closing_ids if closing_id not in waiting]
+    created = await _create(conn, fresh, trigger, requested_by, notes, request_id) if fresh else []
+    by_closing = {row.closing_id: to_resource(row) for row in (*merged, *created)}
+    return [by_closing[closing_id] for closing_id in closing_ids]
+
+
+def _uuid_array(values: Sequence[uuid.UUID]) -> sa.BindParameter[Any]:
+    return sa.bindparam(None, list(values), type_=pg.ARRAY(pg.UUID(as_uuid=True)))
+
+
+def _current_parse(closing_id: sa.ColumnElement[uuid.UUID]) -> sa.ScalarSelect[Any]:
+    """How the closing's current ledger is read, as far as known (see migration 0008)."""
+    return (
         sa.select(ledgers.c.parse)
         .join(closings, closings.c.ledger_id == ledgers.c.id)
         .where(closings.c.id == closing_id)
         .scalar_subquery()
     )
-    queued = (
-        await conn.execute(
-            sa.select(
-                iterations.c.id,
-                iterations.c.trigger,
-                iterations.c.coalesced_triggers,
-                iterations.c.requested_by,
-                iterations.c.notes,
-            )
-            .where(iterations.c.closing_id == closing_id, iterations.c.status == "queued")
-            .with_for_update()
-        )
-    ).first()
-    if queued is not None:
-        merged = (
-            await conn.execute(
-                sa.update(iterations)
-                .where(iterations.c.id == queued.id)
-                .values(
-                    coalesced_triggers=merged_triggers(queued, trigger),
-                    notes=merged_notes(queued, notes, requested_by),
-                    parse=parse,
-                )
-                .returning(*_PUBLIC)
-            )
-        ).one()
-        return to_resource(merged)
-    next_number = (
-        sa.select(sa.func.coalesce(sa.func.max(iterations.c.number), 0) + 1)
-        .where(iterations.c.closing_id == closing_id)
-        .scalar_subquery()
+
+
+async def _merge(
+    conn: AsyncConnection,
+    queued: Sequence[Any],
+    trigger: str,
+    notes: str | None,
+    requested_by: str | None,
+) -> Sequence[Any]:
+    """Merge the request into the queued iterations: one UPDATE from a VALUES list."""
+    merges = sa.values(
+        sa.column("id", pg.UUID(as_uuid=True)),
+        sa.column("triggers", pg.ARRAY(sa.Text)),
+        sa.column("notes", sa.Text),
+        name="merges",
+    ).data(
+        [
+            (row.id, merged_triggers(row, trigger), merged_notes(row, notes, requested_by))
+            for row in queued
+        ]
     )
-    created = (
+    return (
         await conn.execute(
-            sa.insert(iterations)
+            sa.update(iterations)
+            .where(iterations.c.id == merges.c.id)
             .values(
-                closing_id=closing_id,
-                ledger_id=sa.select(closings.c.ledger_id)
-                .where(closings.c.id == closing_id)
-                .scalar_subquery(),
-                number=next_number,
-                trigger=trigger,
-                requested_by=requested_by,
-                notes=notes,
-                request_id=request_id,
-                parse=parse,
+                coalesced_triggers=merges.c.triggers,
+                notes=merges.c.notes,
+                parse=_current_parse(iterations.c.closing_id),
             )
             .returning(*_PUBLIC)
         )
-    ).one()
-    return to_resource(created)
+    ).all()
+
+
+async def _create(
+    conn: AsyncConnection,
+    closing_ids: Sequence[uuid.UUID],
+    trigger: str,
+    requested_by: str | None,
+    notes: str | None,
+    request_id: str | None,
+) -> Sequence[Any]:
+    """A new queued iteration for each closing, numbered after its last: one INSERT … SELECT."""
+    next_number = (
+        sa.select(sa.func.coalesce(sa.func.max(iterations.c.number), 0) + 1)
+        .where(iterations.c.closing_id == closings.c.id)
+        .scalar_subquery()
+    )
+    values = {
+        "closing_id": closings.c.id,
+        "ledger_id": closings.c.ledger_id,
+        "number": next_number,
+        "trigger": sa.literal(trigger, sa.Text),
+        "requested_by": sa.literal(requested_by, sa.Text),
+        "notes": sa.literal(notes, sa.Text),
+        "request_id": sa.literal(request_id, sa.Text),
+        "parse": ledgers.c.parse,
+    }
+    source = (
+        sa.select(*(value.label(name) for name, value in values.items()))
+        .select_from(closings.outerjoin(ledgers, ledgers.c.id == closings.c.ledger_id))
+        .where(closings.c.id == sa.any_(_uuid_array(closing_ids)))
+    )
+    return (
+        await conn.execute(
+            sa.insert(iterations).from_select(list(values), source).returning(*_PUBLIC)
+        )
+    ).all()
 
 
 async def enqueue(resources: Resources, queued: Iterable[dict[str, Any]]) -> None:

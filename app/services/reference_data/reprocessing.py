@@ -11,7 +11,7 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.adapters.postgres.tables import closings, ledgers
-from app.services.iterations.request import request_iteration
+from app.services.iterations.request import request_iterations
 
 
 async def reprocess_affected_closings(
@@ -57,9 +57,8 @@ async def reprocess_affected_closings(
         .scalars()
         .all()
     )
-    return [
-        await request_iteration(
-            conn, closing_id, trigger, requested_by=requested_by, request_id=request_id
-        )
-        for closing_id in affected
-    ]
+    if not affected:
+        return []
+    return await request_iterations(
+        conn, affected, trigger, requested_by=requested_by, request_id=request_id
+    )

@@ -8,13 +8,16 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from fastapi import FastAPI
 
+from app.adapters.postgres.tables import iterations, ledgers
 from app.domain.errors import Conflict, NotFound
 from app.services.iterations.request import (
     MAX_COALESCED_TRIGGERS,
     merged_triggers,
     request_iteration,
+    request_iterations,
 )
 from app.services.reviews.close import set_status
 from app.services.tenancy.closings import lock_open_closing
@@ -53,6 +56,39 @@ async def test_every_merged_trigger_is_recorded_repeats_of_its_own_included(
         ["ledger_replaced", "manual", "manual"],
         ["ledger_replaced", "manual", "manual", "ledger_replaced"],
     ]
+
+
+async def test_one_request_for_many_closings_merges_where_queued_and_numbers_the_rest(
+    app: FastAPI,
+) -> None:
+    waiting, idle, fresh = [await owned_closing(app) for _ in range(3)]
+    queued = await _request(app, waiting.tenant_id, waiting.closing_id, "initial", notes="n")
+    done = await _request(app, idle.tenant_id, idle.closing_id, "initial")
+    order = [idle.closing_id, fresh.closing_id, waiting.closing_id]
+    async with transaction(app) as conn:  # idle's first iteration is no longer queued
+        await conn.execute(
+            sa.update(iterations).where(iterations.c.id == done["id"]).values(status="succeeded")
+        )
+        await conn.execute(  # every closing's ledger says how it is read
+            sa.update(ledgers)
+            .where(ledgers.c.closing_id.in_(order))
+            .values(parse=sa.func.jsonb_build_object("kind", ledgers.c.closing_id.cast(sa.Text)))
+        )
+    async with transaction(app) as conn:
+        answers = await request_iterations(conn, order, "accounts_updated", requested_by="svc")
+    assert [a["closing_id"] for a in answers] == order  # in the order asked
+    second, first, merged = answers
+    assert (second["number"], second["trigger"]) == (2, "accounts_updated")
+    assert second["status"] == "queued"
+    assert (first["number"], first["trigger"], first["coalesced_triggers"]) == (
+        1,
+        "accounts_updated",
+        [],
+    )
+    assert (merged["id"], merged["number"], merged["trigger"]) == (queued["id"], 1, "initial")
+    assert merged["coalesced_triggers"] == ["accounts_updated"] and merged["notes"] == "n"
+    assert all(a["requested_by"] == "svc" for a in (second, first))
+    assert [a["parse"] for a in answers] == [{"kind": str(closing)} for closing in order]
 
 
 def test_merged_triggers_keep_the_newest_thousand() -> None:
