@@ -4,8 +4,9 @@ A worker processes one multi-million-movement ledger after another. Python's big
 (Parquet bytes, file chunks) come from glibc's malloc, which keeps freed memory in its arenas
 (one per thread that allocated) instead of returning it: measured here, a worker stayed at
 ~230 MiB after a 1M-movement ledger instead of ~95 MiB, and the next 5M ledger then peaked past
-1 GiB. Trimming after each ledger returns what is free; Polars' own allocator (jemalloc) is
-told to return its pages at once by `ledger-incidences worker` (see app/cli/main.py).
+1 GiB. Trimming after each job that grew the process returns what is free; Polars' own
+allocator (jemalloc) is told to return its pages at once by `ledger-incidences worker` (see
+app/cli/serve.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -55,6 +57,40 @@ def tune_malloc(arenas: int = 2) -> bool:
     return _LIBC.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and limited
 
 
+def resident_bytes() -> int:
+    """This process's resident set size (Linux; 0 where /proc is not there)."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * _PAGE_BYTES
+    except OSError:
+        return 0
+
+
+_PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+# A job that grew the process by less than this left little to give back.
+RELEASE_GROWTH_BYTES = 64 * 1024 * 1024
+
+
+class MemoryReleaser:
+    """Gives freed memory back after the jobs that grew the process: collecting cycles and
+    trimming the allocator walk the whole heap (100-200 ms on a warm worker), which small jobs
+    (re-processing a few thousand movements, several a second under load) must not pay each
+    time. The process is compared with its size after the last release."""
+
+    def __init__(self, growth_bytes: int = RELEASE_GROWTH_BYTES) -> None:
+        self._growth_bytes = growth_bytes
+        self._released_at = resident_bytes()
+
+    def due(self) -> bool:
+        """Whether the process grew by growth_bytes since the last release (cheap: one read)."""
+        return resident_bytes() - self._released_at >= self._growth_bytes
+
+    def release(self) -> None:
+        """release_freed_memory, and remember the size it left (blocking: run it in a thread)."""
+        release_freed_memory()
+        self._released_at = resident_bytes()
+
+
 def release_freed_memory() -> None:
     """Collect garbage cycles, then hand the allocator's free pages back to the system."""
     gc.collect()
@@ -68,8 +104,8 @@ def gc_paused() -> Iterator[None]:
     ledger's incidences, their JSON shapes, the previous snapshot's): every full collection
     walks all live objects, and such a burst triggers many. Measured on 100,000 incidences,
     evaluation and snapshot took 10.3–10.9 s with them and 5.2–7.0 s without. Reference
-    counting still frees everything acyclic at once; cycles wait for the next collection (at
-    the latest release_freed_memory, after the job). Process-wide: overlapping uses leave it
+    counting still frees everything acyclic at once; cycles wait for the collector's next run
+    (or the release after a job that grew the process). Process-wide: overlapping uses leave it
     on at the end.
     """
     was_enabled = gc.isenabled()

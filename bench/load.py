@@ -193,8 +193,11 @@ class Tally:
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     outcomes: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     failures: list[str] = field(default_factory=list)  # the first few, to say what went wrong
-    # X-Cache of the snapshot reads (hit, fill, bypass...): where those reads were answered from.
-    x_cache: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    # Latencies of the snapshot reads by X-Cache (hit, miss, bypass): where they were answered
+    # from, and what each answer cost.
+    x_cache: dict[str, dict[str, list[float]]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(list))
+    )
 
     def record(self, kind: str, outcome: str, latency: float, detail: str = "") -> None:
         self.latencies[kind].append(latency)
@@ -217,10 +220,11 @@ async def _connection(
             tally.record(kind, "transport", time.perf_counter() - started, repr(exc))
             continue
         status = response.status_code
+        latency = time.perf_counter() - started
         if "x-cache" in response.headers:
-            tally.x_cache[kind][response.headers["x-cache"]] += 1
+            tally.x_cache[kind][response.headers["x-cache"]].append(latency)
         detail = f"{status} {response.text[:200]}" if status >= 500 else ""
-        tally.record(kind, f"{status // 100}xx", time.perf_counter() - started, detail)
+        tally.record(kind, f"{status // 100}xx", latency, detail)
 
 
 async def _drain(http: httpx.AsyncClient, seed: Seed, timeout: float) -> Counter[str]:
@@ -318,7 +322,12 @@ def _report(
         f"hit rate {cache.get('hit_rate')}"
     )
     for kind, answered in tally.x_cache.items():
-        print(f"X-Cache of {kind}: {dict(answered)}")
+        shown = (
+            f"{outcome} {len(values)} (p50 {_percentile(values, 0.5):.1f} ms, "
+            f"p99 {_percentile(values, 0.99):.1f} ms)"
+            for outcome, values in sorted(answered.items())
+        )
+        print(f"X-Cache of {kind}: {', '.join(shown)}")
     for failure in tally.failures:
         print(f"  failure: {failure}")
     all_latencies = [lat for values in tally.latencies.values() for lat in values]

@@ -14,6 +14,7 @@ from arq.worker import Worker
 
 from app.adapters.queue import ResilientWorker
 from app.adapters.redis import heartbeat
+from app.memory import MemoryReleaser
 from app.resources import Resources, arq_redis_settings, create_redis, queue_name
 from app.settings import Settings
 from workers import tasks
@@ -47,6 +48,7 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
     async def on_startup(ctx: dict[str, Any]) -> None:
         ctx["resources"] = Resources.build(settings)
         ctx["worker_id"] = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
+        ctx["memory"] = MemoryReleaser()
         ctx["heartbeat_task"] = asyncio.create_task(_beat_forever(ctx))
         logger.info("worker %s started", ctx["worker_id"])
 

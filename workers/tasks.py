@@ -7,7 +7,7 @@ import time
 import uuid
 from typing import Any
 
-from app.memory import release_freed_memory
+from app.memory import MemoryReleaser
 from app.resources import Resources
 from app.services.iterations import retention, sweeper
 from app.services.iterations import run as processing
@@ -27,7 +27,9 @@ async def process_iteration(ctx: dict[str, Any], iteration_id: str) -> str:
         raise
     finally:
         # After the publish: the next ledger starts from a small heap, not this one's leftovers.
-        await asyncio.to_thread(release_freed_memory)
+        memory: MemoryReleaser = ctx["memory"]
+        if memory.due():
+            await asyncio.to_thread(memory.release)
     await job_metrics.record_job(resources, iteration, result, time.perf_counter() - started)
     return result
 

@@ -1,5 +1,6 @@
-"""gc_paused: collection off inside, back to what it was after, errors included; tune_malloc's
-settings are taken in a process of their own."""
+"""gc_paused: collection off inside, back to what it was after, errors included; memory is
+released only after the process grew; tune_malloc's settings are taken in a process of their
+own."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import sys
 
 import pytest
 
-from app.memory import gc_paused
+from app.memory import MemoryReleaser, gc_paused, resident_bytes
 
 
 def test_collection_is_off_inside_and_on_again_after() -> None:
@@ -51,3 +52,16 @@ def test_glibc_takes_the_workers_malloc_settings() -> None:
     shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     on_glibc = platform.libc_ver()[0] == "glibc"
     assert shown.stdout.strip() == str(on_glibc)
+
+
+@pytest.mark.skipif(platform.system() != "Linux", reason="reads /proc/self/statm")
+def test_memory_is_released_only_after_the_process_grew() -> None:
+    growth = 32 * 2**20
+    releaser = MemoryReleaser(growth_bytes=growth)
+    assert resident_bytes() > 0
+    assert not releaser.due()  # a small job: nothing to give back
+    held = b"x" * (2 * growth)  # written, so resident
+    assert releaser.due()
+    del held
+    releaser.release()
+    assert not releaser.due()  # measured again from the size the release left
