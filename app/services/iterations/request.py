@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -255,10 +256,22 @@ async def _create(
     ).all()
 
 
-async def enqueue(resources: Resources, queued: Iterable[dict[str, Any]]) -> None:
-    """Queue the jobs of iterations committed as queued (after the commit, never before)."""
-    for iteration in queued:
-        await enqueue_by_id(resources, iteration["id"], iteration["attempts"])
+# Jobs queued at once by one request: a reference-data change queues one per affected closing,
+# each a few Redis round trips on a connection of its own, out of the process's shared pool.
+ENQUEUE_AT_ONCE = 8
+
+
+async def enqueue(resources: Resources, queued: Sequence[dict[str, Any]]) -> None:
+    """Queue the jobs of iterations committed as queued (after the commit, never before), a few
+    at a time: one after another, a change re-processing many closings kept its caller waiting
+    for every round trip in turn."""
+    for start in range(0, len(queued), ENQUEUE_AT_ONCE):
+        await asyncio.gather(
+            *(
+                enqueue_by_id(resources, iteration["id"], iteration["attempts"])
+                for iteration in queued[start : start + ENQUEUE_AT_ONCE]
+            )
+        )
 
 
 async def enqueue_by_id(

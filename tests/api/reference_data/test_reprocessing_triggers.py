@@ -310,3 +310,28 @@ async def test_only_open_closings_whose_ledger_uses_a_touched_code_rerun(
     for closing in ids.values():
         items = (await get_json(client, key, f"/closings/{closing}/iterations"))["items"]
         assert {i["status"] for i in items} == {"succeeded"}
+
+
+async def test_a_change_reprocesses_every_affected_closing_of_a_large_client(
+    client: AsyncClient, make_key: KeyMaker, run_worker: Worker
+) -> None:
+    # More closings than jobs are queued at once (ENQUEUE_AT_ONCE): every one gets its job.
+    key = await make_key("analyst", tenant=f"many-{secrets.token_hex(4)}")
+    first, _ = await started(client, key, run_worker)
+    ids = [first.id]
+    for month in range(1, 11):
+        created = await client.post(
+            f"{API}/clients/{first.client_id}/closings",
+            json={"period": f"2025-{month:02d}"},
+            headers=bearer(key),
+        )
+        ids.append(created.json()["id"])
+        assert (await upload(client, key, ids[-1], L1.encode())).status_code == 202
+    await run_worker()
+    body = [{"code": "1101", "name": "Caja", "name_en": "Cash", "classification": "cash"}]
+    queued = await put(client, key, first.client_id, "accounts", body)
+    assert sorted(i["closing_id"] for i in queued) == sorted(ids)
+    await run_worker()
+    for closing in ids:
+        latest = (await get_json(client, key, f"/closings/{closing}/iterations"))["items"][0]
+        assert (latest["trigger"], latest["status"]) == ("classification_updated", "succeeded")
