@@ -139,16 +139,14 @@ class SnapshotRepository:
     def fresh(self, tenant: object, closing: object, view: str) -> Served | None:
         """The near entry if it may be served without asking Redis (no I/O): the invalidation
         channel is subscribed, the circuit is closed and the entry is young enough."""
-        held = self.near.get((str(tenant), str(closing), view))
-        if (
-            held is None
-            or not self.subscribed
-            or not self.breaker.closed
-            or time.monotonic() - held[1] >= self.settings.cache_near_max_age_seconds
-        ):
+        if not self.subscribed or not self.breaker.closed:
+            return None
+        key = (str(tenant), str(closing), view)
+        entry = self.near.fresh(key, self.settings.cache_near_max_age_seconds)
+        if entry is None:
             return None
         _OUTCOMES["view" if view else "snapshot", "hit"].inc()
-        return Served(held[0], "hit")
+        return Served(entry, "hit")
 
     async def get(self, tenant: uuid.UUID, closing: uuid.UUID, query: SnapshotQuery) -> Served:
         """The snapshot (or view) for the tenant's closing; NotFound as Postgres says."""
@@ -176,7 +174,7 @@ class SnapshotRepository:
             return Served(cached, "hit")
         _OUTCOMES[kind, "miss"].inc()
         if not view:
-            served = await self._single_flight(key[:2], lambda: self._fill(tenant, closing))
+            served = await self._single_flight(key[:2], lambda: self._fill(tenant, closing, known))
         else:
             whole = await self.get(tenant, closing, WHOLE)
             # One computation for all concurrent readers of this view of this version.
@@ -212,21 +210,24 @@ class SnapshotRepository:
             flight.add_done_callback(lambda _: self._flights.pop(flight_key, None))
         return await asyncio.shield(flight)
 
-    async def _fill(self, tenant: uuid.UUID, closing: uuid.UUID) -> Served:
-        """Reload a missing snapshot under a cross-process lease, and write it back."""
+    async def _fill(
+        self, tenant: uuid.UUID, closing: uuid.UUID, known: SnapshotEntry | None
+    ) -> Served:
+        """Reload a missing snapshot under a cross-process lease, and write it back. Postgres
+        sends the document only when `known` (the near entry, if any) is not current."""
         try:
             async with redis_deadline(self._timeout):
                 lease = self.settings.cache_fill_lease_seconds
                 token = await self.cache.acquire(tenant, closing, lease)
         except REDIS_FAILURES as exc:
             self.redis_failed("snapshot", exc)
-            return await self._load(tenant, closing, None, "bypass")
+            return await self._load(tenant, closing, known, "bypass")
         if token is None:  # another process is reloading it: wait for its write, bounded
             peer = await self._wait_for_peer(tenant, closing)
             if peer is not None:
                 return peer
         try:
-            served = await self._load(tenant, closing, None, "miss")
+            served = await self._load(tenant, closing, known, "miss")
             try:
                 async with redis_deadline(self._timeout):
                     await self.cache.store_snapshot(tenant, closing, served.entry)

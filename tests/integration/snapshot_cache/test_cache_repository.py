@@ -166,6 +166,29 @@ async def test_one_hundred_cold_reads_cost_at_most_two_postgres_reads(
     await second.aclose()
 
 
+async def test_a_client_invalidation_is_confirmed_without_reading_the_document_again(
+    app: FastAPI, client: AsyncClient, make_key: KeyMaker, run_worker: Worker
+) -> None:
+    key = await make_key("analyst")
+    created = await published(client, key, run_worker, ledger(40))
+    tenant, closing = await owner(app, created)
+    repository: SnapshotRepository = app_state(app).snapshots
+    held = await repository.get(tenant, closing, WHOLE)
+    client_id = uuid.UUID(held.entry.client_id)
+    loads = repository.postgres_loads
+    # A reference-data change: Redis forgets the client's snapshots, this process's near entry
+    # is unconfirmed; the snapshot itself is unchanged until the re-runs publish.
+    await cache_writes.invalidate_client(app_state(app).resources, tenant, client_id)
+    assert repository.fresh(tenant, closing, "") is None
+    assert b"d" not in await _redis_entry(app, tenant, closing)  # the document is gone
+    again = await repository.get(tenant, closing, WHOLE)
+    assert again.outcome == "miss" and again.entry == held.entry
+    assert repository.postgres_loads == loads  # Postgres confirmed the version, no document
+    assert (await decode((await _redis_entry(app, tenant, closing))[b"d"]))[0] == held.entry.body
+    response = await client.get(f"/api/v1/closings/{closing}/incidences", headers=bearer(key))
+    assert response.status_code == 200 and response.content == held.entry.body
+
+
 async def test_large_snapshots_are_compressed(
     app: FastAPI, client: AsyncClient, make_key: KeyMaker, run_worker: Worker
 ) -> None:
@@ -215,7 +238,7 @@ async def test_other_processes_drop_their_near_entry_when_a_snapshot_is_publishe
     await published(client, key, run_worker, ledger(6, amount=12), closing=created)
     new_hash, _ = await _stored(app, closing)
     deadline = time.monotonic() + 2
-    while remote.near.get((str(tenant), str(closing), "")) is not None:
+    while remote.near.fresh((str(tenant), str(closing), ""), 60) is not None:
         assert time.monotonic() < deadline, "the publish was not announced"
         await asyncio.sleep(0.005)
     served = await remote.get(tenant, closing, WHOLE)

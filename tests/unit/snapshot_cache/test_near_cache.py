@@ -59,7 +59,7 @@ def test_near_cache_refuses_fills_that_raced_an_invalidation_and_older_versions(
     assert held is not None and held[0].version == 2
 
 
-def test_near_cache_drops_by_closing_client_and_tenant_and_stays_bounded() -> None:
+def test_near_cache_unconfirms_by_closing_client_and_tenant_and_stays_bounded() -> None:
     entry_size = 10 + ENTRY_OVERHEAD_BYTES
     near = NearCache(max_bytes=2 * entry_size + 5)
     generation = near.generation
@@ -69,10 +69,10 @@ def test_near_cache_drops_by_closing_client_and_tenant_and_stays_bounded() -> No
     near.put(("u", "a", ""), _entry(1, "c1"), generation)  # over the bound: the oldest go
     assert near.get(("t", "a", "")) is None and len(near) == 2 and near.size == 2 * entry_size
     near.apply(Event("client", "t", "c2"))
-    assert near.get(("t", "b", "")) is None and near.get(("u", "a", "")) is not None
+    assert near.fresh(("t", "b", ""), 60) is None and near.fresh(("u", "a", ""), 60) is not None
     near.put(("t", "c", ""), _entry(1, "c3"), near.generation)
     near.apply(Event("tenant", "u"))
-    assert near.get(("u", "a", "")) is None and near.get(("t", "c", "")) is not None
+    assert near.fresh(("u", "a", ""), 60) is None and near.fresh(("t", "c", ""), 60) is not None
     near.put(("t", "big", ""), _entry(1, size=3 * entry_size), near.generation)  # too large
     assert near.get(("t", "big", "")) is None
     near.apply(Event.parse(b"garbage"))
@@ -92,3 +92,17 @@ async def test_entries_get_their_gzip_representation_once_and_redis_stores_it() 
     assert await decode(b"z" + entry.gzip) is None  # a form this release does not write
     noise = SnapshotEntry(1, "h", "c", bytes(range(256)))
     assert with_gzip(noise, 10).gzip is None  # compression that would not save is skipped
+
+
+def test_an_unconfirmed_entry_is_kept_as_the_known_version_until_confirmed_again() -> None:
+    near = NearCache(max_bytes=10_000)
+    near.put(("t", "a", ""), _entry(3), near.generation)
+    assert near.fresh(("t", "a", ""), 60) == _entry(3)
+    near.apply(Event("client", "t", "c"))  # a reference-data change of its client
+    held = near.get(("t", "a", ""))
+    assert held is not None and held[0] == _entry(3)  # offered as the version held…
+    assert near.fresh(("t", "a", ""), 60) is None  # …never served without asking
+    near.put(("t", "a", ""), _entry(3), near.generation)  # Redis or Postgres confirmed it
+    assert near.fresh(("t", "a", ""), 60) == _entry(3)
+    near.apply(Event("all", ""))  # the channel was lost: nothing is kept
+    assert near.get(("t", "a", "")) is None
