@@ -117,6 +117,10 @@ def cmd_serve(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
+# Added to the worker's scheduling niceness (0 is the default; 19 the lowest priority).
+WORKER_NICENESS = 10
+
+
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     # Polars' allocator (jemalloc) keeps freed pages for a while by default; returning them at
     # once keeps the worker's peak RSS near its live data on multi-million-movement ledgers.
@@ -128,6 +132,11 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     with resolved(settings) as concrete:
         if args.check:
             return 0 if asyncio.run(check_worker_health(concrete)) else 1
+        # Re-processing is background work: where the worker shares cores with the API (the
+        # dev command, a small host), reads must not queue behind it. Measured with
+        # bench/load.py on two cores: cached snapshot reads p99 430-470 ms instead of 700-830,
+        # at the same throughput or better. Alone on its host it changes nothing.
+        os.nice(WORKER_NICENESS)
         run_worker(concrete)
     return 0
 
