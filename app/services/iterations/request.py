@@ -140,15 +140,11 @@ async def request_iterations(
     notes: str | None = None,
     request_id: str | None = None,
 ) -> list[dict[str, Any]]:
-    """For each closing, queue a new iteration or merge the trigger (and notes) into the one
-    already queued; returns them in the closings' order.
-
-    The caller must hold the closings' locks (lock_open_closing) in this transaction. At most
-    three statements whatever the number of closings: a reference-data change re-processing a
-    client's closings holds all their locks meanwhile. A worker may claim a queued iteration
-    meanwhile: FOR UPDATE waits for its claim and then skips the row that is no longer queued,
-    so that closing gets an iteration of its own.
-    """
+    """For each closing, queue a new iteration or merge the trigger (and notes) into its queued
+    one; returns them in the closings' order. At most three statements, however many closings:
+    a reference-data change holds all their locks meanwhile, which the caller must hold
+    (lock_open_closing). A worker may claim a queued iteration meanwhile: FOR UPDATE waits for
+    the claim, then skips the row no longer queued, and that closing gets a new iteration."""
     assert trigger in TRIGGERS, trigger
     queued = (
         await conn.execute(
