@@ -53,7 +53,9 @@ async def publish(
         # The closing's lock first, as every request that queues or reviews takes it first:
         # taken after the iteration's row, it would deadlock with them.
         await conn.execute(
-            sa.select(closings.c.id).where(closings.c.id == claimed.closing_id).with_for_update()
+            sa.select(closings.c.id)
+            .where(closings.c.id == claimed.closing_id)
+            .with_for_update(key_share=True)
         )
         finished = (
             await conn.execute(

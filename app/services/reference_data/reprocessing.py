@@ -51,7 +51,7 @@ async def reprocess_affected_closings(
                     uses_touched_code,
                 )
                 .order_by(closings.c.id)  # a fixed lock order: concurrent changes cannot deadlock
-                .with_for_update(of=closings)
+                .with_for_update(of=closings, key_share=True)
             )
         )
         .scalars()

@@ -75,13 +75,15 @@ async def lock_closing(conn: AsyncConnection, tenant_id: uuid.UUID, closing_id: 
 
     The row lock serialises what changes a closing across API replicas (numbering and
     coalescing its iterations, reviews, closing it); the partial unique indexes on iterations
-    are the last line of defence.
+    are the last line of defence. It is FOR NO KEY UPDATE (as are the publish's and the
+    re-processing's): no closing's key ever changes, and unlike FOR UPDATE it lets rows that
+    merely reference the closing (an upload's staged ledger row) be inserted meanwhile.
     """
     row = (
         await conn.execute(
             sa.select(closings)
             .where(closings.c.id == closing_id, closings.c.tenant_id == tenant_id)
-            .with_for_update()
+            .with_for_update(key_share=True)
         )
     ).first()
     if row is None:
