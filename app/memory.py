@@ -57,6 +57,9 @@ def tune_malloc(arenas: int = 2) -> bool:
     return _LIBC.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and limited
 
 
+_PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
 def resident_bytes() -> int:
     """This process's resident set size (Linux; 0 where /proc is not there)."""
     try:
@@ -66,7 +69,6 @@ def resident_bytes() -> int:
         return 0
 
 
-_PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 # A job that grew the process by less than this left little to give back.
 RELEASE_GROWTH_BYTES = 64 * 1024 * 1024
 
