@@ -1,15 +1,50 @@
-"""Prometheus metrics of the service, in one registry (labels never carry ids: bounded)."""
+"""Prometheus metrics of the service, in one registry (labels never carry ids: bounded).
+
+An API of several processes (`serve` with WEB_CONCURRENCY > 1) sets PROMETHEUS_MULTIPROC_DIR
+for them: prometheus-client then keeps every process's counts in files there, and `exposed()`
+sums them, so /metrics and the cache statistics tell the same whichever process answers.
+Values known only at scrape time are rendered then (ScrapeCollector), never kept in a Gauge:
+a multi-process gauge would need one series per process.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+
+
+def exposed() -> CollectorRegistry:
+    """What /metrics shows: the counts of every API process when there are several, else
+    REGISTRY (this process's)."""
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        return REGISTRY
+    summed = CollectorRegistry()
+    multiprocess.MultiProcessCollector(summed)
+    return summed
+
+
+def totals(name: str) -> dict[tuple[str, ...], float]:
+    """Label values → count of the counter `name`, as /metrics shows it."""
+    return {
+        tuple(sample.labels.values()): sample.value
+        for family in exposed().collect()
+        if family.name == name
+        for sample in family.samples
+        if sample.name == f"{name}_total"
+    }
+
 
 HTTP_REQUESTS = Counter(
     "ledger_http_requests",
@@ -103,14 +138,31 @@ class WorkerStatsCollector(Collector):
         )
 
 
-# Set by /metrics at scrape time (NaN when their source did not answer in time).
-QUEUE_DEPTH = Gauge(
-    "ledger_queue_depth", "Iterations queued in Postgres, not yet started.", registry=REGISTRY
-)
-LIVE_WORKERS = Gauge("ledger_live_workers", "Workers with a fresh heartbeat.", registry=REGISTRY)
-SOURCE_UP = Gauge(
-    "ledger_metrics_source_up",
-    "1 when the scrape could read this source (postgres, redis), else 0.",
-    ["source"],
-    registry=REGISTRY,
-)
+class ScrapeCollector(Collector):
+    """The values /metrics reads at scrape time: queue depth, live workers, and whether each
+    source answered (NaN for a value whose source did not answer in time)."""
+
+    def __init__(self, queue_depth: int | None, live_workers: int | None, redis_up: bool) -> None:
+        self.queue_depth = queue_depth
+        self.live_workers = live_workers
+        self.redis_up = redis_up
+
+    def collect(self) -> Iterator[Metric]:
+        """ledger_queue_depth, ledger_live_workers, ledger_metrics_source_up."""
+        nan = float("nan")
+        depth = nan if self.queue_depth is None else self.queue_depth
+        workers = nan if self.live_workers is None else self.live_workers
+        yield GaugeMetricFamily(
+            "ledger_queue_depth", "Iterations queued in Postgres, not yet started.", value=depth
+        )
+        yield GaugeMetricFamily(
+            "ledger_live_workers", "Workers with a fresh heartbeat.", value=workers
+        )
+        up = GaugeMetricFamily(
+            "ledger_metrics_source_up",
+            "1 when the scrape could read this source (postgres, redis), else 0.",
+            labels=["source"],
+        )
+        up.add_metric(["postgres"], float(self.queue_depth is not None))
+        up.add_metric(["redis"], float(self.redis_up))
+        yield up

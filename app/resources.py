@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import cast
 
 from arq.connections import ArqRedis, RedisSettings
@@ -10,6 +11,7 @@ from redis.asyncio import BlockingConnectionPool
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from app.adapters.postgres.liveness import ping_when_idle
 from app.settings import Settings
 
 # Redis connections of one process: enough for its concurrent requests' calls (the limiter
@@ -37,17 +39,19 @@ def redis_url(settings: Settings) -> str:
 
 
 def create_engine(settings: Settings, *, pool_size: int = 10) -> AsyncEngine:
-    """The asyncpg-backed engine; connections are checked on checkout so a restart heals."""
-    return create_async_engine(
+    """The asyncpg-backed engine; a connection idle in the pool is checked before use, so a
+    restart heals (app/adapters/postgres/liveness.py)."""
+    engine = create_async_engine(
         database_url(settings),
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
         pool_recycle=1800,
         # Error messages never carry bound parameters: they include API key hashes.
         hide_parameters=True,
         connect_args={"timeout": 5, "command_timeout": 600},
     )
+    ping_when_idle(engine)
+    return engine
 
 
 def create_redis(settings: Settings) -> ArqRedis:
@@ -93,6 +97,14 @@ class Resources:
     settings: Settings
     engine: AsyncEngine
     redis: ArqRedis
+
+    @cached_property
+    def reader(self) -> AsyncEngine:
+        """The engine's pool, for work that only reads: its connections run each statement
+        on its own, outside a transaction. Under READ COMMITTED every statement sees its own
+        snapshot in a transaction or not, so BEGIN and COMMIT (or ROLLBACK) would only add two
+        round trips."""
+        return self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @classmethod
     def build(cls, settings: Settings) -> Resources:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -31,6 +32,11 @@ class RatePolicy:
         return policy
 
 
+def usable_cores(at_most: int) -> int:
+    """The cores this process may run on (its CPU affinity), at most `at_most`."""
+    return max(1, min(len(os.sched_getaffinity(0)), at_most))
+
+
 # BOOTSTRAP_API_KEY is an admin key chosen by an operator: it must be hard to guess.
 MIN_BOOTSTRAP_KEY_LENGTH = 32
 
@@ -47,6 +53,9 @@ class Settings(BaseSettings):
     redis_url: SecretStr | None = None
     port: int = 8000
     host: str = "127.0.0.1"
+    # API processes `serve` runs on that port (uvicorn's and gunicorn's name for it): a Python
+    # process computes on one core at a time. Default: the cores this process may use, at most 4.
+    web_concurrency: int = Field(default_factory=lambda: usable_cores(4), ge=1, le=64)
     data_dir: Path = Path(".data")
     bootstrap_api_key: SecretStr | None = None
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, gt=0)

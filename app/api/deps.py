@@ -60,6 +60,15 @@ async def get_conn(resources: ResourcesDep) -> AsyncIterator[AsyncConnection]:
 ConnDep = Annotated[AsyncConnection, Depends(get_conn, scope="function")]
 
 
+async def get_read_conn(resources: ResourcesDep) -> AsyncIterator[AsyncConnection]:
+    """A connection outside any transaction, for routes that only read (Resources.reader)."""
+    async with resources.reader.connect() as conn:
+        yield conn
+
+
+ReadConnDep = Annotated[AsyncConnection, Depends(get_read_conn, scope="function")]
+
+
 def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
 
@@ -78,7 +87,7 @@ async def get_principal(
     if principal is not None:
         request.state.principal = principal
         return principal
-    async with resources.engine.connect() as conn:
+    async with resources.reader.connect() as conn:
         principal = await authenticate(conn, credentials.credentials)
     if principal is not None:
         state.principals.put(digest, principal)

@@ -9,13 +9,13 @@ import asyncio
 import logging
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
 from typing import Any
 
 from app.cli.context import migrate_database, resolved, with_connection
+from app.cli.supervision import Supervised, stop_children, supervise
 from app.settings import MIN_BOOTSTRAP_KEY_LENGTH, Settings
 
 DEV_KEY_FILE = "dev-api-key"
@@ -40,54 +40,6 @@ def _dev_key(settings: Settings) -> str:
     return key
 
 
-class Supervised:
-    """A child process (`api` or `worker`) that is started again whenever it stops.
-
-    Restart budget: a child that ran at least HEALTHY_AFTER_SECONDS before stopping is simply
-    restarted (after a second). One that stops sooner is restarted after a pause that doubles
-    each time (1, 2, 4, 8, 16 s); past RESTART_LIMIT such quick failures in a row it is beyond
-    restarting (a port taken, a broken setting) and `dev` gives up rather than loop forever.
-    """
-
-    RESTART_LIMIT = 5
-    HEALTHY_AFTER_SECONDS = 60.0
-
-    def __init__(self, name: str, command: str, env: dict[str, str]) -> None:
-        self.name = name
-        self.args = [sys.executable, "-m", "app.cli", command]
-        self.env = env
-        self.quick_failures = 0
-        self.restart_at: float | None = None
-        self.process = self._start()
-
-    def _start(self) -> subprocess.Popen[bytes]:
-        self.started_at = time.monotonic()
-        return subprocess.Popen(self.args, env=self.env)
-
-    def exited(self, now: float) -> float | None:
-        """When the child stopped since the last call, the pause before its restart (then
-        scheduled); else None."""
-        if self.restart_at is not None or self.process.poll() is None:
-            return None
-        quick = now - self.started_at < self.HEALTHY_AFTER_SECONDS
-        self.quick_failures = self.quick_failures + 1 if quick else 0
-        pause = min(2.0 ** max(self.quick_failures - 1, 0), 16.0)
-        self.restart_at = now + pause
-        return pause
-
-    @property
-    def exhausted(self) -> bool:
-        """Whether it failed quickly too many times in a row to be worth starting again."""
-        return self.quick_failures > self.RESTART_LIMIT
-
-    def restart_if_due(self, now: float) -> None:
-        """Start the child again once its pause is over."""
-        if self.restart_at is not None and now >= self.restart_at:
-            self.restart_at = None
-            self.process = self._start()
-            logger.warning("dev: the %s was restarted (pid %d)", self.name, self.process.pid)
-
-
 def _wait_until_ready(
     url: str, stop: threading.Event, children: list[Supervised], timeout: float = 60.0
 ) -> bool:
@@ -108,32 +60,6 @@ def _wait_until_ready(
     return False
 
 
-def _supervise(children: list[Supervised], stop: threading.Event) -> int:
-    """Restart whichever child stops, until Ctrl+C (0) or a child's budget is spent (1)."""
-    while not stop.wait(0.5):
-        now = time.monotonic()
-        for child in children:
-            pause = child.exited(now)
-            if pause is not None and not stop.is_set():
-                if child.exhausted:
-                    logger.error(
-                        "dev: the %s stopped %d times in a row within %.0f s of its start; "
-                        "giving up",
-                        child.name,
-                        child.quick_failures,
-                        child.HEALTHY_AFTER_SECONDS,
-                    )
-                    return 1
-                logger.warning(
-                    "dev: the %s stopped (exit status %s); restarting it in %.0f s",
-                    child.name,
-                    child.process.returncode,
-                    pause,
-                )
-            child.restart_if_due(now)
-    return 0
-
-
 def cmd_dev(settings: Settings, _: argparse.Namespace) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # no log line per /ready poll
@@ -150,7 +76,7 @@ def cmd_dev(settings: Settings, _: argparse.Namespace) -> int:
         # Installed before the children start, so Ctrl+C at any moment stops them all and then
         # the embedded servers (when `resolved` exits), in that order.
         stop = _install_stop_handler()
-        children = [Supervised("api", "serve", env), Supervised("worker", "worker", env)]
+        children = [Supervised("api", ["serve"], env), Supervised("worker", ["worker"], env)]
         base = f"http://{concrete.host}:{concrete.port}"
         status = 0
         if _wait_until_ready(f"{base}/ready", stop, children):
@@ -159,11 +85,11 @@ def cmd_dev(settings: Settings, _: argparse.Namespace) -> int:
                 f"  Console:  {base}/ui\n  API key:  {key}\n\nPress Ctrl+C to stop.",
                 flush=True,
             )
-            status = _supervise(children, stop)
+            status = supervise(children, stop)
         elif not stop.is_set():
             print(f"the API did not become ready at {base}/ready", file=sys.stderr)
             status = 1
-        _stop_children([child.process for child in children])
+        stop_children([child.process for child in children])
     return status
 
 
@@ -172,19 +98,6 @@ def _install_stop_handler() -> threading.Event:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     return stop
-
-
-def _stop_children(children: list[subprocess.Popen[bytes]], timeout: float = 30.0) -> None:
-    for child in children:
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    for child in children:
-        try:
-            child.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
 
 
 def register(commands: Any) -> None:

@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import os
 import signal
+import socket
 import threading
 from types import FrameType
 from typing import Any
@@ -18,6 +19,7 @@ from fastapi import FastAPI
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from app.api.state import app_state
+from app.cli.api_processes import serve_processes
 from app.cli.context import resolved
 from app.main import create_app
 from app.memory import tune_malloc
@@ -94,8 +96,9 @@ class DrainingServer(uvicorn.Server):
             self.should_exit = True
 
 
-def serve(settings: Settings) -> None:
-    """Run the API until a signal stops it."""
+def serve(settings: Settings, listener: socket.socket | None = None) -> None:
+    """Run the API until a signal stops it, on `listener` when given (one of several API
+    processes), else on HOST:PORT."""
     app = create_app(settings)
     config = uvicorn.Config(
         app,
@@ -108,11 +111,17 @@ def serve(settings: Settings) -> None:
         server_header=False,
         timeout_graceful_shutdown=30,
     )
-    DrainingServer(config, app, settings.shutdown_drain_seconds).run()
+    server = DrainingServer(config, app, settings.shutdown_drain_seconds)
+    server.run(sockets=[listener] if listener is not None else None)
 
 
-def cmd_serve(settings: Settings, _: argparse.Namespace) -> int:
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    if args.listen_fd is not None:  # one of the processes started by serve_processes
+        serve(settings, socket.socket(fileno=args.listen_fd))
+        return 0
     with resolved(settings) as concrete:
+        if concrete.web_concurrency > 1:
+            return serve_processes(concrete)
         serve(concrete)
     return 0
 
@@ -143,7 +152,10 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 def register(commands: Any) -> None:
     """The `serve` and `worker` subcommands."""
-    commands.add_parser("serve", help="run the HTTP API").set_defaults(handler=cmd_serve)
+    serve_parser = commands.add_parser("serve", help="run the HTTP API")
+    # Internal: the listening socket inherited from the parent of several API processes.
+    serve_parser.add_argument("--listen-fd", type=int, default=None, help=argparse.SUPPRESS)
+    serve_parser.set_defaults(handler=cmd_serve)
     worker = commands.add_parser("worker", help="run a background worker")
     worker.add_argument(
         "--check",

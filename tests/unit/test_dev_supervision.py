@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.cli.dev import Supervised
+from app.cli.supervision import Supervised
 
 
 class FakeProcess:
@@ -41,7 +41,7 @@ def _crash(child: Supervised, clock: list[float], after: float) -> float | None:
 def test_restarts_after_a_healthy_run_and_backs_off_after_quick_failures(
     clock: list[float],
 ) -> None:
-    child = Supervised("api", "serve", {})
+    child = Supervised("api", ["serve"], {})
     first = child.process
     assert child.exited(clock[0]) is None  # running
     assert _crash(child, clock, after=600) == 1.0
@@ -61,7 +61,7 @@ def test_restarts_after_a_healthy_run_and_backs_off_after_quick_failures(
     assert child.exhausted  # a sixth quick failure in a row: dev gives up
 
     # A healthy run in between resets the count.
-    child = Supervised("worker", "worker", {})
+    child = Supervised("worker", ["worker"], {})
     for _ in range(3):
         _crash(child, clock, after=2)
         clock[0] += 20

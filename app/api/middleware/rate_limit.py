@@ -167,7 +167,7 @@ class RateLimitMiddleware:
         if token is not None:
 
             async def check() -> uuid.UUID | None:
-                async with resources.engine.connect() as conn:
+                async with resources.reader.connect() as conn:
                     principal = await authenticate(conn, token)
                 return principal.key_id if principal is not None else None
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 from pydantic import BeforeValidator
 
-from app.api.deps import Admin, ConnDep, Viewer
+from app.api.deps import Admin, ReadConnDep, Viewer
 from app.api.problems import problem_responses
 from app.api.schemas.audit import AuditPage
 from app.services.audit.read import AuditFilters, list_events
@@ -52,7 +52,7 @@ Cursor = Annotated[
 )
 async def list_audit_events(
     principal: Admin,
-    conn: ConnDep,
+    conn: ReadConnDep,
     client_id: uuid.UUID | None = None,
     closing_id: uuid.UUID | None = None,
     actor: Annotated[
@@ -81,7 +81,7 @@ async def get_account_history(
     client_id: uuid.UUID,
     code: Annotated[str, Path(max_length=100, pattern=NO_NUL)],
     principal: Viewer,
-    conn: ConnDep,
+    conn: ReadConnDep,
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from app.api.deps import AnalystActor, ConnDep, Viewer
+from app.api.deps import AnalystActor, ConnDep, ReadConnDep, Viewer
 from app.api.problems import problem_responses
 from app.api.schemas import Items
 from app.api.schemas.clients import ClientIn, ClientOut
@@ -28,7 +28,7 @@ async def create_client(body: ClientIn, actor: AnalystActor, conn: ConnDep) -> d
 
 
 @router.get("", response_model=Items[ClientOut], summary="List clients")
-async def list_clients(principal: Viewer, conn: ConnDep) -> dict[str, Any]:
+async def list_clients(principal: Viewer, conn: ReadConnDep) -> dict[str, Any]:
     return {"items": await clients.list_clients(conn, principal.tenant_id)}
 
 
@@ -38,5 +38,5 @@ async def list_clients(principal: Viewer, conn: ConnDep) -> dict[str, Any]:
     summary="Get a client",
     responses=problem_responses(404),
 )
-async def get_client(client_id: uuid.UUID, principal: Viewer, conn: ConnDep) -> dict[str, Any]:
+async def get_client(client_id: uuid.UUID, principal: Viewer, conn: ReadConnDep) -> dict[str, Any]:
     return await clients.get_client(conn, principal.tenant_id, client_id)

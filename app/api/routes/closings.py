@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException
 
-from app.api.deps import AnalystActor, ConnDep, Viewer
+from app.api.deps import AnalystActor, ConnDep, ReadConnDep, Viewer
 from app.api.problems import problem_responses
 from app.api.schemas import Items
 from app.api.schemas.closings import ClosingIn, ClosingOut, ClosingPatch
@@ -38,12 +38,16 @@ async def create_closing(
     response_model=Items[ClosingOut],
     summary="List a client's closings (newest period first)",
 )
-async def list_closings(client_id: uuid.UUID, principal: Viewer, conn: ConnDep) -> dict[str, Any]:
+async def list_closings(
+    client_id: uuid.UUID, principal: Viewer, conn: ReadConnDep
+) -> dict[str, Any]:
     return {"items": await closings.list_closings(conn, principal.tenant_id, client_id)}
 
 
 @router.get("/closings/{closing_id}", response_model=ClosingOut, summary="Get a closing")
-async def get_closing(closing_id: uuid.UUID, principal: Viewer, conn: ConnDep) -> dict[str, Any]:
+async def get_closing(
+    closing_id: uuid.UUID, principal: Viewer, conn: ReadConnDep
+) -> dict[str, Any]:
     return await closings.get_closing(conn, principal.tenant_id, closing_id)
 
 

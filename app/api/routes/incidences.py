@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Query
 from starlette.responses import Response
 
-from app.api.deps import ConnDep, CpuPoolDep, SnapshotsDep, Viewer
+from app.api.deps import CpuPoolDep, ReadConnDep, SnapshotsDep, Viewer
 from app.api.problems import problem_responses
-from app.api.schemas.snapshot import Snapshot
+from app.api.schemas.snapshot import MovementsPage, Snapshot
 from app.api.snapshot_view import SnapshotFilters, answer
 from app.services.snapshot_cache import queries
 
@@ -67,19 +67,26 @@ async def get_snapshot(
 @router.get(
     "/incidences/{key:path}/movements",
     summary="The movements behind one incidence, by line (keyset pagination)",
-    responses=problem_responses(
-        (404, "No such closing, no snapshot yet, or no such incidence in the snapshot")
-    ),
+    response_class=Response,
+    responses={
+        200: {"model": MovementsPage},
+        **problem_responses(
+            (400, "A cursor this API did not return for this closing"),
+            (404, "No such closing, no snapshot yet, or no such incidence in the snapshot"),
+        ),
+    },
 )
 async def list_movements(
     closing_id: uuid.UUID,
     key: str,
     principal: Viewer,
-    conn: ConnDep,
+    conn: ReadConnDep,
     cpu: CpuPoolDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
-) -> dict[str, Any]:
-    return await queries.movements_page(
+) -> Response:
+    # Rendered to JSON once per page and kept (queries.movements_page): no per-request encoding.
+    page = await queries.movements_page(
         conn, cpu, principal.tenant_id, closing_id, key, limit, cursor
     )
+    return Response(page, media_type="application/json")

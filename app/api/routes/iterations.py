@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from app.api.deps import AnalystActor, ConnDep, CpuPoolDep, ResourcesDep, Viewer
+from app.api.deps import AnalystActor, CpuPoolDep, ReadConnDep, ResourcesDep, Viewer
 from app.api.multipart import receive_ledger
 from app.api.problems import problem_responses
 from app.api.schemas import Page
@@ -154,7 +154,7 @@ async def reprocess_closing(
 async def list_iterations(
     closing_id: uuid.UUID,
     principal: Viewer,
-    conn: ConnDep,
+    conn: ReadConnDep,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size")] = DEFAULT_PAGE,
     cursor: Annotated[
         int | None,
@@ -171,7 +171,7 @@ async def list_iterations(
     summary="One iteration, with its diff against the previous succeeded one",
 )
 async def get_iteration(
-    closing_id: uuid.UUID, number: IterationNumber, principal: Viewer, conn: ConnDep
+    closing_id: uuid.UUID, number: IterationNumber, principal: Viewer, conn: ReadConnDep
 ) -> Response:
     await check_closing(conn, principal.tenant_id, closing_id)
     resource, diff_json = await iterations.get_iteration(conn, closing_id, number)
@@ -194,7 +194,7 @@ async def get_diff(
     closing_id: uuid.UUID,
     request: Request,
     principal: Viewer,
-    conn: ConnDep,
+    conn: ReadConnDep,
     cpu: CpuPoolDep,
     from_: Annotated[int, Query(alias="from", ge=1, le=MAX_NUMBER)],
     to: Annotated[int, Query(ge=1, le=MAX_NUMBER)],

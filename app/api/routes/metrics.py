@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from app.adapters.redis.heartbeat import live_workers
 from app.api.deps import ResourcesDep
-from app.metrics import LIVE_WORKERS, QUEUE_DEPTH, REGISTRY, SOURCE_UP, WorkerStatsCollector
+from app.metrics import ScrapeCollector, WorkerStatsCollector, exposed
 from app.resources import Resources
 from app.services.ops import job_metrics
 from app.services.ops.probes import queued_iterations
@@ -30,8 +30,8 @@ async def _bounded(awaitable: Awaitable[T], timeout: float) -> T | None:
         return None
 
 
-async def _refresh(resources: Resources) -> WorkerStatsCollector:
-    """Set the scrape-time gauges; returns the workers' counters, read from Redis."""
+async def _scrape(resources: Resources) -> CollectorRegistry:
+    """What is read at scrape time: queue depth, live workers and the workers' counters."""
     settings = resources.settings
     timeout = settings.probe_timeout_seconds
     depth, workers, stats = await asyncio.gather(
@@ -39,20 +39,17 @@ async def _refresh(resources: Resources) -> WorkerStatsCollector:
         _bounded(live_workers(resources.redis, settings.redis_key_prefix), timeout),
         _bounded(job_metrics.read(resources.redis, settings.redis_key_prefix), timeout),
     )
-    QUEUE_DEPTH.set(float("nan") if depth is None else depth)
-    LIVE_WORKERS.set(float("nan") if workers is None else workers)
-    SOURCE_UP.labels("postgres").set(depth is not None)
-    SOURCE_UP.labels("redis").set(workers is not None and stats is not None)
-    return WorkerStatsCollector(stats)
+    scrape = CollectorRegistry(auto_describe=False)
+    scrape.register(ScrapeCollector(depth, workers, workers is not None and stats is not None))
+    scrape.register(WorkerStatsCollector(stats))
+    return scrape
 
 
 @router.get("/metrics", include_in_schema=False)
 async def metrics(resources: ResourcesDep) -> Response:
     # Every name is in the classic character set, so the 0.0.4 text format is exact and every
     # Prometheus version (and promtool) reads it.
-    worker_stats = await _refresh(resources)
-    scrape = CollectorRegistry(auto_describe=False)
-    scrape.register(worker_stats)
+    scrape = await _scrape(resources)
     return Response(
-        generate_latest(REGISTRY) + generate_latest(scrape), media_type=CONTENT_TYPE_PLAIN_0_0_4
+        generate_latest(exposed()) + generate_latest(scrape), media_type=CONTENT_TYPE_PLAIN_0_0_4
     )

@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 
 from app.adapters.cpu_pool import CpuPool
 from app.api.bulk import read_csv, read_json
-from app.api.deps import AnalystActor, ConnDep, CpuPoolDep, ResourcesDep, Viewer
+from app.api.deps import AnalystActor, CpuPoolDep, ReadConnDep, ResourcesDep, Viewer
 from app.api.middleware.body_limit import BULK_BODY_BYTES
 from app.api.problems import problem_responses
 from app.api.schemas import Items, StrictModel
@@ -164,7 +164,7 @@ async def upsert_accounts(
 async def list_accounts(
     client_id: uuid.UUID,
     principal: Viewer,
-    conn: ConnDep,
+    conn: ReadConnDep,
     unclassified: Annotated[
         bool, Query(description="Only accounts without classification")
     ] = False,
@@ -213,6 +213,6 @@ async def upsert_document_types(
     summary="List the document types",
 )
 async def list_document_types(
-    client_id: uuid.UUID, principal: Viewer, conn: ConnDep
+    client_id: uuid.UUID, principal: Viewer, conn: ReadConnDep
 ) -> dict[str, Any]:
     return {"items": await reference_data.list_document_types(conn, principal.tenant_id, client_id)}

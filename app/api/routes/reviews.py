@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from app.api.deps import AnalystActor, ConnDep, ResourcesDep, Viewer
+from app.api.deps import AnalystActor, ReadConnDep, ResourcesDep, Viewer
 from app.api.problems import problem_responses
 from app.api.schemas import Items
 from app.api.schemas.reviews import ReviewIn, ReviewOut
@@ -39,5 +39,7 @@ async def put_review(
     summary="The closing's reviews",
     responses=problem_responses((404, "No such closing")),
 )
-async def list_reviews(closing_id: uuid.UUID, principal: Viewer, conn: ConnDep) -> dict[str, Any]:
+async def list_reviews(
+    closing_id: uuid.UUID, principal: Viewer, conn: ReadConnDep
+) -> dict[str, Any]:
     return {"items": await store.list_reviews(conn, principal.tenant_id, closing_id)}

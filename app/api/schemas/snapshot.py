@@ -86,3 +86,29 @@ class Snapshot(BaseModel):
         default=None,
         description="Present when filtered or paged (`type`, `severity`, `limit`, `offset`)",
     )
+
+
+class Movement(BaseModel):
+    """One ledger row behind an incidence, as read from the file."""
+
+    line: int = Field(description="The row's line in the file (the header is line 1)")
+    account_code: str | None
+    date: date | None
+    voucher: str | None
+    document_type: str | None
+    document_number: str | None
+    description: str | None
+    account_name: str | None
+    cost_center: str | None
+    third_party: str | None
+    debit: Amount | None
+    credit: Amount | None
+    invalid_field: str | None = Field(description="For a rejected row: the field that failed")
+    invalid_reason: str | None = Field(description="For a rejected row: why it failed")
+
+
+class MovementsPage(BaseModel):
+    """A page of the movements behind an incidence, by ascending line."""
+
+    items: list[Movement]
+    next_cursor: str | None = Field(description="Pass it as `cursor` for the next page")

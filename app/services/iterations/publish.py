@@ -44,19 +44,11 @@ async def publish(
     diff: dict[str, Any],
 ) -> Published | None:
     """Store the result, finish the iteration and point the snapshot at it, in one transaction.
-
-    The served body adds the closing's reviews, read under the closing's lock so that no
-    review slips in between. Returns None (and changes nothing) when the claim was lost to
-    another attempt.
-    """
+    Returns None (and changes nothing) when the claim was lost to another attempt."""
     async with engine.begin() as conn:
-        # The closing's lock first, as every request that queues or reviews takes it first:
-        # taken after the iteration's row, it would deadlock with them.
-        await conn.execute(
-            sa.select(closings.c.id)
-            .where(closings.c.id == claimed.closing_id)
-            .with_for_update(key_share=True)
-        )
+        # The iteration's row first: it stays locked until the commit, so a lost claim changes
+        # nothing, and no other attempt can publish it meanwhile. No request locks a running
+        # iteration's row, so holding it while waiting for the closing's lock cannot deadlock.
         finished = (
             await conn.execute(
                 sa.update(iterations)
@@ -75,6 +67,8 @@ async def publish(
         ).first()
         if finished is None:
             return None
+        # The result's bytes go in before the closing's lock is taken: requests that queue or
+        # review take that lock too, and must not wait for this copy.
         await conn.execute(
             sa.insert(iteration_results).values(
                 iteration_id=claimed.iteration_id, content_hash=content_hash, document=document
@@ -86,6 +80,12 @@ async def publish(
             incidence_lines.name,
             records=[(claimed.iteration_id, key, packed) for key, packed in lines.items()],
             columns=["iteration_id", "key", "lines"],
+        )
+        # The served body adds the closing's reviews: read under its lock, no review slips in.
+        await conn.execute(
+            sa.select(closings.c.id)
+            .where(closings.c.id == claimed.closing_id)
+            .with_for_update(key_share=True)
         )
         body, served_hash = await compose(conn, claimed.closing_id, document, content_hash)
         revision = await conn.scalar(

@@ -6,6 +6,7 @@ A PUT is an upsert: rows absent from the request are kept. Optional fields (`nam
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -15,8 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.adapters.postgres.tables import accounts, clients, document_types
-from app.domain.errors import NotFound
+from app.adapters.postgres.tables import accounts, document_types
 from app.resources import Resources
 from app.services.audit.record import Actor, Change, field_changes, record
 from app.services.iterations.request import enqueue
@@ -29,6 +29,7 @@ from app.services.reference_data.changes import (
     normalise,
     plan_changes,
 )
+from app.services.reference_data.locks import lock_codes
 from app.services.reference_data.reprocessing import reprocess_affected_closings
 from app.services.snapshot_cache import writes as cache_writes
 from app.services.tenancy.clients import get_client
@@ -52,20 +53,6 @@ ACCOUNTS = Kind(
 DOCUMENT_TYPES = Kind(
     document_types, DOCUMENT_TYPE_ALIASES, (), upper_codes=True, resource="document_type"
 )
-
-
-async def _lock_client(conn: AsyncConnection, tenant_id: uuid.UUID, client_id: uuid.UUID) -> None:
-    """Serialise reference-data writes of one client so the created/updated counts are exact.
-
-    FOR NO KEY UPDATE does not block inserts that merely reference the client (closings).
-    """
-    found = await conn.scalar(
-        sa.select(clients.c.id)
-        .where(clients.c.id == client_id, clients.c.tenant_id == tenant_id)
-        .with_for_update(key_share=True)
-    )
-    if found is None:
-        raise NotFound(f"client {client_id} not found")
 
 
 def _text_array(values: Iterable[str | None]) -> sa.ColumnElement[Any]:
@@ -141,7 +128,7 @@ async def put_reference_data(
     incoming = normalise(entries, optional=kind.optional, upper_codes=kind.upper_codes)
     queued: list[dict[str, Any]] = []
     async with resources.engine.begin() as conn:
-        await _lock_client(conn, actor.tenant_id, client_id)
+        await lock_codes(conn, actor.tenant_id, client_id, kind.resource, incoming)
         existing = await _existing(conn, kind.table, client_id, incoming)
         plan = plan_changes(existing, incoming, kind.optional)
         await _upsert(conn, kind.table, client_id, plan.rows)
@@ -159,10 +146,12 @@ async def put_reference_data(
                 account_codes=touched if kind is ACCOUNTS else (),
                 document_type_codes=touched if kind is DOCUMENT_TYPES else (),
             )
-    # Workers must find the iterations committed, so the jobs are queued only now.
-    await enqueue(resources, queued)
-    if trigger is not None:  # committed: no process may serve this client's cached snapshots
-        await cache_writes.invalidate_client(resources, actor.tenant_id, client_id)
+    # Workers must find the iterations committed, so the jobs are queued only now; and now no
+    # process may serve this client's cached snapshots. Both at once: neither waits for the other.
+    after_commit = [enqueue(resources, queued)]
+    if trigger is not None:
+        after_commit.append(cache_writes.invalidate_client(resources, actor.tenant_id, client_id))
+    await asyncio.gather(*after_commit)
     return {"created": len(plan.created), "updated": len(plan.changed), "iterations": queued}
 
 

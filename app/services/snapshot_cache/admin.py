@@ -6,26 +6,14 @@ import uuid
 from collections import defaultdict
 from typing import Any
 
-from prometheus_client import Counter
-
 from app.adapters.redis import REDIS_FAILURES
 from app.adapters.redis.snapshot_cache import KINDS, Event
-from app.metrics import CACHE_ERRORS, CACHE_INVALIDATIONS, CACHE_LOOKUPS
+from app.metrics import CACHE_INVALIDATIONS, totals
 from app.services.audit.record import Actor, Change, record
 from app.services.snapshot_cache.local import notify_local
 from app.services.snapshot_cache.repository import SnapshotRepository
 from app.services.tenancy.clients import get_client
 from app.services.tenancy.closings import check_closing
-
-
-def _totals(counter: Counter) -> dict[tuple[str, ...], float]:
-    """Label values → count, read from the Prometheus counter itself (so /metrics agrees)."""
-    return {
-        tuple(sample.labels.values()): sample.value
-        for family in counter.collect()
-        for sample in family.samples
-        if sample.name.endswith("_total")
-    }
 
 
 def _rates(hits: float, misses: float, bypasses: float) -> dict[str, Any]:
@@ -39,12 +27,14 @@ def _rates(hits: float, misses: float, bypasses: float) -> dict[str, Any]:
 
 
 async def stats(repository: SnapshotRepository, tenant: uuid.UUID) -> dict[str, Any]:
-    """Lookup counters of this process (all tenants, as on /metrics) and the tenant's keys."""
+    """Lookup counters of the API (all tenants, as on /metrics) and the tenant's keys."""
     lookups: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    for (kind, outcome), value in _totals(CACHE_LOOKUPS).items():
+    for (kind, outcome), value in totals("ledger_cache_lookups").items():
         lookups[kind][outcome] += value
-    errors = {labels[0]: value for labels, value in _totals(CACHE_ERRORS).items()}
-    invalidations = {labels[0]: int(v) for labels, v in _totals(CACHE_INVALIDATIONS).items()}
+    errors = {labels[0]: value for labels, value in totals("ledger_cache_errors").items()}
+    invalidations = {
+        labels[0]: int(v) for labels, v in totals("ledger_cache_invalidations").items()
+    }
     try:
         keys: dict[str, dict[str, Any]] | None = await repository.cache.key_stats(tenant)
     except REDIS_FAILURES:
@@ -98,7 +88,7 @@ async def invalidate(
     tenant = actor.tenant_id
     cache = repository.cache
     if closing is not None or client is not None:
-        async with repository.engine.connect() as conn:
+        async with repository.reader.connect() as conn:
             if closing is not None:
                 await check_closing(conn, tenant, closing)
             else:

@@ -81,6 +81,7 @@ class SnapshotRepository:
         self._indexing: dict[_IndexKey, asyncio.Future[ViewIndex]] = {}
         self.settings = settings
         self.engine = resources.engine
+        self.reader = resources.reader
         self.cache = SnapshotCache.for_settings(resources.redis, settings)
         self.near = NearCache(settings.cache_near_max_bytes)
         self.breaker = CircuitBreaker(
@@ -120,7 +121,7 @@ class SnapshotRepository:
     async def reconcile(self) -> int:
         """Drop cached snapshots older than Postgres's recent publishes (see listener)."""
         window = self.settings.cache_snapshot_ttl_seconds
-        dropped = await reconcile(self.engine, self.cache, window)
+        dropped = await reconcile(self.reader, self.cache, window)
         for tenant, closing in dropped:  # at once here; other processes hear it by pub/sub
             local.notify_local(Event("closing", str(tenant), str(closing)))
         return len(dropped)
@@ -261,7 +262,7 @@ class SnapshotRepository:
         self, tenant: uuid.UUID, closing: uuid.UUID, known: SnapshotEntry | None, outcome: str
     ) -> Served:
         """Read the snapshot from Postgres (its document only when `known` is not current)."""
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             loaded = await load_snapshot(conn, tenant, closing, known.version if known else None)
         if loaded is None:
             assert known is not None

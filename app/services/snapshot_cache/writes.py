@@ -44,7 +44,7 @@ async def cache_published(
     first read is a hit, and announce it. Its revision is its version. Never raises: what was
     committed stands whatever happens here."""
     try:
-        async with resources.engine.connect() as conn:
+        async with resources.reader.connect() as conn:
             tenant, client = await loads.owner(conn, closing)
         entry = SnapshotEntry(revision, content_hash, str(client), body)
         await _store_published(resources, tenant, closing, entry)
@@ -57,7 +57,7 @@ async def refresh(resources: Resources, tenant: uuid.UUID, closing: uuid.UUID) -
     """Serve the closing's snapshot as Postgres has it now (after a review, say): recompose it,
     write it to Redis and announce it, before the change is answered. Never raises."""
     try:
-        async with resources.engine.connect() as conn:
+        async with resources.reader.connect() as conn:
             entry = await loads.load_snapshot(conn, tenant, closing)
         assert entry is not None  # no known version was given: the document is always read
         await _store_published(resources, tenant, closing, entry)
@@ -106,13 +106,13 @@ async def invalidate_client(resources: Resources, tenant: uuid.UUID, client: uui
 async def warm(resources: Resources) -> tuple[int, int]:
     """Load the snapshot of every open closing into Redis; (written, already current)."""
     cache = SnapshotCache.for_settings(resources.redis, resources.settings)
-    async with resources.engine.connect() as conn:
+    async with resources.reader.connect() as conn:
         targets = await loads.open_snapshots(conn)
     written = current = 0
     for tenant, closing in targets:
         cached = await cache.read(tenant, closing, "")
         try:
-            async with resources.engine.connect() as conn:
+            async with resources.reader.connect() as conn:
                 loaded = await loads.load_snapshot(
                     conn, tenant, closing, cached.version if cached else None
                 )

@@ -35,7 +35,7 @@ class ReceivedLedger:
 
 async def check_can_upload(resources: Resources, actor: Actor, closing_id: uuid.UUID) -> None:
     """404 or 409 before the upload's body is received, not after."""
-    async with resources.engine.connect() as conn:
+    async with resources.reader.connect() as conn:
         await check_open_closing(conn, actor.tenant_id, closing_id)
 
 

@@ -1,0 +1,70 @@
+"""Which reference-data writes of a client wait for one another: those touching the same codes.
+
+A write reads the rows it is about to change, to count what it creates and updates and to audit
+each field's before/after; another write of the same codes must not slip in between. Locking
+the client made every write of a client wait for the one before it, however unrelated: a busy
+client's edits queued one behind another, each holding the lock for all its statements. Here a
+write of at most PER_CODE_LIMIT codes takes one transaction-scoped advisory lock per code, in a
+fixed order (no deadlock), and shares the client's lock; a larger one (a whole chart) takes the
+client's lock exclusively instead, so the number of locks held stays bounded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Collection
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.adapters.postgres.tables import clients
+from app.domain.errors import NotFound
+
+# Codes a write may lock one by one; Postgres's lock table holds max_locks_per_transaction (64)
+# locks per connection on average.
+PER_CODE_LIMIT = 32
+
+
+def _lock_key(*parts: str) -> int:
+    """A signed 64-bit advisory lock key for these parts (collisions only over-serialise)."""
+    digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+async def lock_codes(
+    conn: AsyncConnection,
+    tenant_id: uuid.UUID,
+    client_id: uuid.UUID,
+    resource: str,
+    codes: Collection[str],
+) -> None:
+    """Wait until no other transaction writes these codes of the tenant's client's `resource`
+    (account, document_type), and keep them until this one ends; NotFound for another
+    tenant's client. One statement, and no lock at all unless the client is the tenant's."""
+    client_key = _lock_key("reference-data", str(client_id))
+    locks: list[sa.ColumnElement[object]]
+    if len(codes) > PER_CODE_LIMIT:
+        locks = [sa.func.pg_advisory_xact_lock(sa.literal(client_key, sa.BigInteger))]
+    else:
+        code_keys = sorted(_lock_key(resource, str(client_id), code) for code in codes)
+        keys = (
+            sa.func.unnest(sa.literal(code_keys, pg.ARRAY(sa.BigInteger)))
+            .table_valued("key")
+            .render_derived()
+        )
+        each_code = sa.select(sa.func.count(sa.func.pg_advisory_xact_lock(keys.c.key)))
+        # The select list is evaluated in order: the client's lock is shared first, then each
+        # code's is taken, in the order of the array (sorted).
+        locks = [
+            sa.func.pg_advisory_xact_lock_shared(sa.literal(client_key, sa.BigInteger)),
+            each_code.scalar_subquery(),
+        ]
+    found = await conn.scalar(
+        sa.select(clients.c.id, *locks).where(
+            clients.c.id == client_id, clients.c.tenant_id == tenant_id
+        )
+    )
+    if found is None:
+        raise NotFound(f"client {client_id} not found")
