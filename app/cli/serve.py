@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import signal
 import socket
@@ -112,6 +113,12 @@ def serve(settings: Settings, listener: socket.socket | None = None) -> None:
         timeout_graceful_shutdown=30,
     )
     server = DrainingServer(config, app, settings.shutdown_drain_seconds)
+    # What exists by now (modules, routes, schemas: some 170,000 objects) lives as long as the
+    # process: frozen out of the garbage collector, a full collection scans only what requests
+    # made since. Each is a pause of the event loop: 100-200 ms before, 20-70 ms after
+    # (bench/load.py, two cores).
+    gc.collect()
+    gc.freeze()
     server.run(sockets=[listener] if listener is not None else None)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from app.api.schemas import Amount, StrictModel, Text
-from app.services.iterations.request import MAX_COALESCED_TRIGGERS
+from app.services.iterations.coalesce import MAX_COALESCED_TRIGGERS
 
 
 class Figures(BaseModel):

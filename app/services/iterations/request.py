@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.adapters.postgres.tables import closings, iterations, ledgers
@@ -16,6 +15,7 @@ from app.adapters.queue import enqueue_iteration
 from app.domain.errors import Conflict, NotFound
 from app.resources import Resources
 from app.services.audit.record import Actor, Change, record
+from app.services.iterations.coalesce import PUBLIC, merge, uuid_array
 from app.services.tenancy.closings import lock_open_closing
 
 TRIGGERS = (
@@ -28,29 +28,8 @@ TRIGGERS = (
     "accounts_updated",
 )
 
-_PUBLIC = (
-    iterations.c.id,
-    iterations.c.closing_id,
-    iterations.c.number,
-    iterations.c.trigger,
-    iterations.c.coalesced_triggers,
-    iterations.c.status,
-    iterations.c.progress,
-    iterations.c.requested_by,
-    iterations.c.notes,
-    iterations.c.queued_at,
-    iterations.c.started_at,
-    iterations.c.finished_at,
-    iterations.c.movements_processed,
-    iterations.c.error,
-    iterations.c.summary,
-    iterations.c.diff,
-    iterations.c.parse,
-    iterations.c.attempts,
-)
 
-
-_WITHOUT_DIFF = tuple(column for column in _PUBLIC if column is not iterations.c.diff)
+_WITHOUT_DIFF = tuple(column for column in PUBLIC if column is not iterations.c.diff)
 
 
 def to_resource(row: Any) -> dict[str, Any]:
@@ -80,39 +59,6 @@ def to_resource(row: Any) -> dict[str, Any]:
         "parse": data.get("parse"),
         "attempts": data["attempts"],
     }
-
-
-MAX_NOTES_LENGTH = 10_000
-# A script hammering reprocess (or a burst of chart edits) while a run waits must not grow one
-# row without bound: past this many entries the oldest merged triggers are dropped.
-MAX_COALESCED_TRIGGERS = 1_000
-
-
-def merged_triggers(queued: Any, trigger: str) -> list[str]:
-    """coalesced_triggers once `trigger` is merged into the queued iteration (SPEC §5/§6).
-
-    Every merged trigger is recorded, in order of arrival, repeats (of the iteration's own
-    trigger too) included; only the newest MAX_COALESCED_TRIGGERS are kept.
-    """
-    return [*(queued.coalesced_triggers or []), trigger][-MAX_COALESCED_TRIGGERS:]
-
-
-def merged_notes(queued: Any, notes: str | None, requested_by: str | None) -> str | None:
-    """The queued iteration's notes once a request with `notes` is merged into it.
-
-    Notes are never lost: empty notes take the request's; otherwise the request's are appended
-    on a new line, prefixed with its requester (`name: text`) when that is not the iteration's
-    own `requested_by`. A note already there is not repeated, and the whole stays within
-    MAX_NOTES_LENGTH (the earliest notes are kept).
-    """
-    if not notes or not notes.strip():
-        return queued.notes
-    line = notes if requested_by == queued.requested_by else f"{requested_by or '?'}: {notes}"
-    if not queued.notes:
-        return line[:MAX_NOTES_LENGTH]
-    if f"\n{line}\n" in f"\n{queued.notes}\n":
-        return queued.notes
-    return f"{queued.notes}\n{line}"[:MAX_NOTES_LENGTH]
 
 
 async def request_iteration(
@@ -155,65 +101,18 @@ async def request_iterations(
                 iterations.c.requested_by,
                 iterations.c.notes,
             )
-            .where(iterations.c.closing_id == sa.any_(_uuid_array(closing_ids)))
+            .where(iterations.c.closing_id == sa.any_(uuid_array(closing_ids)))
             .where(iterations.c.status == "queued")
             .order_by(iterations.c.closing_id)
             .with_for_update()
         )
     ).all()
-    merged = await _merge(conn, queued, trigger, notes, requested_by) if queued else []
+    merged = await merge(conn, queued, trigger, notes, requested_by) if queued else []
     waiting = {row.closing_id for row in queued}
     fresh = [closing_id for closing_id in closing_ids if closing_id not in waiting]
     created = await _create(conn, fresh, trigger, requested_by, notes, request_id) if fresh else []
     by_closing = {row.closing_id: to_resource(row) for row in (*merged, *created)}
     return [by_closing[closing_id] for closing_id in closing_ids]
-
-
-def _uuid_array(values: Sequence[uuid.UUID]) -> sa.BindParameter[Any]:
-    return sa.bindparam(None, list(values), type_=pg.ARRAY(pg.UUID(as_uuid=True)))
-
-
-def _current_parse(closing_id: sa.ColumnElement[uuid.UUID]) -> sa.ScalarSelect[Any]:
-    """How the closing's current ledger is read, as far as known (see migration 0008)."""
-    return (
-        sa.select(ledgers.c.parse)
-        .join(closings, closings.c.ledger_id == ledgers.c.id)
-        .where(closings.c.id == closing_id)
-        .scalar_subquery()
-    )
-
-
-async def _merge(
-    conn: AsyncConnection,
-    queued: Sequence[Any],
-    trigger: str,
-    notes: str | None,
-    requested_by: str | None,
-) -> Sequence[Any]:
-    """Merge the request into the queued iterations: one UPDATE from a VALUES list."""
-    merges = sa.values(
-        sa.column("id", pg.UUID(as_uuid=True)),
-        sa.column("triggers", pg.ARRAY(sa.Text)),
-        sa.column("notes", sa.Text),
-        name="merges",
-    ).data(
-        [
-            (row.id, merged_triggers(row, trigger), merged_notes(row, notes, requested_by))
-            for row in queued
-        ]
-    )
-    return (
-        await conn.execute(
-            sa.update(iterations)
-            .where(iterations.c.id == merges.c.id)
-            .values(
-                coalesced_triggers=merges.c.triggers,
-                notes=merges.c.notes,
-                parse=_current_parse(iterations.c.closing_id),
-            )
-            .returning(*_PUBLIC)
-        )
-    ).all()
 
 
 async def _create(
@@ -243,11 +142,11 @@ async def _create(
     source = (
         sa.select(*(value.label(name) for name, value in values.items()))
         .select_from(closings.outerjoin(ledgers, ledgers.c.id == closings.c.ledger_id))
-        .where(closings.c.id == sa.any_(_uuid_array(closing_ids)))
+        .where(closings.c.id == sa.any_(uuid_array(closing_ids)))
     )
     return (
         await conn.execute(
-            sa.insert(iterations).from_select(list(values), source).returning(*_PUBLIC)
+            sa.insert(iterations).from_select(list(values), source).returning(*PUBLIC)
         )
     ).all()
 
@@ -292,7 +191,7 @@ async def list_iterations(
 ) -> dict[str, Any]:
     """A page of the closing's iterations, newest first: at most `limit` numbered below
     `before` (keyset pagination); `next_cursor` is the `before` of the next page, or None."""
-    query = sa.select(*_PUBLIC).where(iterations.c.closing_id == closing_id)
+    query = sa.select(*PUBLIC).where(iterations.c.closing_id == closing_id)
     if before is not None:
         query = query.where(iterations.c.number < before)
     rows = (await conn.execute(query.order_by(iterations.c.number.desc()).limit(limit + 1))).all()

@@ -4,7 +4,6 @@ queued iteration, and the closing's state and owner checked first."""
 from __future__ import annotations
 
 import uuid
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -13,12 +12,8 @@ from fastapi import FastAPI
 
 from app.adapters.postgres.tables import iterations, ledgers
 from app.domain.errors import Conflict, NotFound
-from app.services.iterations.request import (
-    MAX_COALESCED_TRIGGERS,
-    merged_triggers,
-    request_iteration,
-    request_iterations,
-)
+from app.services.iterations.coalesce import MAX_COALESCED_TRIGGERS, merge_into_every_queued
+from app.services.iterations.request import request_iteration, request_iterations
 from app.services.reviews.close import set_status
 from app.services.tenancy.closings import lock_open_closing
 from tests.integration.service_support import analyst, owned_closing, transaction
@@ -91,14 +86,49 @@ async def test_one_request_for_many_closings_merges_where_queued_and_numbers_the
     assert [a["parse"] for a in answers] == [{"kind": str(closing)} for closing in order]
 
 
-def test_merged_triggers_keep_the_newest_thousand() -> None:
+async def test_merged_triggers_keep_the_newest_thousand(app: FastAPI) -> None:
     assert MAX_COALESCED_TRIGGERS == 1000
-    full = SimpleNamespace(trigger="initial", coalesced_triggers=["manual", *["x"] * 999])
-    merged = merged_triggers(full, "accounts_updated")
-    assert len(merged) == 1000
-    assert merged[:999] == ["x"] * 999 and merged[-1] == "accounts_updated"  # "manual" dropped
-    short = SimpleNamespace(trigger="manual", coalesced_triggers=[])
-    assert merged_triggers(short, "manual") == ["manual"]
+    owned = await owned_closing(app)
+    queued = await _request(app, owned.tenant_id, owned.closing_id, "manual")
+    assert queued["coalesced_triggers"] == []
+    merged = await _request(app, owned.tenant_id, owned.closing_id, "manual")
+    assert merged["coalesced_triggers"] == ["manual"]
+    async with transaction(app) as conn:
+        await conn.execute(
+            sa.update(iterations)
+            .where(iterations.c.id == queued["id"])
+            .values(coalesced_triggers=["manual", *["x"] * 999])
+        )
+    full = await _request(app, owned.tenant_id, owned.closing_id, "accounts_updated")
+    assert len(full["coalesced_triggers"]) == 1000
+    assert full["coalesced_triggers"][:999] == ["x"] * 999  # "manual", the oldest, dropped
+    assert full["coalesced_triggers"][-1] == "accounts_updated"
+
+
+async def test_a_change_joins_every_queued_run_or_changes_nothing(app: FastAPI) -> None:
+    first, second = [await owned_closing(app) for _ in range(2)]
+    one = await _request(app, first.tenant_id, first.closing_id, "initial", notes="kept")
+    order = sorted([first.closing_id, second.closing_id])
+    async with transaction(app) as conn:  # the second closing has no queued run: no change
+        assert await merge_into_every_queued(conn, order, "accounts_updated") is None
+        untouched = await conn.scalar(
+            sa.select(iterations.c.coalesced_triggers).where(iterations.c.id == one["id"])
+        )
+        assert untouched == []
+        # The row it had locked was released with the savepoint: the closing's own request
+        # path can take it in the same transaction, as reprocessing then does.
+        assert await request_iterations(conn, order, "accounts_updated", requested_by="svc")
+    async with transaction(app) as conn:
+        merged = await merge_into_every_queued(conn, order, "classification_updated")
+    assert merged is not None
+    assert [row.closing_id for row in merged] == order
+    assert [list(row.coalesced_triggers) for row in merged] == [
+        ["accounts_updated", "classification_updated"]
+        if row.closing_id == first.closing_id
+        else ["classification_updated"]
+        for row in merged
+    ]
+    assert {row.notes for row in merged if row.closing_id == first.closing_id} == {"kept"}
 
 
 async def test_a_closed_closing_refuses_requests_and_another_tenant_sees_none(

@@ -1,0 +1,151 @@
+"""Coalescing: a request for a closing whose iteration is still queued is merged into it
+(SPEC §5/§6) instead of queueing another run."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.adapters.postgres.tables import closings, iterations, ledgers
+
+MAX_NOTES_LENGTH = 10_000
+# A script hammering reprocess (or a burst of chart edits) while a run waits must not grow one
+# row without bound: past this many entries the oldest merged triggers are dropped.
+MAX_COALESCED_TRIGGERS = 1_000
+
+# The iteration's columns the API shows (request.to_resource).
+PUBLIC = (
+    iterations.c.id,
+    iterations.c.closing_id,
+    iterations.c.number,
+    iterations.c.trigger,
+    iterations.c.coalesced_triggers,
+    iterations.c.status,
+    iterations.c.progress,
+    iterations.c.requested_by,
+    iterations.c.notes,
+    iterations.c.queued_at,
+    iterations.c.started_at,
+    iterations.c.finished_at,
+    iterations.c.movements_processed,
+    iterations.c.error,
+    iterations.c.summary,
+    iterations.c.diff,
+    iterations.c.parse,
+    iterations.c.attempts,
+)
+
+
+def with_trigger(trigger: str) -> sa.ColumnElement[Any]:
+    """coalesced_triggers once `trigger` is merged: every merged trigger is recorded, in order
+    of arrival, repeats (of the iteration's own trigger too) included; only the newest
+    MAX_COALESCED_TRIGGERS are kept."""
+    held = iterations.c.coalesced_triggers
+    count = sa.func.cardinality(held)
+    appended = sa.func.array_append(held, sa.literal(trigger, sa.Text), type_=held.type)
+    return appended[sa.func.greatest(count + 2 - MAX_COALESCED_TRIGGERS, 1) : count + 1]
+
+
+def merged_notes(queued: Any, notes: str | None, requested_by: str | None) -> str | None:
+    """The queued iteration's notes once a request with `notes` is merged into it.
+
+    Notes are never lost: empty notes take the request's; otherwise the request's are appended
+    on a new line, prefixed with its requester (`name: text`) when that is not the iteration's
+    own `requested_by`. A note already there is not repeated, and the whole stays within
+    MAX_NOTES_LENGTH (the earliest notes are kept).
+    """
+    if not notes or not notes.strip():
+        return queued.notes
+    line = notes if requested_by == queued.requested_by else f"{requested_by or '?'}: {notes}"
+    if not queued.notes:
+        return line[:MAX_NOTES_LENGTH]
+    if f"\n{line}\n" in f"\n{queued.notes}\n":
+        return queued.notes
+    return f"{queued.notes}\n{line}"[:MAX_NOTES_LENGTH]
+
+
+def current_parse(closing_id: sa.ColumnElement[uuid.UUID]) -> sa.ScalarSelect[Any]:
+    """How the closing's current ledger is read, as far as known (see migration 0008)."""
+    return (
+        sa.select(ledgers.c.parse)
+        .join(closings, closings.c.ledger_id == ledgers.c.id)
+        .where(closings.c.id == closing_id)
+        .scalar_subquery()
+    )
+
+
+async def merge(
+    conn: AsyncConnection,
+    queued: Sequence[Any],
+    trigger: str,
+    notes: str | None,
+    requested_by: str | None,
+) -> Sequence[Any]:
+    """Merge a request into these queued iterations (locked by the caller): one UPDATE from
+    a VALUES list of their merged notes."""
+    merges = sa.values(
+        sa.column("id", pg.UUID(as_uuid=True)), sa.column("notes", sa.Text), name="merges"
+    ).data([(row.id, merged_notes(row, notes, requested_by)) for row in queued])
+    return (
+        await conn.execute(
+            sa.update(iterations)
+            .where(iterations.c.id == merges.c.id)
+            .values(
+                coalesced_triggers=with_trigger(trigger),
+                notes=merges.c.notes,
+                parse=current_parse(iterations.c.closing_id),
+            )
+            .returning(*PUBLIC)
+        )
+    ).all()
+
+
+async def merge_into_every_queued(
+    conn: AsyncConnection, closing_ids: Sequence[uuid.UUID], trigger: str
+) -> Sequence[Any] | None:
+    """Merge a request without notes (a reference-data change) into the queued iteration of
+    each of these closings, without their closings' locks, in closing order; None, with
+    nothing changed, unless every one still has one (a worker may have just claimed it).
+
+    Only the queued rows are locked, in closing order, as request_iterations locks them (under
+    the closings' locks): concurrent merges and requests cannot deadlock. When some closing
+    has none, the savepoint's rollback releases the rows already locked, so that the caller
+    can take the closings' locks without holding any iteration's meanwhile.
+    """
+    queued = (
+        sa.select(iterations.c.id)
+        .where(
+            iterations.c.closing_id == sa.any_(uuid_array(closing_ids)),
+            iterations.c.status == "queued",
+        )
+        .order_by(iterations.c.closing_id)
+        .with_for_update()
+        .subquery("queued")
+    )
+    async with conn.begin_nested() as savepoint:
+        merged = (
+            await conn.execute(
+                sa.update(iterations)
+                .where(iterations.c.id == queued.c.id)
+                .values(
+                    coalesced_triggers=with_trigger(trigger),
+                    parse=current_parse(iterations.c.closing_id),
+                )
+                .returning(*PUBLIC)
+            )
+        ).all()
+        if len(merged) < len(closing_ids):
+            await savepoint.rollback()
+            return None
+    order = {closing_id: n for n, closing_id in enumerate(closing_ids)}
+    return sorted(merged, key=lambda row: order[row.closing_id])
+
+
+def uuid_array(values: Sequence[uuid.UUID]) -> sa.BindParameter[Any]:
+    """A uuid[] parameter."""
+    return sa.bindparam(None, list(values), type_=pg.ARRAY(pg.UUID(as_uuid=True)))
