@@ -46,26 +46,16 @@ async def publish(
     """Store the result, finish the iteration and point the snapshot at it, in one transaction.
     Returns None (and changes nothing) when the claim was lost to another attempt."""
     async with engine.begin() as conn:
-        # The iteration's row first: it stays locked until the commit, so a lost claim changes
-        # nothing, and no other attempt can publish it meanwhile. No request locks a running
-        # iteration's row, so holding it while waiting for the closing's lock cannot deadlock.
-        finished = (
-            await conn.execute(
-                sa.update(iterations)
-                .where(claimed.owned())
-                .values(
-                    status="succeeded",
-                    progress=1.0,
-                    movements_processed=claimed.movements_processed,
-                    finished_at=sa.func.now(),
-                    heartbeat_at=None,
-                    summary=summary,
-                    diff=diff,
-                )
-                .returning(iterations.c.id)
-            )
-        ).first()
-        if finished is None:
+        # The claim is checked first, and its row share-locked until the commit: a lost claim
+        # changes nothing, and no takeover can happen meanwhile. A share lock, not the update
+        # yet: a worker claiming the closing's next iteration waits for an update of this row
+        # (the one-running index), and may do so holding that iteration's row, which a
+        # request holding the closing's lock may wait for: waiting for the closing's lock
+        # after the update would close that circle.
+        held = await conn.scalar(
+            sa.select(iterations.c.id).where(claimed.owned()).with_for_update(read=True)
+        )
+        if held is None:
             return None
         # The result's bytes go in before the closing's lock is taken: requests that queue or
         # review take that lock too, and must not wait for this copy.
@@ -86,6 +76,19 @@ async def publish(
             sa.select(closings.c.id)
             .where(closings.c.id == claimed.closing_id)
             .with_for_update(key_share=True)
+        )
+        await conn.execute(
+            sa.update(iterations)
+            .where(iterations.c.id == claimed.iteration_id)
+            .values(
+                status="succeeded",
+                progress=1.0,
+                movements_processed=claimed.movements_processed,
+                finished_at=sa.func.now(),
+                heartbeat_at=None,
+                summary=summary,
+                diff=diff,
+            )
         )
         body, served_hash = await compose(conn, claimed.closing_id, document, content_hash)
         revision = await conn.scalar(
