@@ -105,17 +105,16 @@ async def merge(
     ).all()
 
 
-async def merge_into_every_queued(
+async def merge_into_queued(
     conn: AsyncConnection, closing_ids: Sequence[uuid.UUID], trigger: str
-) -> Sequence[Any] | None:
+) -> Sequence[Any]:
     """Merge a request without notes (a reference-data change) into the queued iteration of
-    each of these closings, without their closings' locks, in closing order; None, with
-    nothing changed, unless every one still has one (a worker may have just claimed it).
+    each of these closings that has one, in one statement, and without the closings' locks.
 
-    Only the queued rows are locked, in closing order, as request_iterations locks them (under
-    the closings' locks): concurrent merges and requests cannot deadlock. When some closing
-    has none, the savepoint's rollback releases the rows already locked, so that the caller
-    can take the closings' locks without holding any iteration's meanwhile.
+    Only the queued rows are locked, in closing order, and FOR UPDATE re-checks each after a
+    wait, so a row a worker claimed meanwhile is skipped. A caller that holds closings' locks
+    must have taken them before: rows after closings, as request_iterations does, or two
+    transactions could wait for each other.
     """
     queued = (
         sa.select(iterations.c.id)
@@ -127,23 +126,17 @@ async def merge_into_every_queued(
         .with_for_update()
         .subquery("queued")
     )
-    async with conn.begin_nested() as savepoint:
-        merged = (
-            await conn.execute(
-                sa.update(iterations)
-                .where(iterations.c.id == queued.c.id)
-                .values(
-                    coalesced_triggers=with_trigger(trigger),
-                    parse=current_parse(iterations.c.closing_id),
-                )
-                .returning(*PUBLIC)
+    return (
+        await conn.execute(
+            sa.update(iterations)
+            .where(iterations.c.id == queued.c.id)
+            .values(
+                coalesced_triggers=with_trigger(trigger),
+                parse=current_parse(iterations.c.closing_id),
             )
-        ).all()
-        if len(merged) < len(closing_ids):
-            await savepoint.rollback()
-            return None
-    order = {closing_id: n for n, closing_id in enumerate(closing_ids)}
-    return sorted(merged, key=lambda row: order[row.closing_id])
+            .returning(*PUBLIC)
+        )
+    ).all()
 
 
 def uuid_array(values: Sequence[uuid.UUID]) -> sa.BindParameter[Any]:

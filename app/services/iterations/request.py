@@ -110,12 +110,14 @@ async def request_iterations(
     merged = await merge(conn, queued, trigger, notes, requested_by) if queued else []
     waiting = {row.closing_id for row in queued}
     fresh = [closing_id for closing_id in closing_ids if closing_id not in waiting]
-    created = await _create(conn, fresh, trigger, requested_by, notes, request_id) if fresh else []
+    created = (
+        await create_queued(conn, fresh, trigger, requested_by, notes, request_id) if fresh else []
+    )
     by_closing = {row.closing_id: to_resource(row) for row in (*merged, *created)}
     return [by_closing[closing_id] for closing_id in closing_ids]
 
 
-async def _create(
+async def create_queued(
     conn: AsyncConnection,
     closing_ids: Sequence[uuid.UUID],
     trigger: str,

@@ -11,8 +11,8 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.adapters.postgres.tables import closings, iterations, ledgers
-from app.services.iterations.coalesce import merge_into_every_queued, uuid_array
-from app.services.iterations.request import request_iterations, to_resource
+from app.services.iterations.coalesce import merge_into_queued, uuid_array
+from app.services.iterations.request import create_queued, to_resource
 
 
 async def reprocess_affected_closings(
@@ -54,34 +54,43 @@ async def reprocess_affected_closings(
             .order_by(closings.c.id)
         )
     ).all()
-    if not rows:
-        return []
-    affected = [row.id for row in rows]
-    # Most often every one has a run queued already (a burst of edits, a busy worker): the
-    # change then joins those runs without taking the closings' locks, which made each edit of
-    # a client wait for the one before.
-    if all(row.has_queued for row in rows):
-        merged = await merge_into_every_queued(conn, affected, trigger)
-        if merged is not None:
-            return [to_resource(row) for row in merged]
-    locked = (
-        (
-            await conn.execute(
-                sa.select(closings.c.id)
-                .join(ledgers, ledgers.c.id == closings.c.ledger_id)
-                .where(closings.c.id == sa.any_(uuid_array(affected)), open_and_affected)
-                .order_by(closings.c.id)  # a fixed lock order: concurrent changes cannot deadlock
-                .with_for_update(of=closings, key_share=True)
-            )
+    # A closing with a run queued already (a burst of edits, a busy worker) only needs that
+    # run's row: the change joins it. Only one without needs its closing's lock, to number a new
+    # run; taking it for every closing made each edit of a client wait for the one before.
+    # Locks are taken closings first, then iteration rows, each in closing order, as every
+    # other request takes them: no two can wait for each other.
+    to_number = [row.id for row in rows if not row.has_queued]
+    if to_number:
+        to_number = list(
+            (
+                await conn.execute(
+                    sa.select(closings.c.id)
+                    .join(ledgers, ledgers.c.id == closings.c.ledger_id)
+                    .where(closings.c.id == sa.any_(uuid_array(to_number)), open_and_affected)
+                    .order_by(closings.c.id)
+                    .with_for_update(of=closings, key_share=True)
+                )
+            ).scalars()
         )
-        .scalars()
-        .all()
-    )
-    if not locked:
+    affected = [row.id for row in rows if row.has_queued] + to_number
+    if not affected:
         return []
-    return await request_iterations(
-        conn, locked, trigger, requested_by=requested_by, request_id=request_id
-    )
+    merged = {
+        row.closing_id: to_resource(row) for row in await merge_into_queued(conn, affected, trigger)
+    }
+    if any(row.has_queued and row.id not in merged for row in rows):
+        # Claimed by a worker since the first read: numbering its next run needs the lock
+        # of a closing taken after iteration rows. The caller starts over instead.
+        raise ReprocessRaced("a queued iteration was claimed while the change joined it")
+    fresh = [closing for closing in to_number if closing not in merged]
+    if fresh:
+        created = await create_queued(conn, fresh, trigger, requested_by, None, request_id)
+        merged.update((row.closing_id, to_resource(row)) for row in created)
+    return [merged[closing] for closing in sorted(merged)]
+
+
+class ReprocessRaced(Exception):
+    """A worker claimed a queued iteration the change was joining: retry the transaction."""
 
 
 def _has_queued() -> sa.Exists:

@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
 from app.adapters.postgres.tables import accounts, document_types
 from app.resources import Resources
@@ -30,7 +31,7 @@ from app.services.reference_data.changes import (
     plan_changes,
 )
 from app.services.reference_data.locks import lock_codes
-from app.services.reference_data.reprocessing import reprocess_affected_closings
+from app.services.reference_data.reprocessing import ReprocessRaced, reprocess_affected_closings
 from app.services.snapshot_cache import writes as cache_writes
 from app.services.tenancy.clients import get_client
 
@@ -116,16 +117,15 @@ def _audited(
     return changes
 
 
-async def put_reference_data(
+async def _write(
     resources: Resources,
     actor: Actor,
     client_id: uuid.UUID,
     kind: Kind,
-    entries: Sequence[Entry],
-) -> dict[str, Any]:
-    """Upsert the rows (audited) and re-process the affected closings, queued once the change
-    is committed."""
-    incoming = normalise(entries, optional=kind.optional, upper_codes=kind.upper_codes)
+    incoming: Mapping[str, Mapping[str, str | None]],
+) -> tuple[Plan, str | None, list[dict[str, Any]]]:
+    """The upsert, its audit and the re-processing it calls for, in one transaction: (the plan,
+    the trigger if any, the iterations queued or joined)."""
     queued: list[dict[str, Any]] = []
     async with resources.engine.begin() as conn:
         await lock_codes(conn, actor.tenant_id, client_id, kind.resource, incoming)
@@ -146,6 +146,28 @@ async def put_reference_data(
                 account_codes=touched if kind is ACCOUNTS else (),
                 document_type_codes=touched if kind is DOCUMENT_TYPES else (),
             )
+    return plan, trigger, queued
+
+
+async def put_reference_data(
+    resources: Resources,
+    actor: Actor,
+    client_id: uuid.UUID,
+    kind: Kind,
+    entries: Sequence[Entry],
+) -> dict[str, Any]:
+    """Upsert the rows (audited) and re-process the affected closings, queued once the change
+    is committed."""
+    incoming = normalise(entries, optional=kind.optional, upper_codes=kind.upper_codes)
+    # The transaction starts over (rarely, and never more than a few times) when a worker
+    # claims a run the change was joining (ReprocessRaced).
+    retrying = AsyncRetrying(
+        retry=retry_if_exception_type(ReprocessRaced), stop=stop_after_attempt(5), reraise=True
+    )
+    written: tuple[Plan, str | None, list[dict[str, Any]]] = await retrying(
+        _write, resources, actor, client_id, kind, incoming
+    )
+    plan, trigger, queued = written
     # Workers must find the iterations committed, so the jobs are queued only now; and now no
     # process may serve this client's cached snapshots. Both at once: neither waits for the other.
     after_commit = [enqueue(resources, queued)]

@@ -214,8 +214,18 @@ class SnapshotRepository:
     async def _fill(
         self, tenant: uuid.UUID, closing: uuid.UUID, known: SnapshotEntry | None
     ) -> Served:
-        """Reload a missing snapshot under a cross-process lease, and write it back. Postgres
-        sends the document only when `known` (the near entry, if any) is not current."""
+        """Reload a missing snapshot and write it back to Redis.
+
+        With a near entry (`known`), one query asks Postgres whether it is still current and
+        brings the document only when it is not: after an invalidation that left the snapshot
+        as it was (a reference-data change, until its re-run publishes), that is all a read
+        costs, and there is no document load for a lease to collapse (the single flight keeps
+        it to one per process). Without one, the document is loaded under a cross-process
+        lease."""
+        if known is not None:
+            served = await self._load(tenant, closing, known, "miss")
+            await self._store(tenant, closing, served.entry)
+            return served
         try:
             async with redis_deadline(self._timeout):
                 lease = self.settings.cache_fill_lease_seconds
@@ -229,11 +239,7 @@ class SnapshotRepository:
                 return peer
         try:
             served = await self._load(tenant, closing, known, "miss")
-            try:
-                async with redis_deadline(self._timeout):
-                    await self.cache.store_snapshot(tenant, closing, served.entry)
-            except REDIS_FAILURES as exc:
-                self.redis_failed("snapshot", exc)
+            await self._store(tenant, closing, served.entry)
             return served
         finally:
             if token is not None:
@@ -241,6 +247,14 @@ class SnapshotRepository:
                     await self.cache.release(tenant, closing, token)
                 except REDIS_FAILURES as exc:  # the lease expires by itself
                     self.redis_failed("snapshot", exc)
+
+    async def _store(self, tenant: uuid.UUID, closing: uuid.UUID, entry: SnapshotEntry) -> None:
+        """Write a snapshot read from Postgres to Redis (a failure is counted, not raised)."""
+        try:
+            async with redis_deadline(self._timeout):
+                await self.cache.store_snapshot(tenant, closing, entry)
+        except REDIS_FAILURES as exc:
+            self.redis_failed("snapshot", exc)
 
     async def _wait_for_peer(self, tenant: uuid.UUID, closing: uuid.UUID) -> Served | None:
         """Poll Redis until the lease holder has written the snapshot, up to its lease."""

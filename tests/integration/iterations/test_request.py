@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from app.adapters.postgres.tables import iterations, ledgers
 from app.domain.errors import Conflict, NotFound
-from app.services.iterations.coalesce import MAX_COALESCED_TRIGGERS, merge_into_every_queued
+from app.services.iterations.coalesce import MAX_COALESCED_TRIGGERS
 from app.services.iterations.request import request_iteration, request_iterations
 from app.services.reviews.close import set_status
 from app.services.tenancy.closings import lock_open_closing
@@ -103,32 +103,6 @@ async def test_merged_triggers_keep_the_newest_thousand(app: FastAPI) -> None:
     assert len(full["coalesced_triggers"]) == 1000
     assert full["coalesced_triggers"][:999] == ["x"] * 999  # "manual", the oldest, dropped
     assert full["coalesced_triggers"][-1] == "accounts_updated"
-
-
-async def test_a_change_joins_every_queued_run_or_changes_nothing(app: FastAPI) -> None:
-    first, second = [await owned_closing(app) for _ in range(2)]
-    one = await _request(app, first.tenant_id, first.closing_id, "initial", notes="kept")
-    order = sorted([first.closing_id, second.closing_id])
-    async with transaction(app) as conn:  # the second closing has no queued run: no change
-        assert await merge_into_every_queued(conn, order, "accounts_updated") is None
-        untouched = await conn.scalar(
-            sa.select(iterations.c.coalesced_triggers).where(iterations.c.id == one["id"])
-        )
-        assert untouched == []
-        # The row it had locked was released with the savepoint: the closing's own request
-        # path can take it in the same transaction, as reprocessing then does.
-        assert await request_iterations(conn, order, "accounts_updated", requested_by="svc")
-    async with transaction(app) as conn:
-        merged = await merge_into_every_queued(conn, order, "classification_updated")
-    assert merged is not None
-    assert [row.closing_id for row in merged] == order
-    assert [list(row.coalesced_triggers) for row in merged] == [
-        ["accounts_updated", "classification_updated"]
-        if row.closing_id == first.closing_id
-        else ["classification_updated"]
-        for row in merged
-    ]
-    assert {row.notes for row in merged if row.closing_id == first.closing_id} == {"kept"}
 
 
 async def test_a_closed_closing_refuses_requests_and_another_tenant_sees_none(

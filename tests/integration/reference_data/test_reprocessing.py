@@ -1,0 +1,114 @@
+"""Re-processing after a reference-data change (services/reference_data): a change joins the
+runs already queued without the closings' locks, numbers new ones under them, and starts over
+when a worker claims a run it was joining."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from fastapi import FastAPI
+
+from app.adapters.postgres import tables
+from app.adapters.postgres.tables import iterations
+from app.api.state import app_state
+from app.services.iterations.request import request_iteration
+from app.services.reference_data import reprocessing
+from app.services.reference_data.changes import Entry
+from app.services.reference_data.upsert import ACCOUNTS, put_reference_data
+from app.services.tenancy import closings
+from app.services.tenancy.closings import lock_open_closing
+from tests.integration.service_support import analyst, owned_closing, transaction
+
+
+async def _second_closing(app: FastAPI, tenant: uuid.UUID, client: uuid.UUID) -> uuid.UUID:
+    """Another open closing of the client, with a stored ledger whose codes are not known yet
+    (so every change of the client's chart affects it)."""
+    async with transaction(app) as conn:
+        closing = await closings.create_closing(conn, analyst(tenant), client, "2026-11")
+        ledger = await conn.scalar(
+            sa.insert(tables.ledgers)
+            .values(closing_id=closing["id"], size_bytes=0, sha256="-", layout={})
+            .returning(tables.ledgers.c.id)
+        )
+        await conn.execute(
+            sa.update(tables.closings)
+            .where(tables.closings.c.id == closing["id"])
+            .values(ledger_id=ledger)
+        )
+    return uuid.UUID(str(closing["id"]))
+
+
+async def _queue(app: FastAPI, tenant: uuid.UUID, closing: uuid.UUID) -> dict[str, Any]:
+    async with transaction(app) as conn:
+        await lock_open_closing(conn, tenant, closing)
+        return await request_iteration(conn, closing, "initial", requested_by="svc")
+
+
+def _classify(code: str, classification: str) -> list[Entry]:
+    values = {"code": code, "name": f"Cuenta {code}", "classification": classification}
+    return [Entry("item 1", values)]
+
+
+async def test_a_change_joins_queued_runs_and_numbers_new_ones_for_the_others(
+    app: FastAPI,
+) -> None:
+    owned = await owned_closing(app)
+    other = await _second_closing(app, owned.tenant_id, owned.client_id)
+    queued = await _queue(app, owned.tenant_id, owned.closing_id)
+    resources = app_state(app).require_resources()
+    actor = analyst(owned.tenant_id)
+    await put_reference_data(resources, actor, owned.client_id, ACCOUNTS, _classify("1101", "a"))
+    answer = await put_reference_data(
+        resources, actor, owned.client_id, ACCOUNTS, _classify("1101", "b")
+    )
+    by_closing = {item["closing_id"]: item for item in answer["iterations"]}
+    assert set(by_closing) == {owned.closing_id, other}
+    joined, numbered = by_closing[owned.closing_id], by_closing[other]
+    assert (joined["id"], joined["number"], joined["trigger"]) == (queued["id"], 1, "initial")
+    # The first change created the account, the second reclassified it: both joined the run.
+    assert joined["coalesced_triggers"] == ["accounts_updated", "classification_updated"]
+    # The other closing had nothing queued: the first change numbered a run, the second joined.
+    assert (numbered["number"], numbered["trigger"]) == (1, "accounts_updated")
+    assert numbered["coalesced_triggers"] == ["classification_updated"]
+
+
+async def test_a_run_claimed_while_a_change_joins_it_makes_the_change_start_over(
+    app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    owned = await owned_closing(app)
+    queued = await _queue(app, owned.tenant_id, owned.closing_id)
+    resources = app_state(app).require_resources()
+    join = reprocessing.merge_into_queued
+    calls = 0
+
+    async def claimed_first(*args: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # a worker claims the run between the change's first read and its join
+            async with resources.engine.begin() as conn:
+                await conn.execute(
+                    sa.update(iterations)
+                    .where(iterations.c.id == queued["id"])
+                    .values(status="running")
+                )
+        return await join(*args)
+
+    monkeypatch.setattr(reprocessing, "merge_into_queued", claimed_first)
+    answer = await put_reference_data(
+        resources, analyst(owned.tenant_id), owned.client_id, ACCOUNTS, _classify("1101", "a")
+    )
+    assert calls == 2  # the first transaction was rolled back and run again
+    [iteration] = answer["iterations"]
+    assert (iteration["number"], iteration["status"]) == (2, "queued")
+    assert iteration["trigger"] == "accounts_updated"
+    async with transaction(app) as conn:  # the account was written once, audited once
+        audited = await conn.scalar(
+            sa.select(sa.func.count())
+            .select_from(tables.audit_events)
+            .where(tables.audit_events.c.tenant_id == owned.tenant_id)
+            .where(tables.audit_events.c.action == "account.created")
+        )
+    assert audited == 1
