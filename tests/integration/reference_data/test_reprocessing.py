@@ -13,7 +13,9 @@ from fastapi import FastAPI
 
 from app.adapters.postgres import tables
 from app.adapters.postgres.tables import iterations
+from app.adapters.queue import iteration_job_id
 from app.api.state import app_state
+from app.resources import queue_name
 from app.services.iterations.request import request_iteration
 from app.services.reference_data import reprocessing
 from app.services.reference_data.changes import Entry
@@ -73,6 +75,13 @@ async def test_a_change_joins_queued_runs_and_numbers_new_ones_for_the_others(
     # The other closing had nothing queued: the first change numbered a run, the second joined.
     assert (numbered["number"], numbered["trigger"]) == (1, "accounts_updated")
     assert numbered["coalesced_triggers"] == ["classification_updated"]
+    # Only the run a change numbered got a job from it; a run it joined has one already (here,
+    # queued without one on purpose: no change queued a second).
+    settings = resources.settings
+    jobs = await resources.redis.zrange(queue_name(settings), 0, -1)
+    prefix = settings.redis_key_prefix
+    assert iteration_job_id(prefix, numbered["id"], 0).encode() in jobs
+    assert iteration_job_id(prefix, joined["id"], 0).encode() not in jobs
 
 
 async def test_a_run_claimed_while_a_change_joins_it_makes_the_change_start_over(
