@@ -451,6 +451,8 @@ async def _given_up_after(worker_log: Path, stolen_at: float, timeout: float = 6
 
 
 SERVICE_SETTINGS = {
+    # One API process: the one whose memory is measured (by its pid).
+    "WEB_CONCURRENCY": "1",
     # The limiter runs on every request but never refuses: the figures are the service's own.
     "RATE_LIMIT_READ": "1000000/60",
     "RATE_LIMIT_WRITE": "1000000/60",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import secrets
 import statistics
@@ -66,12 +67,16 @@ def _peak_rss_mib(pid: int) -> float:
 
 
 def _service_cpu_seconds() -> dict[str, float]:
-    """CPU seconds (user + system) used so far by the API and the worker, our child processes."""
+    """CPU seconds (user + system) used so far by the API and the worker, our child processes,
+    each with its own children (the API processes of `serve`, their CPU pools)."""
     used = {}
     for child in psutil.Process().children():
         role = "api" if "serve" in child.cmdline() else "worker"
-        times = child.cpu_times()
-        used[role] = times.user + times.system
+        used[role] = 0.0
+        for process in (child, *child.children(recursive=True)):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = process.cpu_times()
+                used[role] += times.user + times.system
     return used
 
 
