@@ -57,6 +57,10 @@ def serve_processes(settings: Settings) -> int:
             for n in range(settings.web_concurrency)
         ]
         status = supervise(children, stop)
+        # The processes close their copies of the socket when their drain ends; this one would
+        # keep it listening, and connections would queue there unanswered instead of being
+        # refused.
+        listener.close()
         stop_children(
             [child.process for child in children],
             timeout=settings.shutdown_drain_seconds + GRACEFUL_SECONDS + 5,
