@@ -47,14 +47,19 @@ async def owned_closing(app: FastAPI, *, with_ledger: bool = True) -> Owned:
         client = await clients.create_client(conn, actor, "Service test client", None)
         closing = await closings.create_closing(conn, actor, client["id"], "2026-10")
         if with_ledger:
-            ledger = await conn.scalar(
-                sa.insert(tables.ledgers)
-                .values(closing_id=closing["id"], size_bytes=0, sha256="-", layout={})
-                .returning(tables.ledgers.c.id)
-            )
-            await conn.execute(
-                sa.update(tables.closings)
-                .where(tables.closings.c.id == closing["id"])
-                .values(ledger_id=ledger)
-            )
+            await give_ledger(conn, closing["id"])
     return Owned(tenant, client["id"], closing["id"])
+
+
+async def give_ledger(conn: AsyncConnection, closing_id: uuid.UUID) -> None:
+    """Make a stored, empty ledger the closing's (its codes unknown: not parsed yet)."""
+    ledger = await conn.scalar(
+        sa.insert(tables.ledgers)
+        .values(closing_id=closing_id, size_bytes=0, sha256="-", layout={})
+        .returning(tables.ledgers.c.id)
+    )
+    await conn.execute(
+        sa.update(tables.closings)
+        .where(tables.closings.c.id == closing_id)
+        .values(ledger_id=ledger)
+    )

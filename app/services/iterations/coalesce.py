@@ -91,18 +91,8 @@ async def merge(
     merges = sa.values(
         sa.column("id", pg.UUID(as_uuid=True)), sa.column("notes", sa.Text), name="merges"
     ).data([(row.id, merged_notes(row, notes, requested_by)) for row in queued])
-    return (
-        await conn.execute(
-            sa.update(iterations)
-            .where(iterations.c.id == merges.c.id)
-            .values(
-                coalesced_triggers=with_trigger(trigger),
-                notes=merges.c.notes,
-                parse=current_parse(iterations.c.closing_id),
-            )
-            .returning(*PUBLIC)
-        )
-    ).all()
+    merging = _merging(trigger, iterations.c.id == merges.c.id, notes=merges.c.notes)
+    return (await conn.execute(merging)).all()
 
 
 async def merge_into_queued(
@@ -126,17 +116,22 @@ async def merge_into_queued(
         .with_for_update()
         .subquery("queued")
     )
+    return (await conn.execute(_merging(trigger, iterations.c.id == queued.c.id))).all()
+
+
+def _merging(trigger: str, rows: sa.ColumnElement[bool], **values: Any) -> sa.Update:
+    """The UPDATE that merges `trigger` into these rows, refreshes their ledger's parse and
+    sets `values`, returning what the API shows of them."""
     return (
-        await conn.execute(
-            sa.update(iterations)
-            .where(iterations.c.id == queued.c.id)
-            .values(
-                coalesced_triggers=with_trigger(trigger),
-                parse=current_parse(iterations.c.closing_id),
-            )
-            .returning(*PUBLIC)
+        sa.update(iterations)
+        .where(rows)
+        .values(
+            coalesced_triggers=with_trigger(trigger),
+            parse=current_parse(iterations.c.closing_id),
+            **values,
         )
-    ).all()
+        .returning(*PUBLIC)
+    )
 
 
 def uuid_array(values: Sequence[uuid.UUID]) -> sa.BindParameter[Any]:

@@ -22,7 +22,7 @@ from app.services.reference_data.changes import Entry
 from app.services.reference_data.upsert import ACCOUNTS, put_reference_data
 from app.services.tenancy import closings
 from app.services.tenancy.closings import lock_open_closing
-from tests.integration.service_support import analyst, owned_closing, transaction
+from tests.integration.service_support import analyst, give_ledger, owned_closing, transaction
 
 
 async def _second_closing(app: FastAPI, tenant: uuid.UUID, client: uuid.UUID) -> uuid.UUID:
@@ -30,16 +30,7 @@ async def _second_closing(app: FastAPI, tenant: uuid.UUID, client: uuid.UUID) ->
     (so every change of the client's chart affects it)."""
     async with transaction(app) as conn:
         closing = await closings.create_closing(conn, analyst(tenant), client, "2026-11")
-        ledger = await conn.scalar(
-            sa.insert(tables.ledgers)
-            .values(closing_id=closing["id"], size_bytes=0, sha256="-", layout={})
-            .returning(tables.ledgers.c.id)
-        )
-        await conn.execute(
-            sa.update(tables.closings)
-            .where(tables.closings.c.id == closing["id"])
-            .values(ledger_id=ledger)
-        )
+        await give_ledger(conn, closing["id"])
     return uuid.UUID(str(closing["id"]))
 
 
