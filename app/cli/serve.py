@@ -10,7 +10,6 @@ import gc
 import os
 import signal
 import socket
-import sys
 import threading
 from types import FrameType
 from typing import Any
@@ -139,14 +138,6 @@ WORKER_NICENESS = 10
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
-    if not args.check and os.environ.get("PYTHONMALLOC") != "malloc":
-        # Python's small-object allocator frees an arena only once every object in it is gone:
-        # after a ledger of 40,000 incidences a worker kept ~130 MiB it could not give back,
-        # and carried them into the next ledger's peak (1M movements: 498 MiB instead of ~380,
-        # against the 512 MiB bound). With the C allocator, malloc_trim returns those pages
-        # (437-465 MiB). It is chosen when the interpreter starts: the worker starts again so.
-        env = {**os.environ, "PYTHONMALLOC": "malloc"}
-        os.execve(sys.executable, [sys.executable, "-m", "app.cli", *sys.argv[1:]], env)  # noqa: S606 - our own interpreter
     # Polars' allocator (jemalloc) keeps freed pages for a while by default; returning them at
     # once keeps the worker's peak RSS near its live data on multi-million-movement ledgers.
     # It is read when Polars loads, so it is set before the worker's imports.
