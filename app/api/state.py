@@ -16,6 +16,7 @@ from app.services.iterations.history import DiffKey, diff_cache
 from app.services.ops.probe_memo import ProbeMemo
 from app.services.ops.probes import Readiness
 from app.services.ops.traffic import TrafficWindow
+from app.services.snapshot_cache.queries import PageKey, page_cache
 from app.services.snapshot_cache.repository import SnapshotRepository
 from app.settings import Settings
 
@@ -33,6 +34,7 @@ class AppState:
     traffic: TrafficWindow = field(default_factory=TrafficWindow)  # /health's window
     readiness: ProbeMemo[Readiness] = field(default_factory=ProbeMemo)  # once a second
     diffs: LRUCache[DiffKey, bytes] = field(default_factory=diff_cache)  # computed diffs
+    pages: LRUCache[PageKey, bytes] = field(default_factory=page_cache)  # movement pages
     draining: bool = False  # set on SIGTERM: /ready answers 503 from then on
     resources: Resources | None = None
     snapshots: SnapshotRepository | None = None

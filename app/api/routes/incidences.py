@@ -5,13 +5,14 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Request
 from starlette.responses import Response
 
 from app.api.deps import CpuPoolDep, ReadConnDep, SnapshotsDep, Viewer
 from app.api.problems import problem_responses
 from app.api.schemas.snapshot import MovementsPage, Snapshot
 from app.api.snapshot_view import SnapshotFilters, answer
+from app.api.state import app_state
 from app.services.snapshot_cache import queries
 
 router = APIRouter(prefix="/closings/{closing_id}", tags=["incidences"])
@@ -79,6 +80,7 @@ async def get_snapshot(
 async def list_movements(
     closing_id: uuid.UUID,
     key: str,
+    request: Request,
     principal: Viewer,
     conn: ReadConnDep,
     cpu: CpuPoolDep,
@@ -86,7 +88,8 @@ async def list_movements(
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> Response:
     # Rendered to JSON once per page and kept (queries.movements_page): no per-request encoding.
+    pages = app_state(request.app).pages
     page = await queries.movements_page(
-        conn, cpu, principal.tenant_id, closing_id, key, limit, cursor
+        conn, cpu, pages, principal.tenant_id, closing_id, key, limit, cursor
     )
     return Response(page, media_type="application/json")

@@ -39,13 +39,18 @@ def _decode_cursor(cursor: str) -> tuple[uuid.UUID, int]:
 # movements never change, so a page never goes stale. It is looked up only once the caller's
 # tenant has been checked to own the closing, and the closing the iteration (_page_source).
 PAGE_CACHE_BYTES = 32 * 1024 * 1024
-_PageKey = tuple[uuid.UUID, str, int, int]
-_pages: LRUCache[_PageKey, bytes] = LRUCache(PAGE_CACHE_BYTES, getsizeof=len)
+PageKey = tuple[uuid.UUID, str, int, int]
+
+
+def page_cache() -> LRUCache[PageKey, bytes]:
+    """An empty cache of movement pages (JSON bytes), bounded by their total size."""
+    return LRUCache(PAGE_CACHE_BYTES, getsizeof=len)
 
 
 async def movements_page(
     conn: AsyncConnection,
     cpu: CpuPool,
+    pages: LRUCache[PageKey, bytes],
     tenant_id: uuid.UUID,
     closing_id: uuid.UUID,
     key: str,
@@ -66,11 +71,11 @@ async def movements_page(
     if "\x00" in key:  # no key has one, and Postgres text cannot even compare with it
         raise NotFound(f"no incidence {key!r} in the snapshot")
     page_key = (iteration_id, key, after, limit)
-    page = _pages.get(page_key)
+    page = pages.get(page_key)
     if page is None:
         page = await _render_page(conn, cpu, iteration_id, ledger_id, key, after, limit)
         with contextlib.suppress(ValueError):  # larger than the whole cache: not kept
-            _pages[page_key] = page
+            pages[page_key] = page
     return page
 
 
