@@ -229,6 +229,7 @@ class FileResult:
     iteration: dict[str, Any] | None  # once finished, for an accepted upload
     incidences: list[str]  # the snapshot's keys (succeeded iterations)
     api_growth_mib: float
+    worker_start_mib: float  # the worker's RSS when the upload starts
     worker_peak_mib: float
     seconds: float  # upload to answer, or to the iteration's end
 
@@ -271,6 +272,7 @@ def _upload(
     files = {"file": (case.filename, case.content())}
     size = len(files["file"][1])
     Path(f"/proc/{worker_pid}/clear_refs").write_text("5")  # its peak from here on
+    start = status_kib(worker_pid, "VmRSS") / 1024
     started = time.perf_counter()
     answer, growth = peak_growth(
         api_pid, lambda: http.post(f"/closings/{closing}/ledger", files=files)
@@ -287,23 +289,23 @@ def _upload(
     seconds = time.perf_counter() - started
     peak = status_kib(worker_pid, "VmHWM") / 1024
     return FileResult(
-        case, size, answer.status_code, detail, iteration, keys, growth, peak, seconds
+        case, size, answer.status_code, detail, iteration, keys, growth, start, peak, seconds
     )
 
 
 def print_ledger_files(results: list[FileResult]) -> None:
     """One line per case: its answer, the API's growth, the worker's peak, the seconds."""
     print(
-        f"\nledger files (API growth limit {MAX_REFUSED_GROWTH_MIB} MiB, worker peak limit "
-        f"{MAX_WORKER_PEAK_MIB} MiB):"
+        f"\nledger files (API growth limit {MAX_REFUSED_GROWTH_MIB} MiB; worker RSS at the "
+        f"upload → its peak, limit {MAX_WORKER_PEAK_MIB} MiB):"
     )
     for r in results:
         outcome = r.iteration["status"] if r.iteration else ""
         ok = "ok" if not r.problems() else "; ".join(r.problems())
         print(
             f"  {r.case.name:<48} {r.size / MIB:7.1f} MiB  {r.status} {outcome:<9} "
-            f"API +{r.api_growth_mib:5.1f} MiB  worker {r.worker_peak_mib:5.0f} MiB  "
-            f"{r.seconds:6.1f} s  {ok}"
+            f"API +{r.api_growth_mib:5.1f} MiB  worker {r.worker_start_mib:4.0f}→"
+            f"{r.worker_peak_mib:4.0f} MiB  {r.seconds:6.1f} s  {ok}"
         )
         if r.detail:
             print(f"      {r.detail[:150]}")

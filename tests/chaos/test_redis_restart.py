@@ -152,8 +152,9 @@ async def _chaos(stack: ChaosStack, seen: Observed) -> None:
 async def test_reads_survive_a_redis_restart(chaos_stack: ChaosStack) -> None:
     with (
         chaos_stack.worker() as worker,
-        # A short open period: the circuit probes Redis again soon after it is back.
-        chaos_stack.serve(CACHE_BREAKER_OPEN_SECONDS="0.5") as (base, _),
+        # A short open period: the circuit probes Redis again soon after it is back. One API
+        # process: the circuit is per process, and the observer must see the one that serves.
+        chaos_stack.serve(CACHE_BREAKER_OPEN_SECONDS="0.5", WEB_CONCURRENCY="1") as (base, _),
     ):
         async with (
             chaos_stack.client(base) as http,

@@ -174,14 +174,16 @@ async def store_batch(
     conn: AsyncConnection, ledger_id: uuid.UUID, batch: pl.DataFrame, data: bytes
 ) -> None:
     """Persist one parsed batch of consecutive lines, already encoded by batch_to_parquet."""
+    # As execution parameters: a statement's own values stay in SQLAlchemy's statement cache.
     await conn.execute(
-        sa.insert(movement_batches).values(
-            ledger_id=ledger_id,
-            first_line=int(batch["line"].min()),  # type: ignore[arg-type]
-            last_line=int(batch["line"].max()),  # type: ignore[arg-type]
-            row_count=batch.height,
-            data=data,
-        )
+        sa.insert(movement_batches),
+        {
+            "ledger_id": ledger_id,
+            "first_line": int(batch["line"].min()),  # type: ignore[arg-type]
+            "last_line": int(batch["line"].max()),  # type: ignore[arg-type]
+            "row_count": batch.height,
+            "data": data,
+        },
     )
 
 
