@@ -87,10 +87,20 @@ async def merge(
     requested_by: str | None,
 ) -> Sequence[Any]:
     """Merge a request into these queued iterations (locked by the caller): one UPDATE from
-    a VALUES list of their merged notes."""
-    merges = sa.values(
-        sa.column("id", pg.UUID(as_uuid=True)), sa.column("notes", sa.Text), name="merges"
-    ).data([(row.id, merged_notes(row, notes, requested_by)) for row in queued])
+    the unnested arrays of their ids and merged notes. Arrays, not a VALUES list: SQLAlchemy
+    caches no statement with VALUES rows, and compiled this one again on every request."""
+    merges = (
+        sa.func.unnest(
+            uuid_array([row.id for row in queued]),
+            sa.bindparam(
+                None,
+                [merged_notes(row, notes, requested_by) for row in queued],
+                type_=pg.ARRAY(sa.Text),
+            ),
+        )
+        .table_valued(sa.column("id", pg.UUID(as_uuid=True)), sa.column("notes", sa.Text))
+        .render_derived(name="merges")
+    )
     merging = _merging(trigger, iterations.c.id == merges.c.id, notes=merges.c.notes)
     return (await conn.execute(merging)).all()
 

@@ -170,6 +170,24 @@ class TestEmptyFiles:
         with pytest.raises(EmptyLedger):
             inspect_ledger(write(tmp_path, "cuenta,fecha,comprobante,debe,haber\n\n,,,,\n  ,\n"))
 
+    def test_quoted_empty_and_whitespace_fields_are_blank(self, tmp_path: Path) -> None:
+        text = 'cuenta,fecha,comprobante,debe,haber\n"","",,"  ",\n"\u00a0",,,,\r\n'
+        with pytest.raises(EmptyLedger):
+            inspect_ledger(write(tmp_path, text))
+
+    def test_a_movement_after_a_mebibyte_of_blank_rows(self, tmp_path: Path) -> None:
+        blank = ",,,,\n" * (300 * 1024)  # 1.5 MiB: the movement is in a later piece
+        text = f"cuenta,fecha,comprobante,debe,haber\n{blank}1,2026-10-01,V1,5,\n"
+        assert inspect_ledger(write(tmp_path, text)).header[0] == "cuenta"
+        with pytest.raises(EmptyLedger):
+            inspect_ledger(write(tmp_path, text.rsplit("\n1,", 1)[0] + "\n"))
+
+    def test_a_quoted_movement_with_a_newline_counts(self, tmp_path: Path) -> None:
+        text = 'cuenta,fecha,comprobante,debe,haber\n,,,,"\n5"\n'
+        assert inspect_ledger(write(tmp_path, text)).header == (
+            "cuenta", "fecha", "comprobante", "debe", "haber"
+        )  # fmt: skip
+
     def test_missing_columns_checked_before_emptiness(self, tmp_path: Path) -> None:
         with pytest.raises(LedgerFormatError):
             inspect_ledger(write(tmp_path, "a,b\n"))
@@ -196,6 +214,16 @@ def test_cp1252_header(tmp_path: Path) -> None:
         encoding="cp1252",
     )
     assert inspect_ledger(path).encoding == "cp1252"
+
+
+def test_header_field_past_the_csv_modules_limit(tmp_path: Path) -> None:
+    long_name = "x" * (200 * 1024)  # the csv module refuses fields over 128 KiB
+    path = write(
+        tmp_path, f'cuenta,fecha,comprobante,debe,haber,"{long_name}"\n1,2026-10-01,1,5,,\n'
+    )
+    header = inspect_ledger(path).header
+    assert header[:5] == ("cuenta", "fecha", "comprobante", "debe", "haber")
+    assert header[5] == "x" * 256  # cut to MAX_HEADER_CHARS
 
 
 def test_bom_header(tmp_path: Path) -> None:
