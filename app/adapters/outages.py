@@ -1,6 +1,7 @@
 """Telling an outage apart from a failure: Postgres or Redis could not be reached (stopped,
-restarting, failing over, a proxy in between restarting, pool exhausted), which retrying later
-cures, as opposed to a request or code that is wrong, which it does not.
+restarting, failing over, a proxy in between restarting, pool exhausted), or Postgres rolled the
+transaction back to break a deadlock, which retrying later cures, as opposed to a request or
+code that is wrong, which it does not.
 
 The API answers such errors with a 503 (app/api/unavailable.py); a worker hands its iteration
 back to be run again instead of failing it (app/services/iterations/run.py).
@@ -28,13 +29,20 @@ _POSTGRES_DOWN = (
 _UNREACHABLE = (PoolTimeoutError, RedisConnectionError, RedisTimeoutError, *_POSTGRES_DOWN)
 
 
+def rolled_back(exc: BaseException) -> bool:
+    """True when Postgres rolled the transaction back for a conflict with others (a deadlock
+    victim, a serialization failure): the same transaction run again can succeed."""
+    cause = exc.orig.__cause__ if isinstance(exc, DBAPIError) and exc.orig is not None else None
+    return isinstance(cause, asyncpg.TransactionRollbackError)
+
+
 def unavailable(exc: BaseException) -> bool:
     """True when `exc` says a backing service could not be reached, not that the request or the
     code is wrong."""
     if isinstance(exc, DBAPIError):
         # connection_invalidated: SQLAlchemy found the connection dead (closed under it).
         cause = exc.orig.__cause__ if exc.orig is not None else None
-        return exc.connection_invalidated or isinstance(cause, _POSTGRES_DOWN)
+        return exc.connection_invalidated or isinstance(cause, _POSTGRES_DOWN) or rolled_back(exc)
     if isinstance(exc, _UNREACHABLE):
         return True
     # asyncpg's connect raises the socket's own error: refused, reset, timed out, or (Unix socket

@@ -111,7 +111,7 @@ async def merge_into_queued(
     """Merge a request without notes (a reference-data change) into the queued iteration of
     each of these closings that has one, in one statement, and without the closings' locks.
 
-    Only the queued rows are locked, in closing order, and FOR UPDATE re-checks each after a
+    Only the queued rows are locked (FOR NO KEY UPDATE), in closing order, re-checked after a
     wait, so a row a worker claimed meanwhile is skipped. A caller that holds closings' locks
     must have taken them before: rows after closings, as request_iterations does, or two
     transactions could wait for each other.
@@ -123,7 +123,7 @@ async def merge_into_queued(
             iterations.c.status == "queued",
         )
         .order_by(iterations.c.closing_id)
-        .with_for_update()
+        .with_for_update(key_share=True)
         .subquery("queued")
     )
     return (await conn.execute(_merging(trigger, iterations.c.id == queued.c.id))).all()

@@ -45,18 +45,39 @@ async def publish(
 ) -> Published | None:
     """Store the result, finish the iteration and point the snapshot at it, in one transaction.
     Returns None (and changes nothing) when the claim was lost to another attempt."""
+    try:
+        return await _publish(engine, claimed, document, content_hash, lines, summary, diff)
+    except _ClaimLost:
+        return None
+
+
+class _ClaimLost(Exception):
+    """Taken over while publishing: the transaction is rolled back."""
+
+
+async def _publish(
+    engine: AsyncEngine,
+    claimed: Claim,
+    document: bytes,
+    content_hash: str,
+    lines: Mapping[str, bytes | memoryview],
+    summary: dict[str, Any],
+    diff: dict[str, Any],
+) -> Published:
     async with engine.begin() as conn:
-        # The claim is checked first, and its row share-locked until the commit: a lost claim
-        # changes nothing, and no takeover can happen meanwhile. A share lock, not the update
-        # yet: a worker claiming the closing's next iteration waits for an update of this row
-        # (the one-running index), and may do so holding that iteration's row, which a
-        # request holding the closing's lock may wait for: waiting for the closing's lock
-        # after the update would close that circle.
+        # The claim is checked first, its row only KEY SHARE-locked until the closing's lock is
+        # held. Requests lock closings, then queued iteration rows FOR NO KEY UPDATE; one whose
+        # statement began before this iteration was claimed still meets this row, and waits for
+        # any stronger lock on it: for a share lock it waited on this transaction while this
+        # one waited for a closing it held (deadlocks under bench/load.py). A takeover in the
+        # meantime is caught by the final update, which then changes nothing.
         held = await conn.scalar(
-            sa.select(iterations.c.id).where(claimed.owned()).with_for_update(read=True)
+            sa.select(iterations.c.id)
+            .where(claimed.owned())
+            .with_for_update(read=True, key_share=True)
         )
         if held is None:
-            return None
+            raise _ClaimLost
         # The result's bytes go in before the closing's lock is taken: requests that queue or
         # review take that lock too, and must not wait for this copy.
         # Large values go as execution parameters, never into the statement: SQLAlchemy's
@@ -83,9 +104,9 @@ async def publish(
             .where(closings.c.id == claimed.closing_id)
             .with_for_update(key_share=True)
         )
-        await conn.execute(
+        finished = await conn.execute(
             sa.update(iterations)
-            .where(iterations.c.id == claimed.iteration_id)
+            .where(claimed.owned())
             .values(
                 status="succeeded",
                 progress=1.0,
@@ -97,6 +118,8 @@ async def publish(
             ),
             {"summary": summary, "diff": diff},
         )
+        if finished.rowcount != 1:
+            raise _ClaimLost
         body, served_hash = await compose(conn, claimed.closing_id, document, content_hash)
         revision = await conn.scalar(
             insert(snapshots)

@@ -89,8 +89,9 @@ async def request_iterations(
     """For each closing, queue a new iteration or merge the trigger (and notes) into its queued
     one; returns them in the closings' order. At most three statements, however many closings:
     a reference-data change holds all their locks meanwhile, which the caller must hold
-    (lock_open_closing). A worker may claim a queued iteration meanwhile: FOR UPDATE waits for
-    the claim, then skips the row no longer queued, and that closing gets a new iteration."""
+    (lock_open_closing). A worker may claim a queued iteration meanwhile: the row lock (FOR NO
+    KEY UPDATE) waits for the claim, then skips the row no longer queued, and that closing gets
+    a new iteration."""
     assert trigger in TRIGGERS, trigger
     queued = (
         await conn.execute(
@@ -104,7 +105,7 @@ async def request_iterations(
             .where(iterations.c.closing_id == sa.any_(uuid_array(closing_ids)))
             .where(iterations.c.status == "queued")
             .order_by(iterations.c.closing_id)
-            .with_for_update()
+            .with_for_update(key_share=True)
         )
     ).all()
     merged = await merge(conn, queued, trigger, notes, requested_by) if queued else []

@@ -12,7 +12,7 @@ from typing import Any
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_chain, wait_fixed
 
-from app.adapters.outages import unavailable
+from app.adapters.outages import rolled_back, unavailable
 from app.domain.errors import DomainError, TooManyIncidences
 from app.logging import request_id_var
 from app.memory import gc_paused
@@ -67,7 +67,8 @@ async def run_iteration(resources: Resources, iteration_id: uuid.UUID) -> str:
             # Not the iteration's fault: it is run again, like one whose worker died. Still
             # running, so the closing's queued iteration (if any) waits for the retry's end.
             # The type only: a message may carry a host, a user or a connection string.
-            reason = f"Postgres or Redis unreachable ({type(exc).__name__})"
+            what = "rolled back by Postgres" if rolled_back(exc) else "Postgres or Redis down"
+            reason = f"{what} ({type(exc).__name__})"
             return await _retry_later(resources, claimed, reason, log)
         logger.exception("iteration %s failed", iteration_id, extra=log)
         await claims.fail(engine, claimed, _problem(exc))

@@ -15,8 +15,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    retry_if_exception_type,
+    stop_after_attempt,
+)
 
+from app.adapters.outages import rolled_back
 from app.adapters.postgres.tables import accounts, document_types
 from app.resources import Resources
 from app.services.audit.record import Actor, Change, field_changes, record
@@ -160,9 +166,11 @@ async def put_reference_data(
     is committed."""
     incoming = normalise(entries, optional=kind.optional, upper_codes=kind.upper_codes)
     # The transaction starts over (rarely, and never more than a few times) when a worker
-    # claims a run the change was joining (ReprocessRaced).
+    # claims a run the change was joining (ReprocessRaced), or Postgres broke a deadlock with it.
     retrying = AsyncRetrying(
-        retry=retry_if_exception_type(ReprocessRaced), stop=stop_after_attempt(5), reraise=True
+        retry=retry_if_exception_type(ReprocessRaced) | retry_if_exception(rolled_back),
+        stop=stop_after_attempt(5),
+        reraise=True,
     )
     written: tuple[Plan, str | None, list[dict[str, Any]]] = await retrying(
         _write, resources, actor, client_id, kind, incoming
