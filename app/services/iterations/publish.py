@@ -33,6 +33,10 @@ class Published:
     content_hash: str
 
 
+class _ClaimLost(Exception):
+    """Taken over while publishing: the transaction is rolled back."""
+
+
 async def publish(
     engine: AsyncEngine,
     claimed: Claim,
@@ -46,99 +50,83 @@ async def publish(
     """Store the result, finish the iteration and point the snapshot at it, in one transaction.
     Returns None (and changes nothing) when the claim was lost to another attempt."""
     try:
-        return await _publish(engine, claimed, document, content_hash, lines, summary, diff)
-    except _ClaimLost:
-        return None
-
-
-class _ClaimLost(Exception):
-    """Taken over while publishing: the transaction is rolled back."""
-
-
-async def _publish(
-    engine: AsyncEngine,
-    claimed: Claim,
-    document: bytes,
-    content_hash: str,
-    lines: Mapping[str, bytes | memoryview],
-    summary: dict[str, Any],
-    diff: dict[str, Any],
-) -> Published:
-    async with engine.begin() as conn:
-        # The claim is checked first, its row only KEY SHARE-locked until the closing's lock is
-        # held. Requests lock closings, then queued iteration rows FOR NO KEY UPDATE; one whose
-        # statement began before this iteration was claimed still meets this row, and waits for
-        # any stronger lock on it: for a share lock it waited on this transaction while this
-        # one waited for a closing it held (deadlocks under bench/load.py). A takeover in the
-        # meantime is caught by the final update, which then changes nothing.
-        held = await conn.scalar(
-            sa.select(iterations.c.id)
-            .where(claimed.owned())
-            .with_for_update(read=True, key_share=True)
-        )
-        if held is None:
-            raise _ClaimLost
-        # The result's bytes go in before the closing's lock is taken: requests that queue or
-        # review take that lock too, and must not wait for this copy.
-        # Large values go as execution parameters, never into the statement: SQLAlchemy's
-        # statement cache keeps the first statement of each shape, and with it such a value
-        # (a 40,000-incidence document held 16 MiB of a worker after its job).
-        await conn.execute(
-            sa.insert(iteration_results),
-            {
-                "iteration_id": claimed.iteration_id,
-                "content_hash": content_hash,
-                "document": document,
-            },
-        )
-        raw = await conn.get_raw_connection()
-        assert raw.driver_connection is not None
-        await raw.driver_connection.copy_records_to_table(
-            incidence_lines.name,
-            records=[(claimed.iteration_id, key, packed) for key, packed in lines.items()],
-            columns=["iteration_id", "key", "lines"],
-        )
-        # The served body adds the closing's reviews: read under its lock, no review slips in.
-        await conn.execute(
-            sa.select(closings.c.id)
-            .where(closings.c.id == claimed.closing_id)
-            .with_for_update(key_share=True)
-        )
-        finished = await conn.execute(
-            sa.update(iterations)
-            .where(claimed.owned())
-            .values(
-                status="succeeded",
-                progress=1.0,
-                movements_processed=claimed.movements_processed,
-                finished_at=sa.func.now(),
-                heartbeat_at=None,
-                summary=sa.bindparam("summary", type_=iterations.c.summary.type),
-                diff=sa.bindparam("diff", type_=iterations.c.diff.type),
-            ),
-            {"summary": summary, "diff": diff},
-        )
-        if finished.rowcount != 1:
-            raise _ClaimLost
-        body, served_hash = await compose(conn, claimed.closing_id, document, content_hash)
-        revision = await conn.scalar(
-            insert(snapshots)
-            .values(
-                closing_id=claimed.closing_id,
-                iteration_id=claimed.iteration_id,
-                content_hash=served_hash,
+        async with engine.begin() as conn:
+            # The claim is checked first, its row only KEY SHARE-locked until the closing's lock is
+            # held. Requests lock closings, then queued iteration rows FOR NO KEY UPDATE; one whose
+            # statement began before this iteration was claimed still meets this row, and waits for
+            # any stronger lock on it: for a share lock it waited on this transaction while this
+            # one waited for a closing it held (deadlocks under bench/load.py). A takeover in the
+            # meantime is caught by the final update, which then changes nothing.
+            held = await conn.scalar(
+                sa.select(iterations.c.id)
+                .where(claimed.owned())
+                .with_for_update(read=True, key_share=True)
             )
-            .on_conflict_do_update(
-                index_elements=[snapshots.c.closing_id],
-                set_={
+            if held is None:
+                raise _ClaimLost
+            # The result's bytes go in before the closing's lock is taken: requests that queue or
+            # review take that lock too, and must not wait for this copy.
+            # Large values go as execution parameters, never into the statement: SQLAlchemy's
+            # statement cache keeps the first statement of each shape, and with it such a value
+            # (a 40,000-incidence document held 16 MiB of a worker after its job).
+            await conn.execute(
+                sa.insert(iteration_results),
+                {
                     "iteration_id": claimed.iteration_id,
-                    "content_hash": served_hash,
-                    "published_at": sa.func.now(),
-                    "revision": snapshots.c.revision + 1,
+                    "content_hash": content_hash,
+                    "document": document,
                 },
             )
-            .returning(snapshots.c.revision)
-        )
+            raw = await conn.get_raw_connection()
+            assert raw.driver_connection is not None
+            await raw.driver_connection.copy_records_to_table(
+                incidence_lines.name,
+                records=[(claimed.iteration_id, key, packed) for key, packed in lines.items()],
+                columns=["iteration_id", "key", "lines"],
+            )
+            # The served body adds the closing's reviews: read under its lock, no review slips in.
+            await conn.execute(
+                sa.select(closings.c.id)
+                .where(closings.c.id == claimed.closing_id)
+                .with_for_update(key_share=True)
+            )
+            finished = await conn.execute(
+                sa.update(iterations)
+                .where(claimed.owned())
+                .values(
+                    status="succeeded",
+                    progress=1.0,
+                    movements_processed=claimed.movements_processed,
+                    finished_at=sa.func.now(),
+                    heartbeat_at=None,
+                    summary=sa.bindparam("summary", type_=iterations.c.summary.type),
+                    diff=sa.bindparam("diff", type_=iterations.c.diff.type),
+                ),
+                {"summary": summary, "diff": diff},
+            )
+            if finished.rowcount != 1:
+                raise _ClaimLost
+            body, served_hash = await compose(conn, claimed.closing_id, document, content_hash)
+            revision = await conn.scalar(
+                insert(snapshots)
+                .values(
+                    closing_id=claimed.closing_id,
+                    iteration_id=claimed.iteration_id,
+                    content_hash=served_hash,
+                )
+                .on_conflict_do_update(
+                    index_elements=[snapshots.c.closing_id],
+                    set_={
+                        "iteration_id": claimed.iteration_id,
+                        "content_hash": served_hash,
+                        "published_at": sa.func.now(),
+                        "revision": snapshots.c.revision + 1,
+                    },
+                )
+                .returning(snapshots.c.revision)
+            )
+    except _ClaimLost:
+        return None
     return Published(int(revision), body, served_hash)
 
 
