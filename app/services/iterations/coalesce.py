@@ -41,13 +41,13 @@ PUBLIC = (
 )
 
 
-def with_trigger(trigger: str) -> sa.ColumnElement[Any]:
+def with_trigger(trigger: sa.ColumnElement[str]) -> sa.ColumnElement[Any]:
     """coalesced_triggers once `trigger` is merged: every merged trigger is recorded, in order
     of arrival, repeats (of the iteration's own trigger too) included; only the newest
     MAX_COALESCED_TRIGGERS are kept."""
     held = iterations.c.coalesced_triggers
     count = sa.func.cardinality(held)
-    appended = sa.func.array_append(held, sa.literal(trigger, sa.Text), type_=held.type)
+    appended = sa.func.array_append(held, trigger, type_=held.type)
     return appended[sa.func.greatest(count + 2 - MAX_COALESCED_TRIGGERS, 1) : count + 1]
 
 
@@ -87,22 +87,13 @@ async def merge(
     requested_by: str | None,
 ) -> Sequence[Any]:
     """Merge a request into these queued iterations (locked by the caller): one UPDATE from
-    the unnested arrays of their ids and merged notes. Arrays, not a VALUES list: SQLAlchemy
-    caches no statement with VALUES rows, and compiled this one again on every request."""
-    merges = (
-        sa.func.unnest(
-            uuid_array([row.id for row in queued]),
-            sa.bindparam(
-                None,
-                [merged_notes(row, notes, requested_by) for row in queued],
-                type_=pg.ARRAY(sa.Text),
-            ),
-        )
-        .table_valued(sa.column("id", pg.UUID(as_uuid=True)), sa.column("notes", sa.Text))
-        .render_derived(name="merges")
-    )
-    merging = _merging(trigger, iterations.c.id == merges.c.id, notes=merges.c.notes)
-    return (await conn.execute(merging)).all()
+    the unnested arrays of their ids and merged notes."""
+    values = {
+        "merged_trigger": trigger,
+        "merged_ids": [row.id for row in queued],
+        "merged_notes": [merged_notes(row, notes, requested_by) for row in queued],
+    }
+    return (await conn.execute(_MERGE, values)).all()
 
 
 async def merge_into_queued(
@@ -116,32 +107,49 @@ async def merge_into_queued(
     must have taken them before: rows after closings, as request_iterations does, or two
     transactions could wait for each other.
     """
-    queued = (
-        sa.select(iterations.c.id)
-        .where(
-            iterations.c.closing_id == sa.any_(uuid_array(closing_ids)),
-            iterations.c.status == "queued",
-        )
-        .order_by(iterations.c.closing_id)
-        .with_for_update(key_share=True)
-        .subquery("queued")
-    )
-    return (await conn.execute(_merging(trigger, iterations.c.id == queued.c.id))).all()
+    values = {"merged_trigger": trigger, "closing_ids": list(closing_ids)}
+    return (await conn.execute(_MERGE_INTO_QUEUED, values)).all()
 
 
-def _merging(trigger: str, rows: sa.ColumnElement[bool], **values: Any) -> sa.Update:
-    """The UPDATE that merges `trigger` into these rows, refreshes their ledger's parse and
-    sets `values`, returning what the API shows of them."""
+def _merging(rows: sa.ColumnElement[bool], **values: Any) -> sa.Update:
+    """The UPDATE that merges the `merged_trigger` parameter into these rows, refreshes their
+    ledger's parse and sets `values`, returning what the API shows of them."""
     return (
         sa.update(iterations)
         .where(rows)
         .values(
-            coalesced_triggers=with_trigger(trigger),
+            coalesced_triggers=with_trigger(sa.bindparam("merged_trigger", type_=sa.Text)),
             parse=current_parse(iterations.c.closing_id),
             **values,
         )
         .returning(*PUBLIC)
     )
+
+
+# Both merges are built once, with named parameters: building them (and their cache keys) on
+# every request was a tenth of a reference-data change's CPU. Arrays, not a VALUES list, carry
+# the notes: SQLAlchemy caches no statement with VALUES rows.
+_MERGES = (
+    sa.func.unnest(
+        sa.bindparam("merged_ids", type_=pg.ARRAY(pg.UUID(as_uuid=True))),
+        sa.bindparam("merged_notes", type_=pg.ARRAY(sa.Text)),
+    )
+    .table_valued(sa.column("id", pg.UUID(as_uuid=True)), sa.column("notes", sa.Text))
+    .render_derived(name="merges")
+)
+_MERGE = _merging(iterations.c.id == _MERGES.c.id, notes=_MERGES.c.notes)
+_QUEUED = (
+    sa.select(iterations.c.id)
+    .where(
+        iterations.c.closing_id
+        == sa.any_(sa.bindparam("closing_ids", type_=pg.ARRAY(pg.UUID(as_uuid=True)))),
+        iterations.c.status == "queued",
+    )
+    .order_by(iterations.c.closing_id)
+    .with_for_update(key_share=True)
+    .subquery("queued")
+)
+_MERGE_INTO_QUEUED = _merging(iterations.c.id == _QUEUED.c.id)
 
 
 def uuid_array(values: Sequence[uuid.UUID]) -> sa.BindParameter[Any]:

@@ -7,6 +7,7 @@ A PUT is an upsert: rows absent from the request are kept. Optional fields (`nam
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -62,44 +63,56 @@ DOCUMENT_TYPES = Kind(
 )
 
 
-def _text_array(values: Iterable[str | None]) -> sa.ColumnElement[Any]:
-    return sa.literal(list(values), pg.ARRAY(sa.Text))
+# The statements are built once per table (and set of fields), with named parameters: building
+# them and their cache keys on every request was a fifth of an upsert's CPU.
+_TEXTS = pg.ARRAY(sa.Text)
+
+
+@functools.cache
+def _existing_query(table: sa.Table) -> sa.Select[Any]:
+    return sa.select(*(c for c in table.c if c.name not in ("client_id", "updated_at"))).where(
+        table.c.client_id == sa.bindparam("client_id"),
+        table.c.code == sa.any_(sa.bindparam("codes", type_=_TEXTS)),
+    )
 
 
 async def _existing(
     conn: AsyncConnection, table: sa.Table, client_id: uuid.UUID, codes: Iterable[str]
 ) -> dict[str, dict[str, str | None]]:
     rows = await conn.execute(
-        sa.select(*(c for c in table.c if c.name not in ("client_id", "updated_at"))).where(
-            table.c.client_id == client_id, table.c.code == sa.any_(_text_array(codes))
-        )
+        _existing_query(table), {"client_id": client_id, "codes": list(codes)}
     )
     return {row.code: dict(row._mapping) for row in rows}
+
+
+@functools.cache
+def _upsert_statement(table: sa.Table, fields: tuple[str, ...]) -> sa.Insert:
+    """One INSERT … ON CONFLICT DO UPDATE from unnested arrays (parameters `v_<field>`, one
+    array each, and `client_id`), whatever the number of rows."""
+    source = (
+        sa.func.unnest(*(sa.bindparam(f"v_{f}", type_=_TEXTS) for f in fields))
+        .table_valued(*fields)
+        .render_derived()
+    )
+    client = sa.bindparam("client_id", type_=pg.UUID(as_uuid=True))
+    insert = pg.insert(table).from_select(
+        ["client_id", *fields], sa.select(client, *(source.c[f] for f in fields))
+    )
+    updates = {f: insert.excluded[f] for f in fields if f != "code"}
+    return insert.on_conflict_do_update(
+        index_elements=[table.c.client_id, table.c.code],
+        set_={**updates, "updated_at": sa.func.now()},
+    )
 
 
 async def _upsert(
     conn: AsyncConnection, table: sa.Table, client_id: uuid.UUID, rows: list[dict[str, Any]]
 ) -> None:
-    """One INSERT … ON CONFLICT DO UPDATE from unnested arrays, whatever the number of rows."""
     if not rows:
         return
-    fields = list(rows[0])
-    source = (
-        sa.func.unnest(*(_text_array(row[f] for row in rows) for f in fields))
-        .table_valued(*fields)
-        .render_derived()
-    )
-    client = sa.literal(client_id, pg.UUID(as_uuid=True))
-    insert = pg.insert(table).from_select(
-        ["client_id", *fields], sa.select(client, *(source.c[f] for f in fields))
-    )
-    updates = {f: insert.excluded[f] for f in fields if f != "code"}
-    await conn.execute(
-        insert.on_conflict_do_update(
-            index_elements=[table.c.client_id, table.c.code],
-            set_={**updates, "updated_at": sa.func.now()},
-        )
-    )
+    fields = tuple(rows[0])
+    values = {f"v_{f}": [row[f] for row in rows] for f in fields}
+    await conn.execute(_upsert_statement(table, fields), {"client_id": client_id, **values})
 
 
 def _trigger(kind: Kind, plan: Plan) -> str | None:
