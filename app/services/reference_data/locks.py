@@ -43,28 +43,38 @@ async def lock_codes(
     """Wait until no other transaction writes these codes of the tenant's client's `resource`
     (account, document_type), and keep them until this one ends; NotFound for another
     tenant's client. One statement, and no lock at all unless the client is the tenant's."""
-    client_key = _lock_key("reference-data", str(client_id))
-    locks: list[sa.ColumnElement[object]]
+    values = {
+        "tenant_id": tenant_id,
+        "client_id": client_id,
+        "client_key": _lock_key("reference-data", str(client_id)),
+    }
     if len(codes) > PER_CODE_LIMIT:
-        locks = [sa.func.pg_advisory_xact_lock(sa.literal(client_key, sa.BigInteger))]
+        found = await conn.scalar(_LOCK_CLIENT, values)
     else:
         code_keys = sorted(_lock_key(resource, str(client_id), code) for code in codes)
-        keys = (
-            sa.func.unnest(sa.literal(code_keys, pg.ARRAY(sa.BigInteger)))
-            .table_valued("key")
-            .render_derived()
-        )
-        each_code = sa.select(sa.func.count(sa.func.pg_advisory_xact_lock(keys.c.key)))
-        # The select list is evaluated in order: the client's lock is shared first, then each
-        # code's is taken, in the order of the array (sorted).
-        locks = [
-            sa.func.pg_advisory_xact_lock_shared(sa.literal(client_key, sa.BigInteger)),
-            each_code.scalar_subquery(),
-        ]
-    found = await conn.scalar(
-        sa.select(clients.c.id, *locks).where(
-            clients.c.id == client_id, clients.c.tenant_id == tenant_id
-        )
-    )
+        found = await conn.scalar(_LOCK_CODES, {**values, "code_keys": code_keys})
     if found is None:
         raise NotFound(f"client {client_id} not found")
+
+
+# Built once, with named parameters.
+_CLIENT_KEY = sa.bindparam("client_key", type_=sa.BigInteger)
+_TENANTS_CLIENT = (
+    clients.c.id == sa.bindparam("client_id"),
+    clients.c.tenant_id == sa.bindparam("tenant_id"),
+)
+_LOCK_CLIENT = sa.select(clients.c.id, sa.func.pg_advisory_xact_lock(_CLIENT_KEY)).where(
+    *_TENANTS_CLIENT
+)
+_CODE_KEYS = (
+    sa.func.unnest(sa.bindparam("code_keys", type_=pg.ARRAY(sa.BigInteger)))
+    .table_valued("key")
+    .render_derived()
+)
+# The select list is evaluated in order: the client's lock is shared first, then each code's is
+# taken, in the order of the array (sorted).
+_LOCK_CODES = sa.select(
+    clients.c.id,
+    sa.func.pg_advisory_xact_lock_shared(_CLIENT_KEY),
+    sa.select(sa.func.count(sa.func.pg_advisory_xact_lock(_CODE_KEYS.c.key))).scalar_subquery(),
+).where(*_TENANTS_CLIENT)
