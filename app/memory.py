@@ -5,8 +5,8 @@ A worker processes one multi-million-movement ledger after another. Python's big
 (one per thread that allocated) instead of returning it: measured here, a worker stayed at
 ~230 MiB after a 1M-movement ledger instead of ~95 MiB, and the next 5M ledger then peaked past
 1 GiB. Trimming after each job that grew the process returns what is free; Polars' own
-allocator (jemalloc) is told to return its pages soon, from one arena, by `ledger-incidences
-worker` (see app/cli/serve.py).
+allocator (jemalloc) is told to return its pages soon, from one arena, by the command line
+(app/cli/__init__.py).
 """
 
 from __future__ import annotations

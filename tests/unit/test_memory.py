@@ -1,10 +1,11 @@
 """gc_paused: collection off inside, back to what it was after, errors included; memory is
 released only after the process grew; tune_malloc's settings are taken in a process of their
-own."""
+own; Polars' allocator settings are in place before the command line loads Polars."""
 
 from __future__ import annotations
 
 import gc
+import os
 import platform
 import subprocess
 import sys
@@ -65,3 +66,28 @@ def test_memory_is_released_only_after_the_process_grew() -> None:
     del held
     releaser.release()
     assert not releaser.due()  # measured again from the size the release left
+
+
+# Reports the allocator settings Polars finds as it loads, during the command line's imports.
+_AT_POLARS_IMPORT = """
+import importlib.abc, os, sys
+
+class Watch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "polars":
+            print("conf:", os.environ.get("_RJEM_MALLOC_CONF"))
+            sys.meta_path.remove(self)
+        return None
+
+sys.meta_path.insert(0, Watch())
+import app.cli.main
+"""
+
+
+def test_polars_allocator_settings_are_in_place_before_the_command_line_loads_polars() -> None:
+    env = {key: value for key, value in os.environ.items() if key != "_RJEM_MALLOC_CONF"}
+    ran = subprocess.run(
+        [sys.executable, "-c", _AT_POLARS_IMPORT], env=env, capture_output=True, text=True
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert "conf: narenas:1,dirty_decay_ms:100,muzzy_decay_ms:0" in ran.stdout, ran.stdout
