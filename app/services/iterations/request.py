@@ -195,15 +195,30 @@ async def enqueue_by_id(
     )
 
 
+# Built once, with named parameters: history is a frequent read.
+_HISTORY_PAGE = (
+    sa.select(*PUBLIC)
+    .where(
+        iterations.c.closing_id == sa.bindparam("closing_id"),
+        iterations.c.number < sa.bindparam("before", type_=sa.BigInteger),
+    )
+    .order_by(iterations.c.number.desc())
+    .limit(sa.bindparam("limit"))
+)
+
+
 async def list_iterations(
     conn: AsyncConnection, closing_id: uuid.UUID, limit: int, before: int | None = None
 ) -> dict[str, Any]:
     """A page of the closing's iterations, newest first: at most `limit` numbered below
     `before` (keyset pagination); `next_cursor` is the `before` of the next page, or None."""
-    query = sa.select(*PUBLIC).where(iterations.c.closing_id == closing_id)
-    if before is not None:
-        query = query.where(iterations.c.number < before)
-    rows = (await conn.execute(query.order_by(iterations.c.number.desc()).limit(limit + 1))).all()
+    first_page = 2**31  # above every iteration number (a Postgres integer)
+    values = {
+        "closing_id": closing_id,
+        "before": first_page if before is None else before,
+        "limit": limit + 1,
+    }
+    rows = (await conn.execute(_HISTORY_PAGE, values)).all()
     page = [to_resource(row) for row in rows[:limit]]
     return {"items": page, "next_cursor": page[-1]["number"] if len(rows) > limit else None}
 

@@ -79,6 +79,34 @@ async def movements_page(
     return page
 
 
+# Built once, with named parameters (a page of movements is a frequent read): the served
+# snapshot's iteration, or the cursor's, with its ledger, if the tenant owns the closing.
+_TENANTS_CLOSING = (
+    closings.c.id == sa.bindparam("closing_id"),
+    closings.c.tenant_id == sa.bindparam("tenant_id"),
+)
+_SERVED_SOURCE = (
+    sa.select(iterations.c.id, iterations.c.ledger_id)
+    .select_from(
+        closings.outerjoin(snapshots, snapshots.c.closing_id == closings.c.id).outerjoin(
+            iterations, iterations.c.id == snapshots.c.iteration_id
+        )
+    )
+    .where(*_TENANTS_CLOSING)
+)
+_CURSOR_SOURCE = (
+    sa.select(iterations.c.id, iterations.c.ledger_id)
+    .select_from(
+        closings.outerjoin(
+            iterations,
+            (iterations.c.id == sa.bindparam("iteration_id"))
+            & (iterations.c.closing_id == closings.c.id),
+        )
+    )
+    .where(*_TENANTS_CLOSING)
+)
+
+
 async def _page_source(
     conn: AsyncConnection,
     tenant_id: uuid.UUID,
@@ -88,22 +116,11 @@ async def _page_source(
     """(iteration, its ledger) to page through, in one query: the cursor's iteration, or the
     served snapshot's. NotFound unless the tenant owns the closing and it has a snapshot;
     InvalidInput when the cursor's iteration is not this closing's (forged, or foreign)."""
+    values = {"closing_id": closing_id, "tenant_id": tenant_id}
     if iteration_id is None:
-        joined = closings.outerjoin(snapshots, snapshots.c.closing_id == closings.c.id).outerjoin(
-            iterations, iterations.c.id == snapshots.c.iteration_id
-        )
+        row = (await conn.execute(_SERVED_SOURCE, values)).first()
     else:
-        joined = closings.outerjoin(
-            iterations,
-            (iterations.c.id == iteration_id) & (iterations.c.closing_id == closings.c.id),
-        )
-    row = (
-        await conn.execute(
-            sa.select(iterations.c.id, iterations.c.ledger_id)
-            .select_from(joined)
-            .where(closings.c.id == closing_id, closings.c.tenant_id == tenant_id)
-        )
-    ).first()
+        row = (await conn.execute(_CURSOR_SOURCE, {**values, "iteration_id": iteration_id})).first()
     if row is None:
         raise NotFound(f"closing {closing_id} not found")
     if row.id is None and iteration_id is None:

@@ -41,15 +41,17 @@ async def list_clients(conn: AsyncConnection, tenant_id: uuid.UUID) -> list[dict
     return [dict(row._mapping) for row in rows]
 
 
+# Built once, with named parameters: every request about a client reads it.
+_TENANTS_CLIENT = sa.select(*_COLUMNS).where(
+    clients.c.id == sa.bindparam("id"), clients.c.tenant_id == sa.bindparam("tenant_id")
+)
+
+
 async def get_client(
     conn: AsyncConnection, tenant_id: uuid.UUID, client_id: uuid.UUID
 ) -> dict[str, Any]:
     """One client of the tenant; another tenant's client is NotFound, like a missing one."""
-    row = (
-        await conn.execute(
-            sa.select(*_COLUMNS).where(clients.c.id == client_id, clients.c.tenant_id == tenant_id)
-        )
-    ).first()
+    row = (await conn.execute(_TENANTS_CLIENT, {"id": client_id, "tenant_id": tenant_id})).first()
     if row is None:
         raise NotFound(f"client {client_id} not found")
     return dict(row._mapping)
