@@ -74,41 +74,53 @@ async def record(conn: AsyncConnection, actor: Actor, changes: Sequence[Change])
     """Append one row per change, in one statement, in the caller's transaction."""
     if not changes:
         return
-    columns: dict[str, tuple[TypeEngine[Any], list[Any]]] = {
-        "action": (pg.ARRAY(sa.Text), [c.action for c in changes]),
-        "resource_type": (pg.ARRAY(sa.Text), [c.resource_type for c in changes]),
-        "resource_id": (pg.ARRAY(sa.Text), [c.resource_id for c in changes]),
-        "client_id": (pg.ARRAY(pg.UUID(as_uuid=True)), [c.client_id for c in changes]),
-        "closing_id": (pg.ARRAY(pg.UUID(as_uuid=True)), [c.closing_id for c in changes]),
-        "details": (pg.ARRAY(sa.Text), [_json(c.details) for c in changes]),
-    }
-    rows = (
-        sa.func.unnest(*(sa.literal(values, kind) for kind, values in columns.values()))
-        .table_valued(*columns)
-        .render_derived()
-    )
     await conn.execute(
-        sa.insert(audit_events).from_select(
-            [
-                "tenant_id",
-                "actor_key_id",
-                "actor_name",
-                "actor_role",
-                "request_id",
-                *columns,
-            ],
-            sa.select(
-                sa.literal(actor.tenant_id, pg.UUID(as_uuid=True)),
-                sa.literal(actor.key_id, pg.UUID(as_uuid=True)),
-                sa.literal(actor.key_name),
-                sa.literal(actor.role),
-                sa.literal(actor.request_id, sa.Text),
-                rows.c.action,
-                rows.c.resource_type,
-                rows.c.resource_id,
-                rows.c.client_id,
-                rows.c.closing_id,
-                sa.cast(rows.c.details, pg.JSONB),
-            ),
-        )
+        _RECORD,
+        {
+            "p_tenant_id": actor.tenant_id,
+            "p_actor_key_id": actor.key_id,
+            "p_actor_name": actor.key_name,
+            "p_actor_role": actor.role,
+            "p_request_id": actor.request_id,
+            "p_action": [c.action for c in changes],
+            "p_resource_type": [c.resource_type for c in changes],
+            "p_resource_id": [c.resource_id for c in changes],
+            "p_client_id": [c.client_id for c in changes],
+            "p_closing_id": [c.closing_id for c in changes],
+            "p_details": [_json(c.details) for c in changes],
+        },
     )
+
+
+# Built once, with named parameters (every write records): the actor's fields, and one array
+# per column of the changes, unnested into rows.
+_UUID = pg.UUID(as_uuid=True)
+_CHANGE_COLUMNS: dict[str, TypeEngine[Any]] = {
+    "action": pg.ARRAY(sa.Text),
+    "resource_type": pg.ARRAY(sa.Text),
+    "resource_id": pg.ARRAY(sa.Text),
+    "client_id": pg.ARRAY(_UUID),
+    "closing_id": pg.ARRAY(_UUID),
+    "details": pg.ARRAY(sa.Text),
+}
+_CHANGES = (
+    sa.func.unnest(*(sa.bindparam(f"p_{name}", type_=as_) for name, as_ in _CHANGE_COLUMNS.items()))
+    .table_valued(*_CHANGE_COLUMNS)
+    .render_derived()
+)
+_RECORD = sa.insert(audit_events).from_select(
+    ["tenant_id", "actor_key_id", "actor_name", "actor_role", "request_id", *_CHANGE_COLUMNS],
+    sa.select(
+        sa.bindparam("p_tenant_id", type_=_UUID),
+        sa.bindparam("p_actor_key_id", type_=_UUID),
+        sa.bindparam("p_actor_name", type_=sa.Text),
+        sa.bindparam("p_actor_role", type_=sa.Text),
+        sa.bindparam("p_request_id", type_=sa.Text),
+        _CHANGES.c.action,
+        _CHANGES.c.resource_type,
+        _CHANGES.c.resource_id,
+        _CHANGES.c.client_id,
+        _CHANGES.c.closing_id,
+        sa.cast(_CHANGES.c.details, pg.JSONB),
+    ),
+)

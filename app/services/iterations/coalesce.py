@@ -150,8 +150,3 @@ _QUEUED = (
     .subquery("queued")
 )
 _MERGE_INTO_QUEUED = _merging(iterations.c.id == _QUEUED.c.id)
-
-
-def uuid_array(values: Sequence[uuid.UUID]) -> sa.BindParameter[Any]:
-    """A uuid[] parameter."""
-    return sa.bindparam(None, list(values), type_=pg.ARRAY(pg.UUID(as_uuid=True)))

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.adapters.postgres.tables import closings, iterations, ledgers
@@ -15,7 +16,7 @@ from app.adapters.queue import enqueue_iteration
 from app.domain.errors import Conflict, NotFound
 from app.resources import Resources
 from app.services.audit.record import Actor, Change, record
-from app.services.iterations.coalesce import PUBLIC, merge, uuid_array
+from app.services.iterations.coalesce import PUBLIC, merge
 from app.services.tenancy.closings import lock_open_closing
 
 TRIGGERS = (
@@ -93,21 +94,7 @@ async def request_iterations(
     KEY UPDATE) waits for the claim, then skips the row no longer queued, and that closing gets
     a new iteration."""
     assert trigger in TRIGGERS, trigger
-    queued = (
-        await conn.execute(
-            sa.select(
-                iterations.c.id,
-                iterations.c.closing_id,
-                iterations.c.coalesced_triggers,
-                iterations.c.requested_by,
-                iterations.c.notes,
-            )
-            .where(iterations.c.closing_id == sa.any_(uuid_array(closing_ids)))
-            .where(iterations.c.status == "queued")
-            .order_by(iterations.c.closing_id)
-            .with_for_update(key_share=True)
-        )
-    ).all()
+    queued = (await conn.execute(_QUEUED_OF_CLOSINGS, {"closing_ids": list(closing_ids)})).all()
     merged = await merge(conn, queued, trigger, notes, requested_by) if queued else []
     waiting = {row.closing_id for row in queued}
     fresh = [closing_id for closing_id in closing_ids if closing_id not in waiting]
@@ -127,31 +114,56 @@ async def create_queued(
     request_id: str | None,
 ) -> Sequence[Any]:
     """A new queued iteration for each closing, numbered after its last: one INSERT … SELECT."""
-    next_number = (
-        sa.select(sa.func.coalesce(sa.func.max(iterations.c.number), 0) + 1)
-        .where(iterations.c.closing_id == closings.c.id)
-        .scalar_subquery()
-    )
     values = {
-        "closing_id": closings.c.id,
-        "ledger_id": closings.c.ledger_id,
-        "number": next_number,
-        "trigger": sa.literal(trigger, sa.Text),
-        "requested_by": sa.literal(requested_by, sa.Text),
-        "notes": sa.literal(notes, sa.Text),
-        "request_id": sa.literal(request_id, sa.Text),
-        "parse": ledgers.c.parse,
+        "closing_ids": list(closing_ids),
+        "new_trigger": trigger,
+        "new_requested_by": requested_by,
+        "new_notes": notes,
+        "new_request_id": request_id,
     }
-    source = (
-        sa.select(*(value.label(name) for name, value in values.items()))
-        .select_from(closings.outerjoin(ledgers, ledgers.c.id == closings.c.ledger_id))
-        .where(closings.c.id == sa.any_(uuid_array(closing_ids)))
+    return (await conn.execute(_CREATE_QUEUED, values)).all()
+
+
+# Built once, with named parameters: every upload, re-processing and reference-data change
+# runs them.
+_CLOSING_IDS = sa.bindparam("closing_ids", type_=pg.ARRAY(pg.UUID(as_uuid=True)))
+_QUEUED_OF_CLOSINGS = (
+    sa.select(
+        iterations.c.id,
+        iterations.c.closing_id,
+        iterations.c.coalesced_triggers,
+        iterations.c.requested_by,
+        iterations.c.notes,
     )
-    return (
-        await conn.execute(
-            sa.insert(iterations).from_select(list(values), source).returning(*PUBLIC)
-        )
-    ).all()
+    .where(iterations.c.closing_id == sa.any_(_CLOSING_IDS), iterations.c.status == "queued")
+    .order_by(iterations.c.closing_id)
+    .with_for_update(key_share=True)
+)
+_NEXT_NUMBER = (
+    sa.select(sa.func.coalesce(sa.func.max(iterations.c.number), 0) + 1)
+    .where(iterations.c.closing_id == closings.c.id)
+    .scalar_subquery()
+)
+_NEW_ITERATION = {
+    "closing_id": closings.c.id,
+    "ledger_id": closings.c.ledger_id,
+    "number": _NEXT_NUMBER,
+    "trigger": sa.bindparam("new_trigger", type_=sa.Text),
+    "requested_by": sa.bindparam("new_requested_by", type_=sa.Text),
+    "notes": sa.bindparam("new_notes", type_=sa.Text),
+    "request_id": sa.bindparam("new_request_id", type_=sa.Text),
+    "parse": ledgers.c.parse,
+}
+_CREATE_QUEUED = (
+    sa.insert(iterations)
+    .from_select(
+        list(_NEW_ITERATION),
+        sa.select(*(value.label(name) for name, value in _NEW_ITERATION.items()))
+        .select_from(closings.outerjoin(ledgers, ledgers.c.id == closings.c.ledger_id))
+        .where(closings.c.id == sa.any_(_CLOSING_IDS)),
+    )
+    .returning(*PUBLIC)
+)
 
 
 # Jobs queued at once by one request: a reference-data change queues one per affected closing,
