@@ -28,30 +28,33 @@ def _snapshot_query() -> sa.Select[tuple[int, str, uuid.UUID, uuid.UUID, uuid.UU
     )
 
 
+# Built once, with named parameters (every cache fill runs it). The document comes only when
+# the revision is not `known_version`: a NULL one never equals it, so then it always does.
+_SERVED_SNAPSHOT = (
+    _snapshot_query()
+    .add_columns(
+        sa.case(
+            (snapshots.c.revision == sa.bindparam("known_version", type_=sa.BigInteger), sa.null()),
+            else_=iteration_results.c.document,
+        ).label("document"),
+        iteration_results.c.content_hash.label("iteration_hash"),
+    )
+    .join(iteration_results, iteration_results.c.iteration_id == snapshots.c.iteration_id)
+    .where(
+        snapshots.c.closing_id == sa.bindparam("closing_id"),
+        closings.c.tenant_id == sa.bindparam("tenant_id"),
+    )
+)
+
+
 async def load_snapshot(
     conn: AsyncConnection, tenant: uuid.UUID, closing: uuid.UUID, known_version: int | None = None
 ) -> SnapshotEntry | None:
     """The tenant's closing's served snapshot (the document with its reviews), its version
     being the snapshot's revision; None when it is still `known_version` (the document is then
     not even read from disk). NotFound for a foreign closing or before a success."""
-    document: sa.ColumnElement[bytes | None] = (
-        iteration_results.c.document
-        if known_version is None
-        else sa.case(
-            (snapshots.c.revision == known_version, sa.null()),
-            else_=iteration_results.c.document,
-        )
-    )
-    row = (
-        await conn.execute(
-            _snapshot_query()
-            .add_columns(
-                document.label("document"), iteration_results.c.content_hash.label("iteration_hash")
-            )
-            .join(iteration_results, iteration_results.c.iteration_id == snapshots.c.iteration_id)
-            .where(snapshots.c.closing_id == closing, closings.c.tenant_id == tenant)
-        )
-    ).first()
+    values = {"closing_id": closing, "tenant_id": tenant, "known_version": known_version}
+    row = (await conn.execute(_SERVED_SNAPSHOT, values)).first()
     if row is None:
         await check_closing(conn, tenant, closing)
         raise NotFound(f"closing {closing} has no snapshot yet (no iteration has succeeded)")
