@@ -16,6 +16,10 @@ metadata = sa.MetaData(
     }
 )
 
+# The array types of the parameters that carry many values in one statement (unnest, ANY).
+TEXT_ARRAY = pg.ARRAY(sa.Text)
+UUID_ARRAY = pg.ARRAY(pg.UUID(as_uuid=True))
+
 
 def _id() -> sa.Column[object]:
     return sa.Column(

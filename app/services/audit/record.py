@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import TypeEngine
 
-from app.adapters.postgres.tables import audit_events
+from app.adapters.postgres.tables import TEXT_ARRAY, UUID_ARRAY, audit_events
 
 CLI_ROLE = "operator"  # the command line acts with the server's own database access
 
@@ -96,12 +96,12 @@ async def record(conn: AsyncConnection, actor: Actor, changes: Sequence[Change])
 # per column of the changes, unnested into rows.
 _UUID = pg.UUID(as_uuid=True)
 _CHANGE_COLUMNS: dict[str, TypeEngine[Any]] = {
-    "action": pg.ARRAY(sa.Text),
-    "resource_type": pg.ARRAY(sa.Text),
-    "resource_id": pg.ARRAY(sa.Text),
-    "client_id": pg.ARRAY(_UUID),
-    "closing_id": pg.ARRAY(_UUID),
-    "details": pg.ARRAY(sa.Text),
+    "action": TEXT_ARRAY,
+    "resource_type": TEXT_ARRAY,
+    "resource_id": TEXT_ARRAY,
+    "client_id": UUID_ARRAY,
+    "closing_id": UUID_ARRAY,
+    "details": TEXT_ARRAY,
 }
 _CHANGES = (
     sa.func.unnest(*(sa.bindparam(f"p_{name}", type_=as_) for name, as_ in _CHANGE_COLUMNS.items()))

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.adapters.postgres.tables import closings, iterations, ledgers
+from app.adapters.postgres.tables import TEXT_ARRAY, UUID_ARRAY, closings, iterations, ledgers
 
 MAX_NOTES_LENGTH = 10_000
 # A script hammering reprocess (or a burst of chart edits) while a run waits must not grow one
@@ -131,8 +131,8 @@ def _merging(rows: sa.ColumnElement[bool], **values: Any) -> sa.Update:
 # the notes: SQLAlchemy caches no statement with VALUES rows.
 _MERGES = (
     sa.func.unnest(
-        sa.bindparam("merged_ids", type_=pg.ARRAY(pg.UUID(as_uuid=True))),
-        sa.bindparam("merged_notes", type_=pg.ARRAY(sa.Text)),
+        sa.bindparam("merged_ids", type_=UUID_ARRAY),
+        sa.bindparam("merged_notes", type_=TEXT_ARRAY),
     )
     .table_valued(sa.column("id", pg.UUID(as_uuid=True)), sa.column("notes", sa.Text))
     .render_derived(name="merges")
@@ -141,8 +141,7 @@ _MERGE = _merging(iterations.c.id == _MERGES.c.id, notes=_MERGES.c.notes)
 _QUEUED = (
     sa.select(iterations.c.id)
     .where(
-        iterations.c.closing_id
-        == sa.any_(sa.bindparam("closing_ids", type_=pg.ARRAY(pg.UUID(as_uuid=True)))),
+        iterations.c.closing_id == sa.any_(sa.bindparam("closing_ids", type_=UUID_ARRAY)),
         iterations.c.status == "queued",
     )
     .order_by(iterations.c.closing_id)

@@ -8,10 +8,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.adapters.postgres.tables import closings, iterations, ledgers
+from app.adapters.postgres.tables import UUID_ARRAY, closings, iterations, ledgers
 from app.adapters.queue import enqueue_iteration
 from app.domain.errors import Conflict, NotFound
 from app.resources import Resources
@@ -126,7 +125,7 @@ async def create_queued(
 
 # Built once, with named parameters: every upload, re-processing and reference-data change
 # runs them.
-_CLOSING_IDS = sa.bindparam("closing_ids", type_=pg.ARRAY(pg.UUID(as_uuid=True)))
+_CLOSING_IDS = sa.bindparam("closing_ids", type_=UUID_ARRAY)
 _QUEUED_OF_CLOSINGS = (
     sa.select(
         iterations.c.id,

@@ -24,7 +24,7 @@ from tenacity import (
 )
 
 from app.adapters.outages import rolled_back
-from app.adapters.postgres.tables import accounts, document_types
+from app.adapters.postgres.tables import TEXT_ARRAY, accounts, document_types
 from app.resources import Resources
 from app.services.audit.record import Actor, Change, field_changes, record
 from app.services.iterations.request import enqueue
@@ -65,14 +65,13 @@ DOCUMENT_TYPES = Kind(
 
 # The statements are built once per table (and set of fields), with named parameters: building
 # them and their cache keys on every request was a fifth of an upsert's CPU.
-_TEXTS = pg.ARRAY(sa.Text)
 
 
 @functools.cache
 def _existing_query(table: sa.Table) -> sa.Select[Any]:
     return sa.select(*(c for c in table.c if c.name not in ("client_id", "updated_at"))).where(
         table.c.client_id == sa.bindparam("client_id"),
-        table.c.code == sa.any_(sa.bindparam("codes", type_=_TEXTS)),
+        table.c.code == sa.any_(sa.bindparam("codes", type_=TEXT_ARRAY)),
     )
 
 
@@ -90,7 +89,7 @@ def _upsert_statement(table: sa.Table, fields: tuple[str, ...]) -> sa.Insert:
     """One INSERT … ON CONFLICT DO UPDATE from unnested arrays (parameters `v_<field>`, one
     array each, and `client_id`), whatever the number of rows."""
     source = (
-        sa.func.unnest(*(sa.bindparam(f"v_{f}", type_=_TEXTS) for f in fields))
+        sa.func.unnest(*(sa.bindparam(f"v_{f}", type_=TEXT_ARRAY) for f in fields))
         .table_valued(*fields)
         .render_derived()
     )
