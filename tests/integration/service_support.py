@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from fastapi import FastAPI
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.adapters.postgres import tables
 from app.api.state import app_state
 from app.services.audit.record import Actor
+from app.services.iterations.request import request_iteration
 from app.services.tenancy import api_keys, clients, closings
 
 
@@ -63,3 +65,19 @@ async def give_ledger(conn: AsyncConnection, closing_id: uuid.UUID) -> None:
         .where(tables.closings.c.id == closing_id)
         .values(ledger_id=ledger)
     )
+
+
+async def second_closing(app: FastAPI, tenant: uuid.UUID, client: uuid.UUID) -> uuid.UUID:
+    """Another open closing (2026-11) of the client, with a stored ledger whose codes are not
+    known yet (so every change of the client's chart affects it)."""
+    async with transaction(app) as conn:
+        closing = await closings.create_closing(conn, analyst(tenant), client, "2026-11")
+        await give_ledger(conn, closing["id"])
+    return uuid.UUID(str(closing["id"]))
+
+
+async def queue_iteration(app: FastAPI, tenant: uuid.UUID, closing: uuid.UUID) -> dict[str, Any]:
+    """Queue an `initial` iteration of the closing, as a request does (under its lock)."""
+    async with transaction(app) as conn:
+        await closings.lock_open_closing(conn, tenant, closing)
+        return await request_iteration(conn, closing, "initial", requested_by="svc")

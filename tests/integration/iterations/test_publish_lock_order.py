@@ -11,7 +11,6 @@ which the change's FOR NO KEY UPDATE does not wait for.
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import sqlalchemy as sa
 from fastapi import FastAPI
@@ -23,9 +22,8 @@ from app.api.state import app_state
 from app.services.iterations import claims, coalesce
 from app.services.iterations import publish as snapshots
 from app.services.snapshot_cache.served import STATISTICS_WITH_REVIEWS
-from app.services.tenancy.closings import create_closing, lock_open_closing
-from tests.integration.reference_data.test_reprocessing import _queue
-from tests.integration.service_support import analyst, give_ledger, owned_closing, transaction
+from app.services.tenancy.closings import lock_open_closing
+from tests.integration.service_support import owned_closing, queue_iteration, second_closing
 
 
 async def _waits_for_a_lock(engine: AsyncEngine, conn: AsyncConnection) -> None:
@@ -49,13 +47,11 @@ async def test_a_change_joining_a_run_being_published_does_not_deadlock_with_it(
 ) -> None:
     engine = app_state(app).require_resources().engine
     owned = await owned_closing(app)
-    async with transaction(app) as conn:
-        made = await create_closing(conn, analyst(owned.tenant_id), owned.client_id, "2026-11")
-        await give_ledger(conn, made["id"])
+    other = await second_closing(app, owned.tenant_id, owned.client_id)
     # The change meets the closings' runs in id order: `first`'s, then `published`'s.
-    first, published = sorted([owned.closing_id, uuid.UUID(str(made["id"]))])
-    held_run = await _queue(app, owned.tenant_id, first)
-    claimed_run = await _queue(app, owned.tenant_id, published)
+    first, published = sorted([owned.closing_id, other])
+    held_run = await queue_iteration(app, owned.tenant_id, first)
+    claimed_run = await queue_iteration(app, owned.tenant_id, published)
 
     async with engine.connect() as holder, engine.connect() as change:
         # Another request holds `first`'s queued run for a moment.

@@ -4,7 +4,6 @@ when a worker claims a run it was joining."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import pytest
@@ -16,28 +15,16 @@ from app.adapters.postgres.tables import iterations
 from app.adapters.queue import iteration_job_id
 from app.api.state import app_state
 from app.resources import queue_name
-from app.services.iterations.request import request_iteration
 from app.services.reference_data import reprocessing
 from app.services.reference_data.changes import Entry
 from app.services.reference_data.upsert import ACCOUNTS, put_reference_data
-from app.services.tenancy import closings
-from app.services.tenancy.closings import lock_open_closing
-from tests.integration.service_support import analyst, give_ledger, owned_closing, transaction
-
-
-async def _second_closing(app: FastAPI, tenant: uuid.UUID, client: uuid.UUID) -> uuid.UUID:
-    """Another open closing of the client, with a stored ledger whose codes are not known yet
-    (so every change of the client's chart affects it)."""
-    async with transaction(app) as conn:
-        closing = await closings.create_closing(conn, analyst(tenant), client, "2026-11")
-        await give_ledger(conn, closing["id"])
-    return uuid.UUID(str(closing["id"]))
-
-
-async def _queue(app: FastAPI, tenant: uuid.UUID, closing: uuid.UUID) -> dict[str, Any]:
-    async with transaction(app) as conn:
-        await lock_open_closing(conn, tenant, closing)
-        return await request_iteration(conn, closing, "initial", requested_by="svc")
+from tests.integration.service_support import (
+    analyst,
+    owned_closing,
+    queue_iteration,
+    second_closing,
+    transaction,
+)
 
 
 def _classify(code: str, classification: str) -> list[Entry]:
@@ -49,8 +36,8 @@ async def test_a_change_joins_queued_runs_and_numbers_new_ones_for_the_others(
     app: FastAPI,
 ) -> None:
     owned = await owned_closing(app)
-    other = await _second_closing(app, owned.tenant_id, owned.client_id)
-    queued = await _queue(app, owned.tenant_id, owned.closing_id)
+    other = await second_closing(app, owned.tenant_id, owned.client_id)
+    queued = await queue_iteration(app, owned.tenant_id, owned.closing_id)
     resources = app_state(app).require_resources()
     actor = analyst(owned.tenant_id)
     await put_reference_data(resources, actor, owned.client_id, ACCOUNTS, _classify("1101", "a"))
@@ -79,7 +66,7 @@ async def test_a_run_claimed_while_a_change_joins_it_makes_the_change_start_over
     app: FastAPI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     owned = await owned_closing(app)
-    queued = await _queue(app, owned.tenant_id, owned.closing_id)
+    queued = await queue_iteration(app, owned.tenant_id, owned.closing_id)
     resources = app_state(app).require_resources()
     join = reprocessing.merge_into_queued
     calls = 0
