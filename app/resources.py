@@ -38,13 +38,20 @@ def redis_url(settings: Settings) -> str:
     return settings.redis_url.get_secret_value()
 
 
-def create_engine(settings: Settings, *, pool_size: int = 10) -> AsyncEngine:
-    """The asyncpg-backed engine; a connection idle in the pool is checked before use, so a
-    restart heals (app/adapters/postgres/liveness.py)."""
+def create_engine(settings: Settings, *, connections: int | None = None) -> AsyncEngine:
+    """The asyncpg-backed engine, at most `connections` (default DATABASE_POOL_SIZE) at once;
+    a connection idle in the pool is checked before use, so a restart heals
+    (app/adapters/postgres/liveness.py).
+
+    Every connection opened is kept (no overflow): an overflow connection is closed as soon as
+    it is given back, so under a load above the pool's size each request paid a new session
+    (a backend forked, authentication, every statement prepared again): 11 a second per API
+    process under `bench/load.py`. A request finding every connection busy waits for one."""
+    size = connections or settings.database_pool_size
     engine = create_async_engine(
         database_url(settings),
-        pool_size=pool_size,
-        max_overflow=pool_size,
+        pool_size=size,
+        max_overflow=0,
         pool_recycle=1800,
         # Error messages never carry bound parameters: they include API key hashes.
         hide_parameters=True,

@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     # Seconds between SIGTERM and closing the listening socket, while /ready answers 503.
     shutdown_drain_seconds: float = Field(default=2.0, ge=0)
     worker_max_jobs: int = Field(default=2, ge=1)
+    # Postgres connections each API process (and each worker) keeps at most.
+    database_pool_size: int = Field(default=20, ge=2, le=200)
     # A running iteration whose worker has not renewed its lease for this long is taken over
     # by another worker (the worker renews it six times per lease).
     iteration_lease_seconds: float = Field(default=30, gt=0)

@@ -125,7 +125,7 @@ async def databases(servers: Servers) -> AsyncIterator[Databases]:
 async def database_url(databases: Databases) -> str:
     """The suite's main database, migrated to head."""
     url = await databases.create("main")
-    engine = create_engine(Settings(database_url=url, redis_url="redis://unused"), pool_size=1)
+    engine = create_engine(Settings(database_url=url, redis_url="redis://unused"), connections=2)
     try:
         await upgrade_to_head(engine)
     finally:

@@ -61,7 +61,7 @@ async def app_client(
 async def migrated_database(databases: Databases, label: str) -> str:
     """A new database at the migration head; returns its URL."""
     url = await databases.create(label)
-    engine = create_engine(Settings(database_url=url, redis_url="redis://unused"), pool_size=1)
+    engine = create_engine(Settings(database_url=url, redis_url="redis://unused"), connections=2)
     try:
         await upgrade_to_head(engine)
     finally:

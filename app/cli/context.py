@@ -45,7 +45,7 @@ async def migrate_database(settings: Settings) -> None:
     from app.migrations import upgrade_to_head
     from app.resources import create_engine
 
-    engine = create_engine(settings, pool_size=1)
+    engine = create_engine(settings, connections=2)
     try:
         await upgrade_to_head(engine)
     finally:
@@ -55,7 +55,7 @@ async def migrate_database(settings: Settings) -> None:
 async def with_connection(settings: Settings, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
     from app.resources import create_engine
 
-    engine = create_engine(settings, pool_size=1)
+    engine = create_engine(settings, connections=2)
     try:
         async with engine.begin() as conn:
             return await work(conn)
