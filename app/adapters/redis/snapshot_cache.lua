@@ -68,21 +68,28 @@ redis.call('EXPIRE', KEYS[3], ARGV[5])
 return 1
 
 -- @script invalidate
--- KEYS[1] a client tag set or '' . ARGV: snapshot hash prefix, members prefix, channel, message,
--- then closing ids. Drops the payloads and views of the tag's and the listed closings, keeping
--- their version floors; returns how many closings had a payload.
+-- KEYS[1] a client tag set or ''. ARGV: snapshot hash prefix, members prefix, channel, message,
+-- the versions Postgres serves (a JSON object, closing id -> version as text), then closing ids.
+-- Drops the payloads and views of the tag's and the listed closings, keeping their version
+-- floors, except where the cached version is the one Postgres serves (the entry is confirmed:
+-- it is exactly what a reload would write back). Returns how many payloads were dropped.
+local current = cjson.decode(ARGV[5])
 local ids = {}
-for i = 5, #ARGV do ids[#ids + 1] = ARGV[i] end
+for i = 6, #ARGV do ids[#ids + 1] = ARGV[i] end
 if KEYS[1] ~= '' then
   for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do ids[#ids + 1] = id end
-  redis.call('DEL', KEYS[1])
 end
 local dropped = 0
 for _, id in ipairs(ids) do
-  dropped = dropped + redis.call('HDEL', ARGV[1] .. id, 'd')
-  local members = ARGV[2] .. id
-  for _, member in ipairs(redis.call('SMEMBERS', members)) do redis.call('DEL', member) end
-  redis.call('DEL', members)
+  local key = ARGV[1] .. id
+  local confirmed = current[id] ~= nil and redis.call('HGET', key, 'v') == current[id]
+  if not confirmed then
+    dropped = dropped + redis.call('HDEL', key, 'd')
+    local members = ARGV[2] .. id
+    for _, member in ipairs(redis.call('SMEMBERS', members)) do redis.call('DEL', member) end
+    redis.call('DEL', members)
+    if KEYS[1] ~= '' then redis.call('SREM', KEYS[1], id) end
+  end
 end
 redis.call('PUBLISH', ARGV[3], ARGV[4])
 return dropped

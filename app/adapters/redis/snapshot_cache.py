@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import json
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -182,9 +183,11 @@ class SnapshotCache:
         closings: Iterable[object] = (),
         client: object | None = None,
         event: Event | None = None,
+        current: Mapping[str, int] | None = None,
     ) -> int:
-        """Drop the listed closings' entries, or all of a client's (by its tag set); announce it.
-        Returns how many closings had a cached snapshot."""
+        """Drop the listed closings' entries, or all of a client's (by its tag set), except
+        those whose cached version is the one `current` (closing id → version) says Postgres
+        serves; announce it. Returns how many closings had their cached snapshot dropped."""
         ids = [str(closing) for closing in closings]
         if event is None and client is not None:
             event = Event("client", str(tenant), str(client))
@@ -201,6 +204,7 @@ class SnapshotCache:
                 keys.snapshot_members(self.prefix, tenant),
                 self.channel,
                 event.encode(),
+                json.dumps({closing: str(version) for closing, version in (current or {}).items()}),
                 *ids,
             ],
         )

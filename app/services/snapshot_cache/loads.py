@@ -64,6 +64,30 @@ async def load_snapshot(
     return SnapshotEntry(row.revision, content_hash, str(row.client_id), body)
 
 
+# The most closings of one client whose cached snapshots a reference-data change confirms (the
+# most recently published): the others' entries are dropped, so the invalidation stays bounded.
+MOST_CONFIRMED = 500
+_SERVED_REVISIONS = (
+    sa.select(snapshots.c.closing_id, snapshots.c.revision)
+    .join(closings, closings.c.id == snapshots.c.closing_id)
+    .where(
+        closings.c.tenant_id == sa.bindparam("tenant_id"),
+        closings.c.client_id == sa.bindparam("client_id"),
+    )
+    .order_by(snapshots.c.published_at.desc())
+    .limit(MOST_CONFIRMED)
+)
+
+
+async def served_revisions(
+    conn: AsyncConnection, tenant: uuid.UUID, client: uuid.UUID
+) -> dict[str, int]:
+    """Closing id → the revision of its served snapshot, for the client's most recently
+    published closings (at most MOST_CONFIRMED)."""
+    rows = await conn.execute(_SERVED_REVISIONS, {"tenant_id": tenant, "client_id": client})
+    return {str(row.closing_id): row.revision for row in rows}
+
+
 async def owner(conn: AsyncConnection, closing: uuid.UUID) -> tuple[uuid.UUID, uuid.UUID]:
     """(tenant, client) of a closing."""
     row = (

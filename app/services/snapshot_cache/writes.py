@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import uuid
 
+from sqlalchemy.exc import SQLAlchemyError
 from tenacity import (
     AsyncRetrying,
     RetryError,
@@ -91,11 +92,24 @@ async def _store_published(
 
 
 async def invalidate_client(resources: Resources, tenant: uuid.UUID, client: uuid.UUID) -> None:
-    """Drop every cached snapshot of a client (its reference data changed)."""
+    """Invalidate a client's cached snapshots (its reference data changed): each is dropped
+    unless it is still the revision Postgres serves.
+
+    What is served changes only when a re-run publishes (the previous snapshot stays served
+    until then, SPEC §5), and that publish replaces the entry. Dropping an entry that is still
+    current would only turn the next reads into misses that reload it, on every change."""
     cache = SnapshotCache.for_settings(resources.redis, resources.settings)
     try:
+        async with resources.reader.connect() as conn:
+            current = await loads.served_revisions(conn, tenant, client)
+    except (SQLAlchemyError, OSError) as exc:  # then nothing is confirmed: all is dropped
+        logger.warning(
+            "cached snapshots of client %s not confirmed: %s", client, type(exc).__name__
+        )
+        current = {}
+    try:
         async with redis_deadline(4 * resources.settings.cache_redis_timeout_seconds):
-            await cache.invalidate(tenant, client=client)
+            await cache.invalidate(tenant, client=client, current=current)
         CACHE_INVALIDATIONS.labels("client").inc()
     except REDIS_FAILURES as exc:
         CACHE_ERRORS.labels("snapshot").inc()

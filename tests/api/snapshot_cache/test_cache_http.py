@@ -1,5 +1,6 @@
 """GET /incidences through the snapshot cache (X-Cache, ETag, TTLs per kind), invalidation on
-reference-data changes, the admin cache endpoints, and the API-key cache's revocation delay."""
+reference-data changes (confirming what is still current), the admin cache endpoints, and the
+API-key cache's revocation delay."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 
 from app.adapters.redis import keys
+from app.adapters.redis.snapshot_cache import SnapshotCache
 from app.api.state import app_state
+from app.domain.snapshot import SnapshotEntry
 from app.main import create_app
 from app.services.tenancy import api_keys
 from app.settings import Settings
@@ -87,9 +90,12 @@ async def test_x_cache_etag_and_ttl_per_kind(
     )
 
 
-async def test_reference_data_change_invalidates_every_closing_of_the_client(
-    app: FastAPI, client: AsyncClient, make_key: KeyMaker, run_worker: Worker
+async def test_reference_data_change_confirms_or_drops_the_cached_snapshots_of_the_client(
+    app: FastAPI, client: AsyncClient, make_key: KeyMaker, run_worker: Worker, settings: Settings
 ) -> None:
+    """A reference-data change invalidates the client's cached snapshots. One that is still
+    the revision Postgres serves (every one, until the re-runs publish) is confirmed and stays
+    a hit; one that is not (a publish whose cache write was lost) is dropped and reloaded."""
     key = await make_key("analyst")
     first = await published(client, key, run_worker, ledger(4))
     created = await client.post(
@@ -100,16 +106,37 @@ async def test_reference_data_change_invalidates_every_closing_of_the_client(
     other = await published(client, key, run_worker, ledger(4))  # another client
     for closing in (first, second, other):
         assert await _x_cache(client, key, closing.id) == "hit"
+    before = {c.id: await client.get(_path(c.id), headers=bearer(key)) for c in (first, second)}
+    # Redis is left an older revision of `second` than Postgres serves.
+    tenant, _ = await owner(app, second)
+    redis = app_state(app).resources.redis
+    entry = keys.snapshot(settings.redis_key_prefix, tenant, second.id)
+    revision = int(await redis.hget(entry, "v"))
+    await redis.delete(entry)
+    stale = SnapshotEntry(revision - 1, "stale", first.client_id, b'{"stale": true}')
+    cache = SnapshotCache.for_settings(redis, settings)
+    assert await cache.store_snapshot(tenant, second.id, stale)
+
     put = await client.put(
         f"{API}/clients/{first.client_id}/accounts",
         json=[{"code": "700000", "name": "Now in the chart"}],
         headers=bearer(key),
     )
     assert put.status_code == 200, put.text
-    assert [await _x_cache(client, key, c.id) for c in (first, second)] == ["miss", "miss"]
+    assert len(put.json()["iterations"]) == 2  # both closings use 700000: both re-run
+    after = {c.id: await client.get(_path(c.id), headers=bearer(key)) for c in (first, second)}
+    assert [after[c.id].headers["X-Cache"] for c in (first, second)] == ["hit", "miss"]
+    for closing in (first, second):  # the same snapshot as before, never the stale entry
+        assert after[closing.id].content == before[closing.id].content
+        assert after[closing.id].headers["ETag"] == before[closing.id].headers["ETag"]
+    assert await _x_cache(client, key, second.id) == "hit"  # written back
     assert await _x_cache(client, key, other.id) == "hit"
-    await run_worker()  # the re-processing publishes a new snapshot, written to Redis
-    assert [await _x_cache(client, key, c.id) for c in (first, second)] == ["hit", "hit"]
+
+    await run_worker()  # the re-runs publish new snapshots, written to Redis
+    for closing in (first, second):
+        response = await client.get(_path(closing.id), headers=bearer(key))
+        assert response.headers["X-Cache"] == "hit"
+        assert response.json()["iteration"] == before[closing.id].json()["iteration"] + 1
 
 
 async def test_admin_cache_endpoints(

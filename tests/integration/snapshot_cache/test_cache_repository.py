@@ -16,7 +16,13 @@ from sqlalchemy import event
 
 from app.adapters.postgres.tables import iteration_results, snapshots
 from app.adapters.redis import keys
-from app.adapters.redis.snapshot_cache import CachePolicy, SnapshotCache, decode, encode
+from app.adapters.redis.snapshot_cache import (
+    CachePolicy,
+    Event,
+    SnapshotCache,
+    decode,
+    encode,
+)
 from app.api.state import app_state
 from app.domain.snapshot import WHOLE, SnapshotEntry, with_gzip
 from app.services.snapshot_cache import local
@@ -166,7 +172,7 @@ async def test_one_hundred_cold_reads_cost_at_most_two_postgres_reads(
     await second.aclose()
 
 
-async def test_a_client_invalidation_is_confirmed_without_reading_the_document_again(
+async def test_a_dropped_snapshot_that_did_not_change_is_confirmed_without_its_document(
     app: FastAPI, client: AsyncClient, make_key: KeyMaker, run_worker: Worker
 ) -> None:
     key = await make_key("analyst")
@@ -176,9 +182,10 @@ async def test_a_client_invalidation_is_confirmed_without_reading_the_document_a
     held = await repository.get(tenant, closing, WHOLE)
     client_id = uuid.UUID(held.entry.client_id)
     loads = repository.postgres_loads
-    # A reference-data change: Redis forgets the client's snapshots, this process's near entry
-    # is unconfirmed; the snapshot itself is unchanged until the re-runs publish.
-    await cache_writes.invalidate_client(app_state(app).resources, tenant, client_id)
+    # An operator drops the client's snapshots from Redis: this process's near entry is
+    # unconfirmed; the snapshot itself is unchanged.
+    await repository.cache.invalidate(tenant, client=client_id)
+    local.notify_local(Event("client", str(tenant), str(client_id)))
     assert repository.fresh(tenant, closing, "") is None
     assert b"d" not in await _redis_entry(app, tenant, closing)  # the document is gone
     again = await repository.get(tenant, closing, WHOLE)
@@ -187,6 +194,24 @@ async def test_a_client_invalidation_is_confirmed_without_reading_the_document_a
     assert (await decode((await _redis_entry(app, tenant, closing))[b"d"]))[0] == held.entry.body
     response = await client.get(f"/api/v1/closings/{closing}/incidences", headers=bearer(key))
     assert response.status_code == 200 and response.content == held.entry.body
+
+
+async def test_a_reference_data_change_confirms_the_current_snapshot_in_redis(
+    app: FastAPI, client: AsyncClient, make_key: KeyMaker, run_worker: Worker
+) -> None:
+    key = await make_key("analyst")
+    created = await published(client, key, run_worker, ledger(40))
+    tenant, closing = await owner(app, created)
+    repository: SnapshotRepository = app_state(app).snapshots
+    held = await repository.get(tenant, closing, WHOLE)
+    client_id = uuid.UUID(held.entry.client_id)
+    loads = repository.postgres_loads
+    await cache_writes.invalidate_client(app_state(app).resources, tenant, client_id)
+    assert repository.fresh(tenant, closing, "") is None  # every process asks Redis again…
+    assert b"d" in await _redis_entry(app, tenant, closing)  # …which still holds it, confirmed
+    again = await repository.get(tenant, closing, WHOLE)
+    assert again.outcome == "hit" and again.entry == held.entry
+    assert repository.postgres_loads == loads
 
 
 async def test_large_snapshots_are_compressed(
@@ -282,3 +307,26 @@ async def test_reconcile_drops_a_snapshot_the_publisher_could_not_replace(
     assert (fresh.headers["ETag"], fresh.headers["X-Cache"]) == (f'"{new_hash}-gzip"', "miss")
     again = await client.get(path, headers=bearer(key))
     assert (again.headers["ETag"], again.headers["X-Cache"]) == (f'"{new_hash}-gzip"', "hit")
+
+
+async def test_a_reference_data_change_drops_what_postgres_could_not_confirm(
+    app: FastAPI,
+    client: AsyncClient,
+    make_key: KeyMaker,
+    run_worker: Worker,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    key = await make_key("analyst")
+    tenant, closing = await owner(app, await published(client, key, run_worker, ledger(4)))
+    repository: SnapshotRepository = app_state(app).snapshots
+    held = await repository.get(tenant, closing, WHOLE)
+
+    async def unreachable(*_: object) -> dict[str, int]:
+        raise OSError("connection refused")
+
+    monkeypatch.setattr(cache_writes.loads, "served_revisions", unreachable)
+    client_id = uuid.UUID(held.entry.client_id)
+    await cache_writes.invalidate_client(app_state(app).resources, tenant, client_id)
+    assert b"d" not in await _redis_entry(app, tenant, closing)
+    again = await repository.get(tenant, closing, WHOLE)
+    assert again.outcome == "miss" and again.entry == held.entry
