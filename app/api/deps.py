@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -136,3 +136,10 @@ Analyst = Annotated[Principal, Depends(require(Role.analyst))]
 Admin = Annotated[Principal, Depends(require(Role.admin))]
 AnalystActor = Annotated[Actor, Depends(acting(Role.analyst))]
 AdminActor = Annotated[Actor, Depends(acting(Role.admin))]
+
+
+# Clients and closings come a page at a time: a tenant may hold any number of them.
+LIST_PAGE_DEFAULT, LIST_PAGE_MAX = 100, 500
+ListLimit = Annotated[
+    int, Query(ge=1, le=LIST_PAGE_MAX, description=f"Page size (at most {LIST_PAGE_MAX})")
+]

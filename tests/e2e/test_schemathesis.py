@@ -49,7 +49,8 @@ LEDGER = (
 # positive_data_acceptance check ("data valid by the schema is accepted") also expects those
 # refusals, on those operations only: a ledger's content (415 not CSV/XLSX, 422 missing
 # columns) and CSV reference data or column_map (422) are free text or binary to the schema,
-# and a movements `cursor` is an opaque token that only the API can issue (422 otherwise).
+# and the cursors of movements and of clients are tokens that only the API issues (422
+# otherwise).
 CONFIG = Template("""
 headers = { Authorization = "Bearer $key" }
 workers = 2
@@ -86,6 +87,7 @@ include-name = [
     "PUT /api/v1/clients/{client_id}/accounts",
     "PUT /api/v1/clients/{client_id}/document-types",
     "GET /api/v1/closings/{closing_id}/incidences/{key}/movements",
+    "GET /api/v1/clients",
 ]
 checks.positive_data_acceptance.expected-statuses = $text_refusals
 """)

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
-from app.api.deps import AnalystActor, ConnDep, ReadConnDep, Viewer
+from app.api.deps import (
+    LIST_PAGE_DEFAULT,
+    AnalystActor,
+    ConnDep,
+    ListLimit,
+    ReadConnDep,
+    Viewer,
+)
 from app.api.problems import problem_responses
-from app.api.schemas import Items
+from app.api.schemas import CursorPage
 from app.api.schemas.clients import ClientIn, ClientOut
 from app.services.tenancy import clients
 
@@ -27,9 +34,25 @@ async def create_client(body: ClientIn, actor: AnalystActor, conn: ConnDep) -> d
     return await clients.create_client(conn, actor, body.name, body.tax_id)
 
 
-@router.get("", response_model=Items[ClientOut], summary="List clients")
-async def list_clients(principal: Viewer, conn: ReadConnDep) -> dict[str, Any]:
-    return {"items": await clients.list_clients(conn, principal.tenant_id)}
+@router.get(
+    "",
+    response_model=CursorPage[ClientOut],
+    summary="List clients (oldest first)",
+    description=f"{LIST_PAGE_DEFAULT} a page unless `limit` says otherwise; pass `next_cursor` "
+    "as `cursor` for the next page.",
+    responses=problem_responses(
+        (422, "Invalid `limit`, or a `cursor` that is not one of your clients")
+    ),
+)
+async def list_clients(
+    principal: Viewer,
+    conn: ReadConnDep,
+    limit: ListLimit = LIST_PAGE_DEFAULT,
+    cursor: Annotated[
+        uuid.UUID | None, Query(description="`next_cursor` of the previous page")
+    ] = None,
+) -> dict[str, Any]:
+    return await clients.list_clients(conn, principal.tenant_id, limit, after=cursor)
 
 
 @router.get(

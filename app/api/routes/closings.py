@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Query
 
-from app.api.deps import AnalystActor, ConnDep, ReadConnDep, Viewer
+from app.api.deps import (
+    LIST_PAGE_DEFAULT,
+    AnalystActor,
+    ConnDep,
+    ListLimit,
+    ReadConnDep,
+    Viewer,
+)
 from app.api.problems import problem_responses
-from app.api.schemas import Items
-from app.api.schemas.closings import ClosingIn, ClosingOut, ClosingPatch
+from app.api.schemas import CursorPage
+from app.api.schemas.closings import PERIOD_PATTERN, ClosingIn, ClosingOut, ClosingPatch
 from app.services.reviews import close
 from app.services.tenancy import closings
 from app.services.tenancy.api_keys import Role
@@ -35,13 +42,21 @@ async def create_closing(
 
 @router.get(
     "/clients/{client_id}/closings",
-    response_model=Items[ClosingOut],
+    response_model=CursorPage[ClosingOut],
     summary="List a client's closings (newest period first)",
+    description=f"{LIST_PAGE_DEFAULT} a page unless `limit` says otherwise; pass `next_cursor` "
+    "(the last period shown) as `cursor` for the older ones.",
 )
 async def list_closings(
-    client_id: uuid.UUID, principal: Viewer, conn: ReadConnDep
+    client_id: uuid.UUID,
+    principal: Viewer,
+    conn: ReadConnDep,
+    limit: ListLimit = LIST_PAGE_DEFAULT,
+    cursor: Annotated[
+        str | None, Query(pattern=PERIOD_PATTERN, description="`next_cursor` of the previous page")
+    ] = None,
 ) -> dict[str, Any]:
-    return {"items": await closings.list_closings(conn, principal.tenant_id, client_id)}
+    return await closings.list_closings(conn, principal.tenant_id, client_id, limit, cursor)
 
 
 @router.get("/closings/{closing_id}", response_model=ClosingOut, summary="Get a closing")

@@ -88,3 +88,9 @@ class Page(Items[T], Generic[T]):
     """A page of a paginated list (SPEC §6): pass `next_cursor` as `cursor` for the next one."""
 
     next_cursor: int | None = Field(description="null on the last page")
+
+
+class CursorPage(Items[T], Generic[T]):
+    """A page of a list whose cursor is text: pass `next_cursor` as `cursor` for the next one."""
+
+    next_cursor: str | None = Field(description="null on the last page")

@@ -13,13 +13,14 @@ from app.api.schemas import StrictModel
 
 # ASCII digits only: `\d` would also take other scripts' digits.
 _PERIOD = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
+PERIOD_PATTERN = f"^{_PERIOD.pattern}$"
 
 
 class ClosingIn(StrictModel):
     period: str = Field(
         description="The closed month, `YYYY-MM`",
         examples=["2026-10"],
-        json_schema_extra={"pattern": f"^{_PERIOD.pattern}$"},
+        json_schema_extra={"pattern": PERIOD_PATTERN},
     )
 
     @field_validator("period")

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.adapters.postgres.tables import clients
-from app.domain.errors import NotFound
+from app.domain.errors import InvalidInput, NotFound
 from app.services.audit.record import Actor, Change, record
 
 _COLUMNS = (clients.c.id, clients.c.name, clients.c.tax_id, clients.c.created_at)
@@ -31,14 +31,39 @@ async def create_client(
     return dict(row._mapping)
 
 
-async def list_clients(conn: AsyncConnection, tenant_id: uuid.UUID) -> list[dict[str, Any]]:
-    """The tenant's clients, oldest first."""
-    rows = await conn.execute(
-        sa.select(*_COLUMNS)
-        .where(clients.c.tenant_id == tenant_id)
-        .order_by(clients.c.created_at, clients.c.id)
+async def list_clients(
+    conn: AsyncConnection, tenant_id: uuid.UUID, limit: int, after: uuid.UUID | None = None
+) -> dict[str, Any]:
+    """A page of the tenant's clients, oldest first, after client `after`: `items` and
+    `next_cursor` (the last client's id; None on the last page). InvalidInput when `after` is
+    not one of the tenant's clients."""
+    values: dict[str, Any] = {"tenant_id": tenant_id, "rows": limit + 1}
+    values["after_at"] = values["after_id"] = None
+    if after is not None:
+        start = (await conn.execute(_TENANTS_CLIENT, {"id": after, "tenant_id": tenant_id})).first()
+        if start is None:
+            raise InvalidInput(f"cursor {after} is not the next_cursor of a page of your clients")
+        values["after_at"], values["after_id"] = start.created_at, start.id
+    rows = (await conn.execute(_TENANTS_CLIENTS, values)).all()
+    items = [dict(row._mapping) for row in rows[:limit]]
+    return {"items": items, "next_cursor": str(items[-1]["id"]) if len(rows) > limit else None}
+
+
+# Keyset paging in creation order: the clients after the last one shown (none: from the first).
+_AFTER_AT = sa.bindparam("after_at", type_=clients.c.created_at.type)
+_TENANTS_CLIENTS = (
+    sa.select(*_COLUMNS)
+    .where(
+        clients.c.tenant_id == sa.bindparam("tenant_id"),
+        sa.or_(
+            _AFTER_AT.is_(None),
+            sa.tuple_(clients.c.created_at, clients.c.id)
+            > sa.tuple_(_AFTER_AT, sa.bindparam("after_id", type_=clients.c.id.type)),
+        ),
     )
-    return [dict(row._mapping) for row in rows]
+    .order_by(clients.c.created_at, clients.c.id)
+    .limit(sa.bindparam("rows", type_=sa.Integer))
+)
 
 
 # Built once, with named parameters: every request about a client reads it.

@@ -156,16 +156,32 @@ async def create_closing(
 _OWNED = (closings.c.id == sa.bindparam("id"), closings.c.tenant_id == sa.bindparam("tenant_id"))
 _TENANTS_CLOSING_ID = sa.select(closings.c.id).where(*_OWNED)
 _TENANTS_CLOSING = _RESOURCE.where(*_OWNED)
-_CLIENTS_CLOSINGS = _RESOURCE.where(
-    closings.c.client_id == sa.bindparam("client_id"),
-    closings.c.tenant_id == sa.bindparam("tenant_id"),
-).order_by(closings.c.period.desc())
+_CLIENTS_CLOSINGS = (
+    _RESOURCE.where(
+        closings.c.client_id == sa.bindparam("client_id"),
+        closings.c.tenant_id == sa.bindparam("tenant_id"),
+        # Keyset paging: the periods older than the last one shown (none: from the newest).
+        sa.or_(
+            sa.bindparam("before", type_=sa.Text).is_(None),
+            closings.c.period < sa.bindparam("before", type_=sa.Text),
+        ),
+    )
+    .order_by(closings.c.period.desc())
+    .limit(sa.bindparam("rows", type_=sa.Integer))
+)
 
 
 async def list_closings(
-    conn: AsyncConnection, tenant_id: uuid.UUID, client_id: uuid.UUID
-) -> list[dict[str, Any]]:
-    """The client's closings, newest period first."""
+    conn: AsyncConnection,
+    tenant_id: uuid.UUID,
+    client_id: uuid.UUID,
+    limit: int,
+    before: str | None = None,
+) -> dict[str, Any]:
+    """A page of the client's closings, newest period first, older than period `before`:
+    `items` and `next_cursor` (the last period shown; None on the last page)."""
     await get_client(conn, tenant_id, client_id)
-    rows = await conn.execute(_CLIENTS_CLOSINGS, {"client_id": client_id, "tenant_id": tenant_id})
-    return [_to_resource(row) for row in rows]
+    values = {"client_id": client_id, "tenant_id": tenant_id, "before": before, "rows": limit + 1}
+    rows = (await conn.execute(_CLIENTS_CLOSINGS, values)).all()
+    items = [_to_resource(row) for row in rows[:limit]]
+    return {"items": items, "next_cursor": items[-1]["period"] if len(rows) > limit else None}

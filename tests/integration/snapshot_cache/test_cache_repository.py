@@ -172,45 +172,61 @@ async def test_one_hundred_cold_reads_cost_at_most_two_postgres_reads(
     await second.aclose()
 
 
+async def _held(
+    app: FastAPI, client: AsyncClient, key: str, run_worker: Worker
+) -> tuple[uuid.UUID, uuid.UUID, SnapshotRepository, SnapshotEntry]:
+    """A published closing whose snapshot this process holds: tenant, closing, the
+    repository and the entry."""
+    tenant, closing = await owner(app, await published(client, key, run_worker, ledger(40)))
+    repository: SnapshotRepository = app_state(app).snapshots
+    return tenant, closing, repository, (await repository.get(tenant, closing, WHOLE)).entry
+
+
 async def test_a_dropped_snapshot_that_did_not_change_is_confirmed_without_its_document(
     app: FastAPI, client: AsyncClient, make_key: KeyMaker, run_worker: Worker
 ) -> None:
     key = await make_key("analyst")
-    created = await published(client, key, run_worker, ledger(40))
-    tenant, closing = await owner(app, created)
-    repository: SnapshotRepository = app_state(app).snapshots
-    held = await repository.get(tenant, closing, WHOLE)
-    client_id = uuid.UUID(held.entry.client_id)
+    tenant, closing, repository, held = await _held(app, client, key, run_worker)
     loads = repository.postgres_loads
     # An operator drops the client's snapshots from Redis: this process's near entry is
     # unconfirmed; the snapshot itself is unchanged.
-    await repository.cache.invalidate(tenant, client=client_id)
-    local.notify_local(Event("client", str(tenant), str(client_id)))
+    await repository.cache.invalidate(tenant, client=held.client_id)
+    local.notify_local(Event("client", str(tenant), held.client_id))
     assert repository.fresh(tenant, closing, "") is None
     assert b"d" not in await _redis_entry(app, tenant, closing)  # the document is gone
     again = await repository.get(tenant, closing, WHOLE)
-    assert again.outcome == "miss" and again.entry == held.entry
+    assert again.outcome == "miss" and again.entry == held
     assert repository.postgres_loads == loads  # Postgres confirmed the version, no document
-    assert (await decode((await _redis_entry(app, tenant, closing))[b"d"]))[0] == held.entry.body
+    assert (await decode((await _redis_entry(app, tenant, closing))[b"d"]))[0] == held.body
     response = await client.get(f"/api/v1/closings/{closing}/incidences", headers=bearer(key))
-    assert response.status_code == 200 and response.content == held.entry.body
+    assert response.status_code == 200 and response.content == held.body
 
 
-async def test_a_reference_data_change_confirms_the_current_snapshot_in_redis(
-    app: FastAPI, client: AsyncClient, make_key: KeyMaker, run_worker: Worker
+@pytest.mark.parametrize("postgres_answers", [True, False])
+async def test_a_reference_data_change_confirms_what_postgres_still_serves(
+    app: FastAPI,
+    client: AsyncClient,
+    make_key: KeyMaker,
+    run_worker: Worker,
+    monkeypatch: pytest.MonkeyPatch,
+    postgres_answers: bool,
 ) -> None:
-    key = await make_key("analyst")
-    created = await published(client, key, run_worker, ledger(40))
-    tenant, closing = await owner(app, created)
-    repository: SnapshotRepository = app_state(app).snapshots
-    held = await repository.get(tenant, closing, WHOLE)
-    client_id = uuid.UUID(held.entry.client_id)
+    tenant, closing, repository, held = await _held(
+        app, client, await make_key("analyst"), run_worker
+    )
     loads = repository.postgres_loads
+
+    async def unreachable(*_: object) -> dict[str, int]:
+        raise OSError("connection refused")
+
+    if not postgres_answers:  # then nothing is confirmed: everything is dropped
+        monkeypatch.setattr(cache_writes.loads, "served_revisions", unreachable)
+    client_id = uuid.UUID(held.client_id)
     await cache_writes.invalidate_client(app_state(app).resources, tenant, client_id)
-    assert repository.fresh(tenant, closing, "") is None  # every process asks Redis again…
-    assert b"d" in await _redis_entry(app, tenant, closing)  # …which still holds it, confirmed
+    assert repository.fresh(tenant, closing, "") is None  # every process asks Redis again
+    assert (b"d" in await _redis_entry(app, tenant, closing)) == postgres_answers
     again = await repository.get(tenant, closing, WHOLE)
-    assert again.outcome == "hit" and again.entry == held.entry
+    assert again.outcome == ("hit" if postgres_answers else "miss") and again.entry == held
     assert repository.postgres_loads == loads
 
 
@@ -307,26 +323,3 @@ async def test_reconcile_drops_a_snapshot_the_publisher_could_not_replace(
     assert (fresh.headers["ETag"], fresh.headers["X-Cache"]) == (f'"{new_hash}-gzip"', "miss")
     again = await client.get(path, headers=bearer(key))
     assert (again.headers["ETag"], again.headers["X-Cache"]) == (f'"{new_hash}-gzip"', "hit")
-
-
-async def test_a_reference_data_change_drops_what_postgres_could_not_confirm(
-    app: FastAPI,
-    client: AsyncClient,
-    make_key: KeyMaker,
-    run_worker: Worker,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    key = await make_key("analyst")
-    tenant, closing = await owner(app, await published(client, key, run_worker, ledger(4)))
-    repository: SnapshotRepository = app_state(app).snapshots
-    held = await repository.get(tenant, closing, WHOLE)
-
-    async def unreachable(*_: object) -> dict[str, int]:
-        raise OSError("connection refused")
-
-    monkeypatch.setattr(cache_writes.loads, "served_revisions", unreachable)
-    client_id = uuid.UUID(held.entry.client_id)
-    await cache_writes.invalidate_client(app_state(app).resources, tenant, client_id)
-    assert b"d" not in await _redis_entry(app, tenant, closing)
-    again = await repository.get(tenant, closing, WHOLE)
-    assert again.outcome == "miss" and again.entry == held.entry

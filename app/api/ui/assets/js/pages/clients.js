@@ -4,11 +4,11 @@ import { eachLimited, get } from "../api.js";
 import { dataTable, h, status } from "../dom.js";
 
 export async function clientsPage() {
-  const clients = (await get("/clients")).items;
-  const closings = await eachLimited(
-    clients,
-    4,
-    async (client) => (await get(`/clients/${client.id}/closings`)).items,
+  // The first page of each list (100 items): a tenant or a client may hold many more.
+  const page = await get("/clients");
+  const clients = page.items;
+  const closings = await eachLimited(clients, 4, (client) =>
+    get(`/clients/${client.id}/closings`),
   );
   const sections = clients.map((client, index) =>
     h(
@@ -24,7 +24,7 @@ export async function clientsPage() {
         id: `closings-${client.id}`,
         caption: `Closings of ${client.name}`,
         empty: "No closing yet.",
-        rows: closings[index],
+        rows: closings[index].items,
         columns: [
           {
             label: "Period",
@@ -39,12 +39,16 @@ export async function clientsPage() {
           },
         ],
       }),
+      closings[index].next_cursor
+        ? h("p", { class: "muted" }, `The latest ${closings[index].items.length} closings.`)
+        : null,
     ),
   );
   return h(
     "section",
     {},
     h("h1", {}, "Clients"),
+    page.next_cursor ? h("p", { class: "muted" }, `The first ${clients.length} clients.`) : null,
     clients.length
       ? sections
       : h(
