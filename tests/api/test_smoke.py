@@ -17,7 +17,7 @@ async def test_clients_empty_then_created(client: AsyncClient, make_key: KeyMake
     key = await make_key("analyst")
     response = await client.get("/api/v1/clients", headers=bearer(key))
     assert response.status_code == 200
-    assert response.json() == {"items": []}
+    assert response.json() == {"items": [], "next_cursor": None}
     created = await client.post("/api/v1/clients", json={"name": "Acme"}, headers=bearer(key))
     assert created.status_code == 201, created.text
     assert created.json()["name"] == "Acme"
