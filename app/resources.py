@@ -45,8 +45,8 @@ def create_engine(settings: Settings, *, connections: int | None = None) -> Asyn
 
     Every connection opened is kept (no overflow): an overflow connection is closed as soon as
     it is given back, so under a load above the pool's size each request paid a new session
-    (a backend forked, authentication, every statement prepared again): 11 a second per API
-    process under `bench/load.py`. A request finding every connection busy waits for one."""
+    (a backend forked, authentication, every statement prepared again): 11 new sessions a
+    second under `bench/load.py`. A request finding every connection busy waits for one."""
     size = connections or settings.database_pool_size
     engine = create_async_engine(
         database_url(settings),
