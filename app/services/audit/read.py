@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.adapters.postgres.tables import audit_events
 from app.domain.errors import InvalidInput
+from app.services.paging import keyset_page
 
 _SHOWN = (
     audit_events.c.id,
@@ -61,11 +62,7 @@ async def _page(
             sa.select(*_SHOWN).where(*where).order_by(audit_events.c.id.desc()).limit(limit + 1)
         )
     ).all()
-    items = [_event(row) for row in rows[:limit]]
-    return {
-        "items": items,
-        "next_cursor": str(items[-1]["id"]) if len(rows) > limit else None,
-    }
+    return keyset_page([_event(row) for row in rows], limit, lambda item: str(item["id"]))
 
 
 def _event(row: Any) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from app.domain.errors import Conflict, NotFound
 from app.resources import Resources
 from app.services.audit.record import Actor, Change, record
 from app.services.iterations.coalesce import PUBLIC, merge
+from app.services.paging import keyset_page
 from app.services.tenancy.closings import lock_open_closing
 
 TRIGGERS = (
@@ -230,8 +231,7 @@ async def list_iterations(
         "limit": limit + 1,
     }
     rows = (await conn.execute(_HISTORY_PAGE, values)).all()
-    page = [to_resource(row) for row in rows[:limit]]
-    return {"items": page, "next_cursor": page[-1]["number"] if len(rows) > limit else None}
+    return keyset_page([to_resource(row) for row in rows], limit, lambda item: item["number"])
 
 
 async def get_iteration(

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.adapters.postgres.tables import clients
 from app.domain.errors import InvalidInput, NotFound
 from app.services.audit.record import Actor, Change, record
+from app.services.paging import keyset_page
 
 _COLUMNS = (clients.c.id, clients.c.name, clients.c.tax_id, clients.c.created_at)
 
@@ -45,8 +46,7 @@ async def list_clients(
             raise InvalidInput(f"cursor {after} is not the next_cursor of a page of your clients")
         values["after_at"], values["after_id"] = start.created_at, start.id
     rows = (await conn.execute(_TENANTS_CLIENTS, values)).all()
-    items = [dict(row._mapping) for row in rows[:limit]]
-    return {"items": items, "next_cursor": str(items[-1]["id"]) if len(rows) > limit else None}
+    return keyset_page([dict(row._mapping) for row in rows], limit, lambda item: str(item["id"]))
 
 
 # Keyset paging in creation order: the clients after the last one shown (none: from the first).

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.adapters.postgres.tables import closings, iterations, snapshots
 from app.domain.errors import Conflict, NotFound
 from app.services.audit.record import Actor, Change, record
+from app.services.paging import keyset_page
 from app.services.tenancy.clients import get_client
 
 _latest = (
@@ -156,15 +157,13 @@ async def create_closing(
 _OWNED = (closings.c.id == sa.bindparam("id"), closings.c.tenant_id == sa.bindparam("tenant_id"))
 _TENANTS_CLOSING_ID = sa.select(closings.c.id).where(*_OWNED)
 _TENANTS_CLOSING = _RESOURCE.where(*_OWNED)
+_BEFORE = sa.bindparam("before", type_=sa.Text)
 _CLIENTS_CLOSINGS = (
     _RESOURCE.where(
         closings.c.client_id == sa.bindparam("client_id"),
         closings.c.tenant_id == sa.bindparam("tenant_id"),
         # Keyset paging: the periods older than the last one shown (none: from the newest).
-        sa.or_(
-            sa.bindparam("before", type_=sa.Text).is_(None),
-            closings.c.period < sa.bindparam("before", type_=sa.Text),
-        ),
+        sa.or_(_BEFORE.is_(None), closings.c.period < _BEFORE),
     )
     .order_by(closings.c.period.desc())
     .limit(sa.bindparam("rows", type_=sa.Integer))
@@ -183,5 +182,4 @@ async def list_closings(
     await get_client(conn, tenant_id, client_id)
     values = {"client_id": client_id, "tenant_id": tenant_id, "before": before, "rows": limit + 1}
     rows = (await conn.execute(_CLIENTS_CLOSINGS, values)).all()
-    items = [_to_resource(row) for row in rows[:limit]]
-    return {"items": items, "next_cursor": items[-1]["period"] if len(rows) > limit else None}
+    return keyset_page([_to_resource(row) for row in rows], limit, lambda item: item["period"])
