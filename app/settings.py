@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     # Seconds between SIGTERM and closing the listening socket, while /ready answers 503.
     shutdown_drain_seconds: float = Field(default=2.0, ge=0)
     worker_max_jobs: int = Field(default=2, ge=1)
+    # A CSV upload is parsed by a worker while it arrives (iterations/parse_ahead.py); off, its
+    # iteration parses it once accepted (each parse ahead holds one of a worker's job slots).
+    parse_while_uploading: bool = True
     # Postgres connections each API process (and each worker) keeps at most.
     database_pool_size: int = Field(default=20, ge=2, le=200)
     # A running iteration whose worker has not renewed its lease for this long is taken over

@@ -450,6 +450,8 @@ async def _given_up_after(worker_log: Path, stolen_at: float, timeout: float = 6
 # --- the script ----------------------------------------------------------------------------------
 
 
+# The API the lease is stolen through: its uploads are parsed by their runs.
+STEAL_SETTINGS = {"PARSE_WHILE_UPLOADING": "false"}
 SERVICE_SETTINGS = {
     # One API process: the one whose memory is measured (by its pid).
     "WEB_CONCURRENCY": "1",
@@ -515,7 +517,16 @@ def main() -> None:
             )
         )
         dsn = admin_dsn(bench.database_url)
-        steal = asyncio.run(steal_lease_mid_parse(base, key, dsn, worker_log, args.steal_rows))
+        # An upload parsed while it arrives leaves no parse to its run: this one is not.
+        steal_port = free_port()
+        steal_env = bench.service_env(key, steal_port, **SERVICE_SETTINGS, **STEAL_SETTINGS)
+        steal_api = subprocess.Popen([*CLI, "serve"], env=steal_env, stderr=subprocess.DEVNULL)
+        stack.callback(stop, [steal_api])
+        steal_base = f"http://127.0.0.1:{steal_port}"
+        wait_ready(steal_base)
+        steal = asyncio.run(
+            steal_lease_mid_parse(steal_base, key, dsn, worker_log, args.steal_rows)
+        )
         # Imported here: the ledger-file cases are built with this module's helpers.
         from bench.hostile_files import print_ledger_files, run_ledger_files
 

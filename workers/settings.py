@@ -9,7 +9,7 @@ import socket
 import uuid
 from typing import Any
 
-from arq import cron
+from arq import cron, func
 from arq.worker import Worker
 
 from app.adapters.queue import ResilientWorker
@@ -63,7 +63,11 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
         logger.info("worker %s stopped", ctx["worker_id"])
 
     options: dict[str, Any] = {
-        "functions": [tasks.process_iteration],
+        "functions": [
+            tasks.process_iteration,
+            # A head start only: never retried (a re-run would find the upload over anyway).
+            func(tasks.parse_upload_ahead, max_tries=1),
+        ],
         "cron_jobs": [
             cron(
                 tasks.sweep_stranded_iterations,

@@ -7,9 +7,11 @@ import time
 import uuid
 from typing import Any
 
+from app.domain.errors import DomainError
+from app.domain.ledger.format import LedgerOptions
 from app.memory import MemoryReleaser
 from app.resources import Resources
-from app.services.iterations import retention, sweeper
+from app.services.iterations import parse_ahead, retention, sweeper
 from app.services.iterations import run as processing
 from app.services.ops import job_metrics
 from app.services.uploads import store as upload_store
@@ -32,6 +34,20 @@ async def process_iteration(ctx: dict[str, Any], iteration_id: str) -> str:
             await asyncio.to_thread(memory.release)
     await job_metrics.record_job(resources, iteration, result, time.perf_counter() - started)
     return result
+
+
+async def parse_upload_ahead(
+    ctx: dict[str, Any], ledger_id: str, filename: str | None, options: dict[str, Any]
+) -> str:
+    """Parse an upload while it is still arriving (a head start for its iteration's run)."""
+    resources: Resources = ctx["resources"]
+    try:
+        ledger_options = LedgerOptions(**options)
+    except (DomainError, TypeError):  # validated by the API: not from this version of it
+        return "skipped: options this worker does not know"
+    return await parse_ahead.parse_arriving(
+        resources.engine, uuid.UUID(ledger_id), filename, ledger_options
+    )
 
 
 async def sweep_stranded_iterations(ctx: dict[str, Any]) -> int:

@@ -18,6 +18,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 logger = logging.getLogger(__name__)
 
 PROCESS_ITERATION = "process_iteration"
+PARSE_AHEAD = "parse_upload_ahead"
+# Queueing a parse ahead is a head start, not worth holding an upload up for.
+PARSE_AHEAD_ENQUEUE_SECONDS = 0.5
 
 
 def iteration_job_id(
@@ -50,6 +53,22 @@ async def enqueue_iteration(
         logger.warning("could not enqueue iteration %s: %s", iteration_id, type(exc).__name__)
         return False
     return True
+
+
+async def enqueue_parse_ahead(
+    redis: ArqRedis, prefix: str, ledger_id: uuid.UUID, filename: str | None, options: Any
+) -> None:
+    """Queue the parse of an upload that is still arriving; best effort (see parse_ahead.py):
+    without it, the iteration's run parses the file. Unlike an iteration's job it may be
+    evicted with the cache under memory pressure: nothing is lost then either."""
+    job_id = f"{prefix}:parse-ahead:{ledger_id}"
+    enqueue = redis.enqueue_job(PARSE_AHEAD, str(ledger_id), filename, options, _job_id=job_id)
+    try:
+        await asyncio.wait_for(enqueue, PARSE_AHEAD_ENQUEUE_SECONDS)
+    except Exception as exc:
+        logger.info(
+            "could not queue the parse ahead of ledger %s: %s", ledger_id, type(exc).__name__
+        )
 
 
 # Redis unreachable (down, restarting, still loading its data: BusyLoadingError is one of these);

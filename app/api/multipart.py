@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING
 
@@ -23,7 +25,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from app.domain.errors import InvalidInput, InvalidLedgerOptions, PayloadTooLarge
+from app.domain.errors import DomainError, InvalidInput, InvalidLedgerOptions, PayloadTooLarge
 from app.domain.ledger.format import LedgerOptions
 from app.services.uploads.accept import ReceivedLedger
 from app.services.uploads.guards import check_upload
@@ -36,6 +38,9 @@ if TYPE_CHECKING:
 FORM_FIELDS = ("file", "decimal_separator", "column_map")
 MAX_FIELDS = 10
 MAX_FIELD_BYTES = 1024 * 1024
+
+# Told of a file being stored while more of it arrives: its ledger id, file name and options.
+Announce = Callable[[uuid.UUID, str | None, LedgerOptions], Awaitable[None]]
 
 
 def parse_options(decimal_separator: str | None, column_map: str | None) -> LedgerOptions:
@@ -56,11 +61,12 @@ def parse_options(decimal_separator: str | None, column_map: str | None) -> Ledg
 
 @asynccontextmanager
 async def receive_ledger(
-    request: Request, max_bytes: int, stage: StagedFile
+    request: Request, max_bytes: int, stage: StagedFile, announce: Announce | None = None
 ) -> AsyncIterator[ReceivedLedger]:
     """Receive the multipart body into a temporary folder that lives for the `async with`, and
     its file into `stage`, which is discarded if anything fails before the body of the `async
-    with` ends (accepting the upload keeps it)."""
+    with` ends (accepting the upload keeps it). `announce` learns of a file that is being
+    stored while more of it arrives, with the options sent before it."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise _too_large(max_bytes)
@@ -71,6 +77,8 @@ async def receive_ledger(
         raise HTTPException(400, "The multipart body has no boundary in its Content-Type")
     with tempfile.TemporaryDirectory(prefix="ledger-upload-") as tmp:
         form = _Form(Path(tmp), stage.add)
+        if announce is not None:
+            stage.on_streaming = partial(_announce, announce, stage.ledger_id, form)
         try:
             parser = MultipartParser(params[b"boundary"], form.callbacks())
             await _receive(request, parser, form, max_bytes)
@@ -107,6 +115,18 @@ async def _receive(request: Request, parser: MultipartParser, form: _Form, max_b
         raise HTTPException(400, "The multipart body is malformed") from None
     if not form.ended:
         raise HTTPException(400, "The multipart body ends before its closing boundary")
+
+
+async def _announce(announce: Announce, ledger_id: uuid.UUID, form: _Form) -> None:
+    """Announce the file with the options received so far: the usual order, options then file,
+    gives the final ones; if more come after the file, the parse ahead sees the accepted layout
+    differ and leaves the file to its run."""
+    fields = form.fields
+    try:
+        options = parse_options(fields.get("decimal_separator"), fields.get("column_map"))
+    except DomainError:
+        return  # refused at the end of the body
+    await announce(ledger_id, form.filename, options)
 
 
 def _too_large(max_bytes: int) -> PayloadTooLarge:

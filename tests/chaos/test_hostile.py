@@ -23,6 +23,7 @@ from bench.hostile import (
     MAX_REFUSED_GROWTH_MIB,
     MAX_WORKER_PEAK_MIB,
     SERVICE_SETTINGS,
+    STEAL_SETTINGS,
     refuse_bodies,
     setup,
     steal_lease_mid_parse,
@@ -83,9 +84,11 @@ async def test_hostile_corpus(chaos_stack: ChaosStack) -> None:
             _ledger_files, base, key, ids["client"], api_pid, worker.process.pid
         )
 
-        steal = await steal_lease_mid_parse(
-            base, key, chaos_stack.dsn, worker.stderr_path, STEAL_ROWS
-        )
+        # An upload parsed while it arrives leaves no parse to its run: this one is not.
+        with chaos_stack.serve(**SERVICE_SETTINGS, **STEAL_SETTINGS) as (steal_base, _):
+            steal = await steal_lease_mid_parse(
+                steal_base, key, chaos_stack.dsn, worker.stderr_path, STEAL_ROWS
+            )
         assert steal.stop_seconds < 3, steal  # a renewal is due every 0.5 s
         assert steal.batches_after == steal.batches_at_steal and not steal.parsed, steal
         async with chaos_stack.client(base) as http:  # the thief's lease lapsed: run again

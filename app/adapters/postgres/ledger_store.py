@@ -7,7 +7,7 @@ import io
 import uuid
 from bisect import bisect_left
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -77,27 +77,27 @@ async def restore_file(
     decompress = _decompressor(compression)
     with target.open("wb") as out:
         seq = 0
-        while rows := await _chunks(conn, ledger_id, seq):
+        while rows := await chunks_from(conn, ledger_id, seq):
             for row in rows:
                 out.write(decompress(row.data))
             seq = rows[-1].seq + 1
 
 
+# The stored chunks (seq, data) of a file from a seq on, a few at a time; empty at its end.
+FetchChunks = Callable[[int], Coroutine[Any, Any, Sequence[Any]]]
+
+
 class StoredFileReader(io.RawIOBase):
     """The stored file as a blocking binary stream, for a thread that parses it while the event
-    loop fetches its chunks: parsing starts with the first chunk, and the file never touches
-    the worker's disk. Reads return as many bytes as asked for, except at the end."""
+    loop fetches its chunks with `fetch` (chunks_from, or one that waits for an upload's next
+    chunks): parsing starts with the first chunk, and the file never touches the worker's disk.
+    Reads return as many bytes as asked for, except at the end."""
 
     def __init__(
-        self,
-        conn: AsyncConnection,
-        ledger_id: uuid.UUID,
-        compression: str,
-        loop: asyncio.AbstractEventLoop,
+        self, fetch: FetchChunks, compression: str, loop: asyncio.AbstractEventLoop
     ) -> None:
         super().__init__()
-        self._conn = conn
-        self._ledger_id = ledger_id
+        self._fetch_from = fetch
         self._loop = loop
         self._decompress = _decompressor(compression)
         self._stored: deque[bytes] = deque()
@@ -128,7 +128,7 @@ class StoredFileReader(io.RawIOBase):
         """Queue the next stored chunks; False at the end of the file."""
         if self._fetched_all:
             return False
-        query = _chunks(self._conn, self._ledger_id, self._next_seq)
+        query = self._fetch_from(self._next_seq)
         rows = asyncio.run_coroutine_threadsafe(query, self._loop).result(_FETCH_TIMEOUT_SECONDS)
         if not rows:
             self._fetched_all = True
@@ -138,7 +138,7 @@ class StoredFileReader(io.RawIOBase):
         return True
 
 
-async def _chunks(conn: AsyncConnection, ledger_id: uuid.UUID, first_seq: int) -> Sequence[Any]:
+async def chunks_from(conn: AsyncConnection, ledger_id: uuid.UUID, first_seq: int) -> Sequence[Any]:
     """The next few stored chunks (seq, data) of a file from first_seq on; empty at the end."""
     return (
         await conn.execute(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
@@ -118,7 +119,10 @@ async def upload_ledger(
 ) -> dict[str, Any]:
     await ledgers.check_can_upload(resources, actor, closing_id)
     stage = StagedFile(resources.engine, closing_id)
-    async with receive_ledger(request, resources.settings.max_upload_bytes, stage) as upload:
+    settings = resources.settings
+    announce = partial(ledgers.announce_upload, resources)
+    ahead = announce if settings.parse_while_uploading else None
+    async with receive_ledger(request, settings.max_upload_bytes, stage, ahead) as upload:
         iteration = await ledgers.accept_ledger(resources, actor, closing_id, upload)
     response.headers["Location"] = _location(closing_id, iteration["number"])
     return iteration

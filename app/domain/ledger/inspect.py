@@ -6,9 +6,11 @@ test of a blank row), so what the upload accepts is what the worker reads.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+import io
+from collections.abc import Callable, Generator
 from contextlib import closing
 from pathlib import Path
+from typing import BinaryIO
 
 from app.domain.errors import EmptyLedger, PayloadTooLarge
 from app.domain.ledger.csv import first_record_fields
@@ -41,15 +43,33 @@ def inspect_ledger(path: Path, options: LedgerOptions | None = None) -> LedgerLa
     return _inspect_csv(path, head, options)
 
 
+def csv_layout_of_head(head: bytes, options: LedgerOptions) -> LedgerLayout:
+    """The layout inspect_ledger gives a CSV file that starts with `head`: its first
+    MAX_HEADER_BYTES + 1 bytes or more (all of it, if shorter), which hold the whole header or
+    prove it too long. It does not look for a movement after the header. For parsing a file
+    while it is still arriving (its layout is checked against the accepted one at the end)."""
+    return _csv_layout(lambda: io.BytesIO(head), head[:HEAD_BYTES], options)
+
+
 def _inspect_csv(path: Path, head: bytes, options: LedgerOptions) -> LedgerLayout:
+    layout = _csv_layout(lambda: path.open("rb"), head, options)
+    assert layout.delimiter is not None and layout.encoding is not None
+    if not _has_data_row(path, layout.delimiter, layout.encoding):
+        raise EmptyLedger("The ledger has a header but no movements")
+    return layout
+
+
+def _csv_layout(
+    open_file: Callable[[], BinaryIO], head: bytes, options: LedgerOptions
+) -> LedgerLayout:
     if not head.strip():
         raise EmptyLedger("The file is empty: no header and no movements")
     encoding = detect_encoding(head)
     delimiter = detect_delimiter(head.removeprefix(UTF8_BOM).decode(encoding, errors="replace"))
-    header = [h.strip()[:MAX_HEADER_CHARS] for h in _first_record(path, encoding, delimiter)]
+    header = [h.strip()[:MAX_HEADER_CHARS] for h in _first_record(open_file, encoding, delimiter)]
     _check_width(len(header))
     columns, mode = resolve_columns(header, options)
-    layout = LedgerLayout(
+    return LedgerLayout(
         kind="csv",
         encoding=encoding,
         delimiter=delimiter,
@@ -58,14 +78,13 @@ def _inspect_csv(path: Path, head: bytes, options: LedgerOptions) -> LedgerLayou
         amount_mode=mode,
         decimal_separator=options.decimal_separator,
     )
-    if not _has_data_row(path, delimiter, encoding):
-        raise EmptyLedger("The ledger has a header but no movements")
-    return layout
 
 
-def _pieces(path: Path, splitter: RecordSplitter) -> Generator[Records, None, None]:
+def _pieces(
+    open_file: Callable[[], BinaryIO], splitter: RecordSplitter
+) -> Generator[Records, None, None]:
     """The file's pieces of whole records, as the service's tokenizer cuts them."""
-    with path.open("rb") as fh:
+    with open_file() as fh:
         data = fh.read(_READ_BYTES).removeprefix(UTF8_BOM)
         while True:
             records = splitter.push(data) if data else splitter.finish()
@@ -76,9 +95,10 @@ def _pieces(path: Path, splitter: RecordSplitter) -> Generator[Records, None, No
             data = fh.read(_READ_BYTES)
 
 
-def _first_record(path: Path, encoding: str, delimiter: str) -> list[str]:
+def _first_record(open_file: Callable[[], BinaryIO], encoding: str, delimiter: str) -> list[str]:
     """The fields of the file's first record."""
-    with closing(_pieces(path, RecordSplitter(delimiter, max_record=MAX_HEADER_BYTES))) as pieces:
+    splitter = RecordSplitter(delimiter, max_record=MAX_HEADER_BYTES)
+    with closing(_pieces(open_file, splitter)) as pieces:
         try:
             records = next(pieces, None)
         except RecordTooLong:
@@ -90,7 +110,7 @@ def _has_data_row(path: Path, delimiter: str, encoding: str) -> bool:
     """Whether a record after the header holds text: iter_csv_frames drops the others as blank
     rows. Told by the tokenizer and the blank test the worker uses, without parsing fields (a
     Polars read of the first MiB was a fifth of a small upload's CPU)."""
-    with closing(_pieces(path, RecordSplitter(delimiter))) as pieces:
+    with closing(_pieces(lambda: path.open("rb"), RecordSplitter(delimiter))) as pieces:
         for index, records in enumerate(pieces):
             starts, ends = record_bounds(records.data, records.runs)
             header = 1 if index == 0 else 0

@@ -11,7 +11,6 @@ client's lock exclusively instead, so the number of locks held stays bounded.
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Collection
 
@@ -19,18 +18,13 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.adapters.postgres.advisory import lock_key
 from app.adapters.postgres.tables import clients
 from app.domain.errors import NotFound
 
 # Codes a write may lock one by one; Postgres's lock table holds max_locks_per_transaction (64)
 # locks per connection on average.
 PER_CODE_LIMIT = 32
-
-
-def _lock_key(*parts: str) -> int:
-    """A signed 64-bit advisory lock key for these parts (collisions only over-serialise)."""
-    digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
 
 
 async def lock_codes(
@@ -46,12 +40,12 @@ async def lock_codes(
     values = {
         "tenant_id": tenant_id,
         "client_id": client_id,
-        "client_key": _lock_key("reference-data", str(client_id)),
+        "client_key": lock_key("reference-data", str(client_id)),
     }
     if len(codes) > PER_CODE_LIMIT:
         found = await conn.scalar(_LOCK_CLIENT, values)
     else:
-        code_keys = sorted(_lock_key(resource, str(client_id), code) for code in codes)
+        code_keys = sorted(lock_key(resource, str(client_id), code) for code in codes)
         found = await conn.scalar(_LOCK_CODES, {**values, "code_keys": code_keys})
     if found is None:
         raise NotFound(f"client {client_id} not found")

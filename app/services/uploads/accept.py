@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from app.adapters.postgres.ledger_store import layout_to_json
 from app.adapters.postgres.tables import closings, ledgers
+from app.adapters.queue import enqueue_parse_ahead
 from app.domain.errors import Conflict
 from app.domain.ledger.format import LedgerOptions
 from app.domain.ledger.inspect import inspect_ledger
@@ -31,6 +32,18 @@ class ReceivedLedger:
     spool: UploadSpool
     filename: str | None
     options: LedgerOptions
+
+
+async def announce_upload(
+    resources: Resources,
+    ledger_id: uuid.UUID,
+    filename: str | None,
+    options: LedgerOptions,
+) -> None:
+    """Have a worker parse the file while it is still arriving (iterations/parse_ahead.py)."""
+    wire = {"decimal_separator": options.decimal_separator, "column_map": dict(options.column_map)}
+    prefix = resources.settings.redis_key_prefix
+    await enqueue_parse_ahead(resources.redis, prefix, ledger_id, filename, wire)
 
 
 async def check_can_upload(resources: Resources, actor: Actor, closing_id: uuid.UUID) -> None:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -36,6 +37,10 @@ class StagedFile:
 
     def __init__(self, engine: AsyncEngine, closing_id: uuid.UUID) -> None:
         self.ledger_id = uuid.uuid4()
+        # Awaited once the first blocks are stored while more are still coming (never for a
+        # file that arrived whole before its first write): the upload can be parsed meanwhile
+        # (iterations/parse_ahead.py).
+        self.on_streaming: Callable[[], Awaitable[None]] | None = None
         self._engine = engine
         self._closing_id = closing_id
         self._created = False
@@ -50,7 +55,7 @@ class StagedFile:
             return
         if self._writing is not None:
             await self._writing  # raises a failed write's error here
-        self._writing = asyncio.create_task(self._write(*self._take()))
+        self._writing = asyncio.create_task(self._write(*self._take(), more_to_come=True))
 
     async def finish(self) -> None:
         """Write the last blocks (and the ledger row, for an empty file) and wait for them."""
@@ -87,7 +92,7 @@ class StagedFile:
         self._next_seq += len(blocks)
         return first_seq, blocks
 
-    async def _write(self, first_seq: int, blocks: list[bytes]) -> None:
+    async def _write(self, first_seq: int, blocks: list[bytes], more_to_come: bool = False) -> None:
         async with self._engine.begin() as conn:
             if not self._created:
                 # Filled in on acceptance; until then no closing points at it.
@@ -103,7 +108,10 @@ class StagedFile:
                     )
                 )
             await append_file_chunks(conn, self.ledger_id, first_seq, blocks)
+        announce = more_to_come and not self._created
         self._created = True
+        if announce and self.on_streaming is not None:
+            await self.on_streaming()
 
 
 async def purge_abandoned(engine: AsyncEngine, older_than: timedelta = ABANDONED_AFTER) -> int:

@@ -19,7 +19,7 @@ from httpx import AsyncClient
 from app.adapters.postgres.tables import iterations, ledgers, movement_batches
 from app.api.state import app_state
 from app.resources import Resources
-from app.services.iterations import claims, movements
+from app.services.iterations import claims, parsing
 from app.services.iterations import run as processing
 from app.settings import Settings
 from tests.conftest import KeyMaker
@@ -46,14 +46,14 @@ async def resources(settings: Settings) -> AsyncIterator[Resources]:
 @pytest.fixture
 def slow_parse(monkeypatch: pytest.MonkeyPatch) -> None:
     """Parse in small batches, each taking a while: a parse that can be caught halfway."""
-    real = movements.iter_movement_batches
+    real = parsing.iter_movement_batches
 
     def slow(source: Any, layout: Any, **options: Any) -> Iterator[pl.DataFrame]:
         for batch in real(source, layout, batch_rows=BATCH_ROWS, **options):
             time.sleep(SECONDS_PER_BATCH)
             yield batch
 
-    monkeypatch.setattr(movements, "iter_movement_batches", slow)
+    monkeypatch.setattr(parsing, "iter_movement_batches", slow)
 
 
 async def _queued_iteration(app: FastAPI, client: AsyncClient, key: str) -> tuple[uuid.UUID, Any]:

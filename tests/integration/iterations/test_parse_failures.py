@@ -43,13 +43,13 @@ async def test_a_storage_failure_mid_parse_fails_the_iteration_without_hanging(
         await real(*args, **kwargs)
 
     monkeypatch.setattr(ledger_store, "store_batch", fail_on_the_second)
-    real_chunks = ledger_store._chunks
+    real_chunks = ledger_store.chunks_from
 
     async def slow_chunks(*args: Any) -> Any:
         await asyncio.sleep(0.2)  # the reading thread is most likely waiting for one of these
         return await real_chunks(*args)
 
-    monkeypatch.setattr(ledger_store, "_chunks", slow_chunks)
+    monkeypatch.setattr(ledger_store, "chunks_from", slow_chunks)
     monkeypatch.setattr(ledger_store, "_CHUNKS_PER_FETCH", 1)
     key = await make_key("analyst")
     closing = await create_closing(client, key)

@@ -1,0 +1,319 @@
+"""A CSV ledger is parsed while its upload still arrives (iterations/parse_ahead.py), and the
+iteration's run starts from what was parsed; whenever that head start does not apply (options
+sent after the file, a failed or stalled upload, a parse held by another worker) the run parses
+the file itself, with the same result."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import uuid
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import polars as pl
+import pytest
+import sqlalchemy as sa
+from fastapi import FastAPI
+from httpx import AsyncClient
+
+from app.adapters.postgres import ledger_store
+from app.adapters.postgres.tables import ledgers, movement_batches
+from app.api.state import app_state
+from app.domain.ledger.format import LedgerOptions
+from app.domain.ledger.inspect import inspect_ledger
+from app.domain.ledger.reader import iter_movement_batches
+from app.services.iterations import parse_ahead
+from app.services.uploads import store as upload_store
+from tests.conftest import KeyMaker, Worker, bearer
+from tests.helpers import API, create_closing, get_json
+
+# Balanced two-movement vouchers; a few rows with a wrong date or amount, so that invalid rows
+# and their reasons go through the head start too. About 6 MiB: six 1 MiB blocks.
+ROW = "2026-10-{day:02d},V{n},{account},{amount},0\n2026-10-{day:02d},V{n},4101,0,{amount}\n"
+HEADER = "fecha,comprobante,cuenta,debe,haber\n"
+
+
+def _ledger(decimal: str = ".") -> bytes:
+    rows = []
+    for n in range(90_000):
+        amount = f"{n}{decimal}50" if n % 5000 else "12x"
+        day = 32 if n == 777 else 1 + n % 28
+        rows.append(ROW.format(day=day, n=n, account="1101", amount=amount))
+    return (HEADER + "".join(rows)).encode()
+
+
+BOUNDARY = "parse-ahead-test"
+PIECE = 128 * 1024
+
+
+def _part(name: str, value: str) -> bytes:
+    return (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+    ).encode()
+
+
+async def _body(
+    ledger: bytes,
+    fields: dict[str, str],
+    *,
+    after: dict[str, str] | None = None,
+    pause: float = 0.01,
+    stall_at: int | None = None,
+    stall: float = 0.0,
+    cut_at: int | None = None,
+) -> AsyncIterator[bytes]:
+    """A multipart body sent in pieces: `fields` before the file, `after` behind it; it may
+    stall at a byte of the file, or end there without its closing boundary."""
+    yield b"".join(_part(name, value) for name, value in fields.items())
+    yield (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="ledger.csv"\r\n'
+        "Content-Type: text/csv\r\n\r\n"
+    ).encode()
+    for at in range(0, len(ledger), PIECE):
+        if cut_at is not None and at >= cut_at:
+            return
+        if stall_at is not None and at <= stall_at < at + PIECE:
+            await asyncio.sleep(stall)
+        yield ledger[at : at + PIECE]
+        await asyncio.sleep(pause)
+    yield b"\r\n" + b"".join(_part(name, value) for name, value in (after or {}).items())
+    yield f"--{BOUNDARY}--\r\n".encode()
+
+
+@pytest.fixture
+async def outcomes(monkeypatch: pytest.MonkeyPatch, run_worker: Worker) -> list[str]:
+    """What each parse ahead job of the test returned (jobs queued before it are run first)."""
+    await run_worker()
+    seen: list[str] = []
+    real = parse_ahead.parse_arriving
+
+    async def recording(*args: Any) -> str:
+        outcome = await real(*args)
+        seen.append(outcome)
+        return outcome
+
+    monkeypatch.setattr(parse_ahead, "parse_arriving", recording)
+    monkeypatch.setattr(upload_store, "MAX_WAITING_BLOCKS", 1)
+    return seen
+
+
+async def _upload_with_worker(
+    app: FastAPI,
+    client: AsyncClient,
+    key: str,
+    closing_id: str,
+    body: AsyncIterator[bytes],
+    run_worker: Worker,
+) -> tuple[Any, asyncio.Task[None]]:
+    """POST the body; once its first blocks are stored, a worker runs beside it."""
+    posting = asyncio.create_task(
+        client.post(
+            f"{API}/closings/{closing_id}/ledger",
+            content=body,
+            headers={
+                **bearer(key),
+                "Content-Type": f"multipart/form-data; boundary={BOUNDARY}",
+            },
+        )
+    )
+    engine = app_state(app).resources.engine
+    while not posting.done():
+        async with engine.connect() as conn:
+            receiving = await conn.scalar(
+                sa.select(sa.func.count()).where(
+                    ledgers.c.closing_id == closing_id, ledgers.c.receiving
+                )
+            )
+        if receiving:
+            break
+        await asyncio.sleep(0.01)
+    worker = asyncio.create_task(run_worker())
+    return await posting, worker
+
+
+async def _stored_movements(app: FastAPI, closing_id: str) -> pl.DataFrame:
+    async with app_state(app).resources.engine.connect() as conn:
+        ledger_id = await conn.scalar(
+            sa.select(ledgers.c.id).where(ledgers.c.closing_id == closing_id, ~ledgers.c.receiving)
+        )
+        parts = [
+            pl.read_parquet(io.BytesIO(data))
+            async for data in ledger_store.iter_batch_bytes(conn, ledger_id)
+        ]
+    return pl.concat(parts)
+
+
+def _parsed_here(ledger: bytes, options: LedgerOptions, tmp_path: Any) -> pl.DataFrame:
+    path = tmp_path / "ledger.csv"
+    path.write_bytes(ledger)
+    layout = inspect_ledger(path, options)
+    return pl.concat(iter_movement_batches(path, layout))
+
+
+@pytest.mark.parametrize(
+    "kept",
+    [
+        pytest.param(parse_ahead.KEEP_SECONDS, id="taken-by-the-run-of-the-same-worker"),
+        # As for a run in another worker: the parse is not in its memory, only stored.
+        pytest.param(0.0, id="read-back-from-postgres"),
+    ],
+)
+async def test_a_ledger_is_parsed_while_it_arrives_and_its_run_uses_that(
+    app: FastAPI,
+    client: AsyncClient,
+    make_key: KeyMaker,
+    run_worker: Worker,
+    outcomes: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Any,
+    kept: float,
+) -> None:
+    monkeypatch.setattr(parse_ahead, "KEEP_SECONDS", kept)
+    ledger = _ledger()
+    key = await make_key("analyst")
+    closing = await create_closing(client, key)
+    body = _body(ledger, {"decimal_separator": "."})
+    response, worker = await _upload_with_worker(app, client, key, closing.id, body, run_worker)
+    assert response.status_code == 202, response.text
+    await asyncio.wait_for(worker, timeout=120)
+
+    assert outcomes == ["parsed"]
+    assert not parse_ahead._parses  # taken by the run, or dropped
+    iteration = await get_json(client, key, response.headers["Location"].removeprefix(API))
+    assert iteration["status"] == "succeeded", iteration
+    assert iteration["movements_processed"] == 180_000
+    assert iteration["parse"]["rows_read"] == 180_000
+    assert iteration["parse"]["decimal_separator"] == "."
+    expected = _parsed_here(ledger, LedgerOptions(decimal_separator="."), tmp_path)
+    stored = await _stored_movements(app, closing.id)
+    assert stored.equals(expected)
+    assert stored.filter(pl.col("invalid_field").is_not_null()).height == 38  # 36 amounts, 2 dates
+    statistics = (await get_json(client, key, f"/closings/{closing.id}/incidences"))["statistics"]
+    assert (statistics["movements_total"], statistics["movements_rejected"]) == (180_000, 38)
+    # Debit and credit over the valid rows: sum of n + 0.50 for each voucher with a good amount.
+    good = [n for n in range(90_000) if n % 5000 and n != 777]
+    assert statistics["debit_total"] == statistics["credit_total"]
+    assert Decimal(statistics["debit_total"]) == sum(Decimal(n) + Decimal("0.5") for n in good)
+
+
+async def test_options_sent_after_the_file_leave_the_parse_to_the_run(
+    app: FastAPI,
+    client: AsyncClient,
+    make_key: KeyMaker,
+    run_worker: Worker,
+    outcomes: list[str],
+    tmp_path: Any,
+) -> None:
+    ledger = _ledger(decimal=",")
+    key = await make_key("analyst")
+    closing = await create_closing(client, key)
+    body = _body(ledger, {}, after={"decimal_separator": ","})
+    response, worker = await _upload_with_worker(app, client, key, closing.id, body, run_worker)
+    assert response.status_code == 202, response.text
+    await asyncio.wait_for(worker, timeout=120)
+
+    # Parsed ahead with the separator detected; accepted with "," given: not the same layout.
+    assert outcomes == ["not parsed: left to the run"]
+    iteration = await get_json(client, key, response.headers["Location"].removeprefix(API))
+    assert iteration["status"] == "succeeded", iteration
+    assert iteration["parse"]["decimal_separator"] == ","
+    assert iteration["parse"]["decimal_separator_detected"] is False
+    expected = _parsed_here(ledger, LedgerOptions(decimal_separator=","), tmp_path)
+    assert (await _stored_movements(app, closing.id)).equals(expected)
+
+
+async def test_a_failed_upload_stops_its_parse_and_leaves_nothing(
+    app: FastAPI,
+    client: AsyncClient,
+    make_key: KeyMaker,
+    run_worker: Worker,
+    outcomes: list[str],
+) -> None:
+    key = await make_key("analyst")
+    closing = await create_closing(client, key)
+    body = _body(_ledger(), {}, pause=0.05, cut_at=4 * 1024 * 1024)
+    response, worker = await _upload_with_worker(app, client, key, closing.id, body, run_worker)
+    assert response.status_code == 400, response.text  # no closing boundary
+    await asyncio.wait_for(worker, timeout=120)
+
+    assert outcomes == ["not parsed: left to the run"]
+    async with app_state(app).resources.engine.connect() as conn:
+        left = await conn.scalar(
+            sa.select(sa.func.count())
+            .select_from(movement_batches.join(ledgers))
+            .where(ledgers.c.closing_id == closing.id)
+        )
+        rows = await conn.scalar(
+            sa.select(sa.func.count()).where(ledgers.c.closing_id == closing.id)
+        )
+    assert (left, rows) == (0, 0)
+    assert not parse_ahead._parses
+
+
+async def test_a_stalled_upload_is_left_to_its_run(
+    app: FastAPI,
+    client: AsyncClient,
+    make_key: KeyMaker,
+    run_worker: Worker,
+    outcomes: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Any,
+) -> None:
+    monkeypatch.setattr(parse_ahead, "STALL_SECONDS", 0.3)
+    ledger = _ledger()
+    key = await make_key("analyst")
+    closing = await create_closing(client, key)
+    body = _body(ledger, {}, stall_at=3 * 1024 * 1024, stall=1.5)
+    response, worker = await _upload_with_worker(app, client, key, closing.id, body, run_worker)
+    assert response.status_code == 202, response.text
+    await asyncio.wait_for(worker, timeout=120)
+
+    assert outcomes == ["not parsed: left to the run"]
+    await run_worker()  # the burst worker may have ended before the upload did
+    iteration = await get_json(client, key, response.headers["Location"].removeprefix(API))
+    assert iteration["status"] == "succeeded", iteration
+    expected = _parsed_here(ledger, LedgerOptions(), tmp_path)
+    assert (await _stored_movements(app, closing.id)).equals(expected)
+
+
+async def test_a_run_waits_for_a_parse_ahead_held_elsewhere(app: FastAPI) -> None:
+    """A parse ahead in another worker holds the ledger's lock: the run waits for its end."""
+    engine = app_state(app).resources.engine
+    ledger_id = uuid.uuid4()
+    async with engine.connect() as held, held.begin():
+        await held.execute(sa.select(sa.func.pg_advisory_xact_lock(parse_ahead._key(ledger_id))))
+        waiting = asyncio.create_task(parse_ahead.wait_for(engine, ledger_id))
+        await asyncio.sleep(0.3)
+        assert not waiting.done()
+    assert await asyncio.wait_for(waiting, timeout=5) is None
+
+
+async def test_with_parse_while_uploading_off_the_run_parses(
+    app: FastAPI,
+    client: AsyncClient,
+    make_key: KeyMaker,
+    run_worker: Worker,
+    outcomes: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Any,
+) -> None:
+    resources = app_state(app).resources
+    off = resources.settings.model_copy(update={"parse_while_uploading": False})
+    monkeypatch.setattr(resources, "settings", off)
+    ledger = _ledger()
+    key = await make_key("analyst")
+    closing = await create_closing(client, key)
+    response, worker = await _upload_with_worker(
+        app, client, key, closing.id, _body(ledger, {}), run_worker
+    )
+    assert response.status_code == 202, response.text
+    await asyncio.wait_for(worker, timeout=120)
+    await run_worker()
+
+    assert outcomes == []  # no job was queued
+    iteration = await get_json(client, key, response.headers["Location"].removeprefix(API))
+    assert iteration["status"] == "succeeded", iteration
+    expected = _parsed_here(ledger, LedgerOptions(), tmp_path)
+    assert (await _stored_movements(app, closing.id)).equals(expected)
