@@ -84,9 +84,18 @@ class ParsedAhead:
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
+@dataclass
+class _Parse:
+    """A parse ahead of this process: its result once done, and the timer that drops a result
+    nobody took (cancelled when taken: the timer would keep the movements in memory)."""
+
+    result: asyncio.Future[ParsedAhead | None]
+    expiry: asyncio.TimerHandle | None = None
+
+
 # This process's parses ahead by ledger: a run in the same process takes the result from here
 # instead of reading back what was just stored.
-_parses: dict[uuid.UUID, asyncio.Future[ParsedAhead | None]] = {}
+_parses: dict[uuid.UUID, _Parse] = {}
 
 
 async def parse_arriving(
@@ -107,8 +116,8 @@ async def parse_arriving(
         )
         if compression is None:
             return "skipped: the upload has ended"
-        result: asyncio.Future[ParsedAhead | None] = asyncio.get_running_loop().create_future()
-        _parses[ledger_id] = result
+        loop = asyncio.get_running_loop()
+        parse = _parses[ledger_id] = _Parse(loop.create_future())
         folder = Path(tempfile.mkdtemp(prefix="ledger-ahead-"))
         ahead: ParsedAhead | None = None
         try:
@@ -118,12 +127,12 @@ async def parse_arriving(
         except Exception as exc:  # the type only: a message may hold a connection string
             logger.info("ledger %s not parsed ahead: %s", ledger_id, type(exc).__name__)
         finally:  # cancelled too: a run waiting for the result must get one
-            result.set_result(ahead)
+            parse.result.set_result(ahead)
             if ahead is None:
                 _parses.pop(ledger_id, None)
                 shutil.rmtree(folder, ignore_errors=True)
             else:
-                asyncio.get_running_loop().call_later(KEEP_SECONDS, _drop, ledger_id, result)
+                parse.expiry = loop.call_later(KEEP_SECONDS, _drop, ledger_id, parse)
     return "parsed" if ahead is not None else "not parsed: left to the run"
 
 
@@ -132,12 +141,14 @@ async def wait_for(engine: AsyncEngine, ledger_id: uuid.UUID) -> ParsedAhead | N
     the ledger (taken: the caller owns its files). None otherwise: then the ledger's row says
     whether one in another process did."""
     while True:
-        pending = _parses.get(ledger_id)
-        if pending is not None:
-            ahead = await asyncio.shield(pending)
-            if _parses.get(ledger_id) is not pending:
+        parse = _parses.get(ledger_id)
+        if parse is not None:
+            ahead = await asyncio.shield(parse.result)
+            if _parses.get(ledger_id) is not parse:
                 return None  # dropped meanwhile (its batches are stored all the same)
             del _parses[ledger_id]
+            if parse.expiry is not None:
+                parse.expiry.cancel()
             return ahead
         async with engine.begin() as conn:  # free once this transaction ends: a mere test
             lock = sa.func.pg_try_advisory_xact_lock(_key(ledger_id))
@@ -223,11 +234,11 @@ async def _arriving_chunks(
     return rows
 
 
-def _drop(ledger_id: uuid.UUID, result: asyncio.Future[ParsedAhead | None]) -> None:
+def _drop(ledger_id: uuid.UUID, parse: _Parse) -> None:
     """Forget a parse that no run of this process took in time."""
-    if _parses.get(ledger_id) is result:
+    if _parses.get(ledger_id) is parse:
         del _parses[ledger_id]
-        ahead = result.result()
+        ahead = parse.result.result()
         if ahead is not None:
             shutil.rmtree(ahead.folder, ignore_errors=True)
 

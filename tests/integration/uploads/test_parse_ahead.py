@@ -10,13 +10,14 @@ import io
 import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pytest
 import sqlalchemy as sa
 from fastapi import FastAPI
-from httpx import AsyncClient
+from httpx import AsyncClient, Response
 
 from app.adapters.postgres import ledger_store
 from app.adapters.postgres.tables import ledgers, movement_batches
@@ -106,8 +107,9 @@ async def _upload_with_worker(
     closing_id: str,
     body: AsyncIterator[bytes],
     run_worker: Worker,
-) -> tuple[Any, asyncio.Task[None]]:
-    """POST the body; once its first blocks are stored, a worker runs beside it."""
+) -> Response:
+    """POST the body; once its first blocks are stored, a worker runs beside it (until the
+    queue is empty)."""
     posting = asyncio.create_task(
         client.post(
             f"{API}/closings/{closing_id}/ledger",
@@ -130,7 +132,27 @@ async def _upload_with_worker(
             break
         await asyncio.sleep(0.01)
     worker = asyncio.create_task(run_worker())
-    return await posting, worker
+    response = await posting
+    await asyncio.wait_for(worker, timeout=120)
+    return response
+
+
+async def _parsed_like_the_file(
+    app: FastAPI,
+    client: AsyncClient,
+    key: str,
+    closing_id: str,
+    response: Response,
+    run_worker: Worker,
+    expected: pl.DataFrame,
+) -> dict[str, Any]:
+    """The upload's iteration succeeded with exactly the movements of the file; returned."""
+    assert response.status_code == 202, response.text
+    await run_worker()  # the burst worker may have ended before the upload did
+    iteration = await get_json(client, key, response.headers["Location"].removeprefix(API))
+    assert iteration["status"] == "succeeded", iteration
+    assert (await _stored_movements(app, closing_id)).equals(expected)
+    return dict(iteration)
 
 
 async def _stored_movements(app: FastAPI, closing_id: str) -> pl.DataFrame:
@@ -145,7 +167,7 @@ async def _stored_movements(app: FastAPI, closing_id: str) -> pl.DataFrame:
     return pl.concat(parts)
 
 
-def _parsed_here(ledger: bytes, options: LedgerOptions, tmp_path: Any) -> pl.DataFrame:
+def _parsed_here(ledger: bytes, options: LedgerOptions, tmp_path: Path) -> pl.DataFrame:
     path = tmp_path / "ledger.csv"
     path.write_bytes(ledger)
     layout = inspect_ledger(path, options)
@@ -167,7 +189,7 @@ async def test_a_ledger_is_parsed_while_it_arrives_and_its_run_uses_that(
     run_worker: Worker,
     outcomes: list[str],
     monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Any,
+    tmp_path: Path,
     kept: float,
 ) -> None:
     monkeypatch.setattr(parse_ahead, "KEEP_SECONDS", kept)
@@ -175,21 +197,18 @@ async def test_a_ledger_is_parsed_while_it_arrives_and_its_run_uses_that(
     key = await make_key("analyst")
     closing = await create_closing(client, key)
     body = _body(ledger, {"decimal_separator": "."})
-    response, worker = await _upload_with_worker(app, client, key, closing.id, body, run_worker)
-    assert response.status_code == 202, response.text
-    await asyncio.wait_for(worker, timeout=120)
+    response = await _upload_with_worker(app, client, key, closing.id, body, run_worker)
 
     assert outcomes == ["parsed"]
     assert not parse_ahead._parses  # taken by the run, or dropped
-    iteration = await get_json(client, key, response.headers["Location"].removeprefix(API))
-    assert iteration["status"] == "succeeded", iteration
+    expected = _parsed_here(ledger, LedgerOptions(decimal_separator="."), tmp_path)
+    iteration = await _parsed_like_the_file(
+        app, client, key, closing.id, response, run_worker, expected
+    )
     assert iteration["movements_processed"] == 180_000
     assert iteration["parse"]["rows_read"] == 180_000
     assert iteration["parse"]["decimal_separator"] == "."
-    expected = _parsed_here(ledger, LedgerOptions(decimal_separator="."), tmp_path)
-    stored = await _stored_movements(app, closing.id)
-    assert stored.equals(expected)
-    assert stored.filter(pl.col("invalid_field").is_not_null()).height == 38  # 36 amounts, 2 dates
+    assert expected.filter(pl.col("invalid_field").is_not_null()).height == 38  # amounts, dates
     statistics = (await get_json(client, key, f"/closings/{closing.id}/incidences"))["statistics"]
     assert (statistics["movements_total"], statistics["movements_rejected"]) == (180_000, 38)
     # Debit and credit over the valid rows: sum of n + 0.50 for each voucher with a good amount.
@@ -204,24 +223,22 @@ async def test_options_sent_after_the_file_leave_the_parse_to_the_run(
     make_key: KeyMaker,
     run_worker: Worker,
     outcomes: list[str],
-    tmp_path: Any,
+    tmp_path: Path,
 ) -> None:
     ledger = _ledger(decimal=",")
     key = await make_key("analyst")
     closing = await create_closing(client, key)
     body = _body(ledger, {}, after={"decimal_separator": ","})
-    response, worker = await _upload_with_worker(app, client, key, closing.id, body, run_worker)
-    assert response.status_code == 202, response.text
-    await asyncio.wait_for(worker, timeout=120)
+    response = await _upload_with_worker(app, client, key, closing.id, body, run_worker)
 
     # Parsed ahead with the separator detected; accepted with "," given: not the same layout.
     assert outcomes == ["not parsed: left to the run"]
-    iteration = await get_json(client, key, response.headers["Location"].removeprefix(API))
-    assert iteration["status"] == "succeeded", iteration
+    expected = _parsed_here(ledger, LedgerOptions(decimal_separator=","), tmp_path)
+    iteration = await _parsed_like_the_file(
+        app, client, key, closing.id, response, run_worker, expected
+    )
     assert iteration["parse"]["decimal_separator"] == ","
     assert iteration["parse"]["decimal_separator_detected"] is False
-    expected = _parsed_here(ledger, LedgerOptions(decimal_separator=","), tmp_path)
-    assert (await _stored_movements(app, closing.id)).equals(expected)
 
 
 async def test_a_failed_upload_stops_its_parse_and_leaves_nothing(
@@ -234,9 +251,8 @@ async def test_a_failed_upload_stops_its_parse_and_leaves_nothing(
     key = await make_key("analyst")
     closing = await create_closing(client, key)
     body = _body(_ledger(), {}, pause=0.05, cut_at=4 * 1024 * 1024)
-    response, worker = await _upload_with_worker(app, client, key, closing.id, body, run_worker)
+    response = await _upload_with_worker(app, client, key, closing.id, body, run_worker)
     assert response.status_code == 400, response.text  # no closing boundary
-    await asyncio.wait_for(worker, timeout=120)
 
     assert outcomes == ["not parsed: left to the run"]
     async with app_state(app).resources.engine.connect() as conn:
@@ -259,23 +275,18 @@ async def test_a_stalled_upload_is_left_to_its_run(
     run_worker: Worker,
     outcomes: list[str],
     monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Any,
+    tmp_path: Path,
 ) -> None:
     monkeypatch.setattr(parse_ahead, "STALL_SECONDS", 0.3)
     ledger = _ledger()
     key = await make_key("analyst")
     closing = await create_closing(client, key)
     body = _body(ledger, {}, stall_at=3 * 1024 * 1024, stall=1.5)
-    response, worker = await _upload_with_worker(app, client, key, closing.id, body, run_worker)
-    assert response.status_code == 202, response.text
-    await asyncio.wait_for(worker, timeout=120)
+    response = await _upload_with_worker(app, client, key, closing.id, body, run_worker)
 
     assert outcomes == ["not parsed: left to the run"]
-    await run_worker()  # the burst worker may have ended before the upload did
-    iteration = await get_json(client, key, response.headers["Location"].removeprefix(API))
-    assert iteration["status"] == "succeeded", iteration
     expected = _parsed_here(ledger, LedgerOptions(), tmp_path)
-    assert (await _stored_movements(app, closing.id)).equals(expected)
+    await _parsed_like_the_file(app, client, key, closing.id, response, run_worker, expected)
 
 
 async def test_a_run_waits_for_a_parse_ahead_held_elsewhere(app: FastAPI) -> None:
@@ -297,7 +308,7 @@ async def test_with_parse_while_uploading_off_the_run_parses(
     run_worker: Worker,
     outcomes: list[str],
     monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Any,
+    tmp_path: Path,
 ) -> None:
     resources = app_state(app).resources
     off = resources.settings.model_copy(update={"parse_while_uploading": False})
@@ -305,15 +316,9 @@ async def test_with_parse_while_uploading_off_the_run_parses(
     ledger = _ledger()
     key = await make_key("analyst")
     closing = await create_closing(client, key)
-    response, worker = await _upload_with_worker(
-        app, client, key, closing.id, _body(ledger, {}), run_worker
-    )
-    assert response.status_code == 202, response.text
-    await asyncio.wait_for(worker, timeout=120)
-    await run_worker()
+    body = _body(ledger, {})
+    response = await _upload_with_worker(app, client, key, closing.id, body, run_worker)
 
     assert outcomes == []  # no job was queued
-    iteration = await get_json(client, key, response.headers["Location"].removeprefix(API))
-    assert iteration["status"] == "succeeded", iteration
     expected = _parsed_here(ledger, LedgerOptions(), tmp_path)
-    assert (await _stored_movements(app, closing.id)).equals(expected)
+    await _parsed_like_the_file(app, client, key, closing.id, response, run_worker, expected)
