@@ -68,7 +68,11 @@ async def load_movements(engine: AsyncEngine, claimed: Claim, workdir: Path) -> 
     and stored the first time, or read back from the stored batches."""
     ledger = await _ledger(engine, claimed.ledger_id)
     if ledger.parsed_at is None:
-        ahead = await parse_ahead.wait_for(engine, claimed.ledger_id)
+        # Parsed while it arrived? As far as that parse got is this run's progress meanwhile.
+        size = max(1, ledger.size_bytes)
+        ahead = await parse_ahead.wait_for(
+            engine, claimed.ledger_id, lambda rows, read: _parsing(claimed, rows, read / size)
+        )
         if ahead is not None:
             files = ahead.move_files(workdir)
             await _record_parse(engine, claimed, ahead.parsed.parse)
@@ -100,10 +104,6 @@ def _loaded(
 async def _parse_and_store(
     engine: AsyncEngine, claimed: Claim, ledger: sa.Row[Any], layout: LedgerLayout, workdir: Path
 ) -> ParsedLedger:
-    def progress(rows: int, share: float) -> None:
-        claimed.movements_processed = rows
-        claimed.progress = PARSE_PROGRESS_SHARE * min(1.0, share)
-
     # Every write here is guarded by the claim: a job whose iteration was taken over must not
     # delete or add the new owner's batches (LeaseLost stops it at its next write).
     parsed = await parse_and_store(
@@ -112,13 +112,19 @@ async def _parse_and_store(
         ledger_id=ledger.id,
         open_source=lambda: _ledger_source(engine, ledger, layout, workdir),
         transaction=lambda: claims.owned_transaction(engine, claimed),
-        progress=progress,
+        progress=partial(_parsing, claimed),
     )
     async with claims.owned_transaction(engine, claimed) as conn:
         await mark_parsed(conn, claimed.ledger_id, parsed)
     await _record_parse(engine, claimed, parsed.parse)
     await claims.beat(engine, claimed)
     return parsed
+
+
+def _parsing(claimed: Claim, rows: int, share: float) -> None:
+    """The run's progress while its ledger is parsed: `share` of the file, `rows` movements."""
+    claimed.movements_processed = rows
+    claimed.progress = PARSE_PROGRESS_SHARE * min(1.0, share)
 
 
 async def _record_parse(engine: AsyncEngine, claimed: Claim, parse: dict[str, Any]) -> None:

@@ -27,7 +27,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -53,6 +53,8 @@ logger = logging.getLogger(__name__)
 PARSES_AHEAD_PER_PROCESS = 1
 # How often the end of the stored file, and a busy lock, are looked at again.
 POLL_SECONDS = 0.02
+# How often a run waiting for a parse ahead of its worker reports that parse's progress.
+PROGRESS_SECONDS = 0.5
 # An upload that stores nothing new for this long, or still arrives after MAX_SECONDS, is left
 # to its run: a slow client must not keep a worker's job slot.
 STALL_SECONDS = 10.0
@@ -86,11 +88,16 @@ class ParsedAhead:
 
 @dataclass
 class _Parse:
-    """A parse ahead of this process: its result once done, and the timer that drops a result
-    nobody took (cancelled when taken: the timer would keep the movements in memory)."""
+    """A parse ahead of this process: how far it got, its result once done, and the timer that
+    drops a result nobody took (cancelled when taken: it would keep the movements in memory)."""
 
     result: asyncio.Future[ParsedAhead | None]
     expiry: asyncio.TimerHandle | None = None
+    rows: int = 0  # movements parsed so far
+    bytes_read: Callable[[], int] = lambda: 0  # bytes of the file parsed so far
+
+    def advance(self, rows: int, _share: float) -> None:
+        self.rows = rows
 
 
 # This process's parses ahead by ledger: a run in the same process takes the result from here
@@ -118,32 +125,36 @@ async def parse_arriving(
             return "skipped: the upload has ended"
         loop = asyncio.get_running_loop()
         parse = _parses[ledger_id] = _Parse(loop.create_future())
-        folder = Path(tempfile.mkdtemp(prefix="ledger-ahead-"))
         ahead: ParsedAhead | None = None
         try:
             deadline = time.monotonic() + MAX_SECONDS
             fetch = partial(_arriving_chunks, conn, ledger_id, deadline)
-            ahead = await _parse(engine, ledger_id, fetch, compression, filename, options, folder)
+            ahead = await _parse(engine, ledger_id, fetch, compression, filename, options, parse)
         except Exception as exc:  # the type only: a message may hold a connection string
             logger.info("ledger %s not parsed ahead: %s", ledger_id, type(exc).__name__)
         finally:  # cancelled too: a run waiting for the result must get one
             parse.result.set_result(ahead)
             if ahead is None:
                 _parses.pop(ledger_id, None)
-                shutil.rmtree(folder, ignore_errors=True)
             else:
                 parse.expiry = loop.call_later(KEEP_SECONDS, _drop, ledger_id, parse)
     return "parsed" if ahead is not None else "not parsed: left to the run"
 
 
-async def wait_for(engine: AsyncEngine, ledger_id: uuid.UUID) -> ParsedAhead | None:
+async def wait_for(
+    engine: AsyncEngine, ledger_id: uuid.UUID, progress: Callable[[int, int], None]
+) -> ParsedAhead | None:
     """Wait until no parse ahead of the ledger runs; the parse, if one of this process stored
     the ledger (taken: the caller owns its files). None otherwise: then the ledger's row says
-    whether one in another process did."""
+    whether one in another process did. Meanwhile `progress` learns of the movements and bytes
+    parsed by one of this process, every PROGRESS_SECONDS."""
     while True:
         parse = _parses.get(ledger_id)
         if parse is not None:
-            ahead = await asyncio.shield(parse.result)
+            while not parse.result.done():  # wait() never cancels what it waits for
+                progress(parse.rows, parse.bytes_read())
+                await asyncio.wait({parse.result}, timeout=PROGRESS_SECONDS)
+            ahead = parse.result.result()
             if _parses.get(ledger_id) is not parse:
                 return None  # dropped meanwhile (its batches are stored all the same)
             del _parses[ledger_id]
@@ -164,7 +175,7 @@ async def _parse(
     compression: str,
     filename: str | None,
     options: LedgerOptions,
-    folder: Path,
+    parse: _Parse,
 ) -> ParsedAhead | None:
     head = await _head(fetch, compression)
     try:
@@ -173,21 +184,28 @@ async def _parse(
         layout = await asyncio.to_thread(csv_layout_of_head, head, options)
     except DomainError:
         return None  # refused at acceptance, which says why
-    parsed = await parse_and_store(
-        layout,
-        folder,
-        ledger_id=ledger_id,
-        open_source=lambda: _arriving_source(fetch, compression),
-        transaction=engine.begin,
-        progress=lambda rows, share: None,
-    )
-    # The whole file was read: the upload was accepted, with its layout.
-    async with engine.begin() as conn:
-        if not await _accepted_with(conn, ledger_id, layout):
-            await ledger_store.delete_movements(conn, ledger_id)
-            return None
-        if not await mark_parsed(conn, ledger_id, parsed):
-            return None
+    folder = Path(tempfile.mkdtemp(prefix="ledger-ahead-"))
+    kept = False
+    try:
+        parsed = await parse_and_store(
+            layout,
+            folder,
+            ledger_id=ledger_id,
+            open_source=lambda: _arriving_source(fetch, compression, parse),
+            transaction=engine.begin,
+            progress=parse.advance,
+        )
+        # The whole file was read: the upload was accepted, with its layout.
+        async with engine.begin() as conn:
+            if not await _accepted_with(conn, ledger_id, layout):
+                await ledger_store.delete_movements(conn, ledger_id)
+                return None
+            if not await mark_parsed(conn, ledger_id, parsed):
+                return None
+        kept = True
+    finally:
+        if not kept:  # failed or cancelled too
+            shutil.rmtree(folder, ignore_errors=True)
     logger.info("ledger %s parsed while it was uploaded", ledger_id)
     return ParsedAhead(parsed, folder)
 
@@ -207,8 +225,11 @@ async def _head(fetch: FetchChunks, compression: str) -> bytes:
 
 
 @asynccontextmanager
-async def _arriving_source(fetch: FetchChunks, compression: str) -> AsyncIterator[Source]:
+async def _arriving_source(
+    fetch: FetchChunks, compression: str, parse: _Parse
+) -> AsyncIterator[Source]:
     reader = ledger_store.StoredFileReader(fetch, compression, asyncio.get_running_loop())
+    parse.bytes_read = lambda: reader.delivered
     with io.BufferedReader(reader) as stream:
         yield stream, lambda _: 0.0  # the size is unknown until the upload ends
 

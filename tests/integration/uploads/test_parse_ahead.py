@@ -295,10 +295,37 @@ async def test_a_run_waits_for_a_parse_ahead_held_elsewhere(app: FastAPI) -> Non
     ledger_id = uuid.uuid4()
     async with engine.connect() as held, held.begin():
         await held.execute(sa.select(sa.func.pg_advisory_xact_lock(parse_ahead._key(ledger_id))))
-        waiting = asyncio.create_task(parse_ahead.wait_for(engine, ledger_id))
+        waiting = asyncio.create_task(parse_ahead.wait_for(engine, ledger_id, _no_progress))
         await asyncio.sleep(0.3)
         assert not waiting.done()
     assert await asyncio.wait_for(waiting, timeout=5) is None
+
+
+def _no_progress(rows: int, read: int) -> None:
+    raise AssertionError("only a parse of this process reports its progress")
+
+
+async def test_a_run_waiting_for_a_parse_of_its_worker_shows_how_far_it_got(
+    app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(parse_ahead, "PROGRESS_SECONDS", 0.05)
+    engine = app_state(app).resources.engine
+    ledger_id = uuid.uuid4()
+    parse = parse_ahead._Parse(asyncio.get_running_loop().create_future())
+    parse.advance(1_000, 0.0)
+    parse.bytes_read = lambda: 65_536
+    monkeypatch.setitem(parse_ahead._parses, ledger_id, parse)
+    seen: list[tuple[int, int]] = []
+    waiting = asyncio.create_task(
+        parse_ahead.wait_for(engine, ledger_id, lambda *done: seen.append(done))
+    )
+    await asyncio.sleep(0.2)
+    parse.advance(2_000, 0.0)
+    await asyncio.sleep(0.2)
+    parse_ahead._parses.pop(ledger_id)  # as a parse that ends without a result does
+    parse.result.set_result(None)
+    assert await asyncio.wait_for(waiting, timeout=5) is None
+    assert seen[0] == (1_000, 65_536) and seen[-1] == (2_000, 65_536)
 
 
 async def test_with_parse_while_uploading_off_the_run_parses(
