@@ -39,7 +39,25 @@ class Readiness:
 
 
 async def _bounded(awaitable: Awaitable[T], timeout: float) -> T:
-    return await asyncio.wait_for(awaitable, timeout)
+    """Its result, or TimeoutError once `timeout` seconds are over. A check that overran is
+    cancelled but not waited for (asyncio.wait_for waits): a connection attempt to a hung
+    dependency may take its time to unwind, and the probe's answer must not."""
+    check = asyncio.ensure_future(awaitable)
+    try:
+        done, _ = await asyncio.wait({check}, timeout=timeout)
+    finally:
+        if not check.done():  # overran, or the probe itself was cancelled
+            check.cancel()
+            check.add_done_callback(_consume)
+    if not done:
+        raise TimeoutError
+    return check.result()
+
+
+def _consume(check: asyncio.Future[Any]) -> None:
+    """Retrieve an abandoned check's outcome, so that asyncio does not log it as lost."""
+    if not check.cancelled():
+        check.exception()
 
 
 async def _postgres_state(resources: Resources, head: str | None, timeout: float) -> str:
