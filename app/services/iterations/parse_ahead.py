@@ -109,7 +109,8 @@ async def parse_arriving(
     engine: AsyncEngine, ledger_id: uuid.UUID, filename: str | None, options: LedgerOptions
 ) -> str:
     """Parse and store the arriving ledger, if this process has room and nobody else does it;
-    returns what happened, for arq's log. Never raises: the run parses the file itself then."""
+    returns what happened, for arq's log. Whatever goes wrong (Postgres out of reach included:
+    the job is not retried) leaves the parse to the run."""
     if len(_parses) >= PARSES_AHEAD_PER_PROCESS:
         return "skipped: this worker holds another parse ahead"
     async with engine.connect() as conn, conn.begin():
