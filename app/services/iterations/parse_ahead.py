@@ -113,32 +113,37 @@ async def parse_arriving(
     the job is not retried) leaves the parse to the run."""
     if len(_parses) >= PARSES_AHEAD_PER_PROCESS:
         return "skipped: this worker holds another parse ahead"
-    async with engine.connect() as conn, conn.begin():
-        # Held until this transaction ends: the ledger's run waits for it (wait_for).
-        if not await conn.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(_key(ledger_id)))):
-            return "skipped: parsed ahead by another job"
-        compression = await conn.scalar(
-            sa.select(ledgers.c.file_compression).where(
-                ledgers.c.id == ledger_id, ledgers.c.receiving
+    loop = asyncio.get_running_loop()
+    # Reserved before the first await: two jobs of this worker cannot both get past the test.
+    parse = _parses[ledger_id] = _Parse(loop.create_future())
+    ahead: ParsedAhead | None = None
+    try:
+        async with engine.connect() as conn, conn.begin():
+            # Held until this transaction ends: the ledger's run waits for it (wait_for).
+            lock = sa.func.pg_try_advisory_xact_lock(_key(ledger_id))
+            if not await conn.scalar(sa.select(lock)):
+                return "skipped: parsed ahead by another job"
+            compression = await conn.scalar(
+                sa.select(ledgers.c.file_compression).where(
+                    ledgers.c.id == ledger_id, ledgers.c.receiving
+                )
             )
-        )
-        if compression is None:
-            return "skipped: the upload has ended"
-        loop = asyncio.get_running_loop()
-        parse = _parses[ledger_id] = _Parse(loop.create_future())
-        ahead: ParsedAhead | None = None
-        try:
+            if compression is None:
+                return "skipped: the upload has ended"
             deadline = time.monotonic() + MAX_SECONDS
             fetch = partial(_arriving_chunks, conn, ledger_id, deadline)
-            ahead = await _parse(engine, ledger_id, fetch, compression, filename, options, parse)
-        except Exception as exc:  # the type only: a message may hold a connection string
-            logger.info("ledger %s not parsed ahead: %s", ledger_id, type(exc).__name__)
-        finally:  # cancelled too: a run waiting for the result must get one
-            parse.result.set_result(ahead)
-            if ahead is None:
-                _parses.pop(ledger_id, None)
-            else:
-                parse.expiry = loop.call_later(KEEP_SECONDS, _drop, ledger_id, parse)
+            try:
+                ahead = await _parse(
+                    engine, ledger_id, fetch, compression, filename, options, parse
+                )
+            except Exception as exc:  # the type only: a message may hold a connection string
+                logger.info("ledger %s not parsed ahead: %s", ledger_id, type(exc).__name__)
+    finally:  # cancelled or failed too: a run waiting for the result must get one
+        parse.result.set_result(ahead)
+        if ahead is None:
+            _parses.pop(ledger_id, None)
+        else:
+            parse.expiry = loop.call_later(KEEP_SECONDS, _drop, ledger_id, parse)
     return "parsed" if ahead is not None else "not parsed: left to the run"
 
 

@@ -349,3 +349,16 @@ async def test_with_parse_while_uploading_off_the_run_parses(
     assert outcomes == []  # no job was queued
     expected = _parsed_here(ledger, LedgerOptions(), tmp_path)
     await _parsed_like_the_file(app, client, key, closing.id, response, run_worker, expected)
+
+
+async def test_a_worker_takes_one_parse_ahead_at_a_time(app: FastAPI) -> None:
+    """Two jobs of one worker starting together: the second finds the first's place taken,
+    even before the first has reached Postgres (a worker runs two jobs at once)."""
+    engine = app_state(app).resources.engine
+    first, second = await asyncio.gather(
+        parse_ahead.parse_arriving(engine, uuid.uuid4(), "a.csv", LedgerOptions()),
+        parse_ahead.parse_arriving(engine, uuid.uuid4(), "b.csv", LedgerOptions()),
+    )
+    assert first == "skipped: the upload has ended"  # no such upload
+    assert second == "skipped: this worker holds another parse ahead"
+    assert not parse_ahead._parses
