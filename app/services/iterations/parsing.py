@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -73,24 +74,25 @@ async def parse_and_store(
     """Parse the file from its start, keeping each batch in `workdir` and storing it in a
     `transaction` while the next one is parsed; a partial parse left by an earlier try is
     deleted first."""
-    report = ReadReport()
+    parse_once = partial(
+        _parse_once,
+        workdir=workdir,
+        ledger_id=ledger_id,
+        open_source=open_source,
+        transaction=transaction,
+        progress=progress,
+    )
     try:
-        files, frame = await _parse_once(
-            layout, workdir, ledger_id, open_source, transaction, progress, report
-        )
+        parsed = await parse_once(layout)
     except SeparatorChanged as changed:
         # Amounts such as 1.234 came before the first evidence of a decimal comma: the file is
         # read again with it (rare: most files show their separator in the first rows).
         logger.info("the ledger's decimal separator is %r: parsing it again", changed.separator)
-        layout = replace(
-            layout, decimal_separator=changed.separator, decimal_separator_detected=True
+        parsed = await parse_once(
+            replace(layout, decimal_separator=changed.separator, decimal_separator_detected=True)
         )
-        report = ReadReport()
-        files, frame = await _parse_once(
-            layout, workdir, ledger_id, open_source, transaction, progress, report
-        )
-    logger.info("parsed %d movements in %d batches", frame.height, len(files))
-    return ParsedLedger(files, frame, layout, report)
+    logger.info("parsed %d movements in %d batches", parsed.frame.height, len(parsed.files))
+    return parsed
 
 
 async def mark_parsed(conn: AsyncConnection, ledger_id: uuid.UUID, parsed: ParsedLedger) -> bool:
@@ -113,13 +115,14 @@ async def mark_parsed(conn: AsyncConnection, ledger_id: uuid.UUID, parsed: Parse
 
 async def _parse_once(
     layout: LedgerLayout,
+    *,
     workdir: Path,
     ledger_id: uuid.UUID,
     open_source: OpenSource,
     transaction: Transaction,
     progress: Progress,
-    report: ReadReport,
-) -> tuple[list[Path], pl.DataFrame]:
+) -> ParsedLedger:
+    report = ReadReport()
     async with transaction() as conn:
         await ledger_store.delete_movements(conn, ledger_id)  # a retried partial parse
     progress(0, 0.0)
@@ -152,7 +155,7 @@ async def _parse_once(
     finally:
         stop.set()
         storer.cancel()
-    return files, concat_narrow(parts)
+    return ParsedLedger(files, concat_narrow(parts), layout, report)
 
 
 async def _store_batches(
