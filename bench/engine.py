@@ -1,6 +1,12 @@
-"""Engine benchmark: generate an N-row CSV ledger, then time inspect + parse + evaluate.
+"""Engine benchmark: generate an N-row CSV ledger, then time inspect + parse + evaluate, and
+what an iteration makes of the evaluation (its snapshot document, lines and diff): for a first
+iteration, and for a second one that evaluates the ledger again and diffs against the first.
+
+--accounts N spreads the movements over N account codes that no chart holds: a ledger with
+about N incidences, whose documents are most of the work.
 
 Usage: .venv/bin/python bench/engine.py --rows 1000000 [--batch-rows 250000] [--keep DIR]
+       [--accounts N]
 """
 
 from __future__ import annotations
@@ -11,8 +17,10 @@ import resource
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
 import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -24,6 +32,8 @@ from app.domain.ledger.format import LedgerOptions
 from app.domain.ledger.inspect import inspect_ledger
 from app.domain.ledger.reader import iter_movement_batches, narrow
 from app.domain.reference import Account, ReferenceData
+from app.memory import gc_paused
+from app.services.iterations.evaluate import iteration_result
 
 HEADER = "fecha,comprobante,cuenta,nombre_cuenta,tipo_doc,folio,glosa,debe,haber,centro_costo,rut\n"
 # fmt: off
@@ -141,6 +151,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--batch-rows", type=int, default=250_000)
     parser.add_argument("--keep", type=Path, help="directory to keep the generated CSV in")
+    parser.add_argument("--accounts", type=int, help="spread movements over N unknown accounts")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.keep or Path(tmp)
@@ -166,18 +177,31 @@ def main() -> None:
             texts.write_parquet(spill / f"{n:05d}.parquet", compression="lz4")
         movements = pl.concat(parts, rechunk=False)
         del parts
+        if args.accounts:
+            account = (pl.col("line") % args.accounts).cast(pl.String).cast(pl.Categorical)
+            movements = movements.with_columns(account.alias("account_code"))
+            ref = ReferenceData(accounts={}, document_types=ref.document_types, period=PERIOD)
         t2 = time.perf_counter()
         rss_parse = peak_rss_mib()
         fetch = parquet_fetcher(spill)
-        result = evaluate(movements, ref, layout.has_document_type, fetch_rows=fetch)
-        t3 = time.perf_counter()
+        with gc_paused():  # as an iteration's run has it (services/iterations/run.py)
+            result = evaluate(movements, ref, layout.has_document_type, fetch_rows=fetch)
+            t3 = time.perf_counter()
+            first = iteration_result(result, None, "bench", 1, datetime.now(UTC))
+            t4 = time.perf_counter()
+            again = evaluate(movements, ref, layout.has_document_type, fetch_rows=fetch)
+            t5 = time.perf_counter()
+            iteration_result(again, orjson.loads(first.document), "bench", 2, datetime.now(UTC))
+            t6 = time.perf_counter()
         n = movements.height
         stats = result.statistics
         print(f"movements: {n:,}  incidences: {stats.incidences_total:,}")
         print(f"inspect : {t1 - t0:7.3f}s")
         print(f"parse   : {t2 - t1:7.3f}s  ({n / (t2 - t1):,.0f} rows/s)")
         print(f"evaluate: {t3 - t2:7.3f}s  ({n / (t3 - t2):,.0f} rows/s)")
-        print(f"total   : {t3 - t0:7.3f}s  ({n / (t3 - t0):,.0f} rows/s)")
+        print(f"document: {t4 - t3:7.3f}s  (iteration 1: snapshot, lines, diff)")
+        print(f"again   : {t6 - t5:7.3f}s  (iteration 2 against 1, after evaluate {t5 - t4:.3f}s)")
+        print(f"total   : {t4 - t0:7.3f}s  ({n / (t4 - t0):,.0f} rows/s, iteration 1)")
         narrow_mib = movements.estimated_size() >> 20
         print(
             f"peak RSS: {peak_rss_mib():.0f} MiB (before engine: {rss_before:.0f} MiB, "

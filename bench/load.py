@@ -16,6 +16,7 @@ p50/p99 latency, counts by status class and errors, and a last `RESULT {json}` l
 any request got a 5xx or a transport error, or any iteration failed.
 
 Usage: .venv/bin/python bench/load.py [--seconds 60] [--connections 64] [--drain-seconds 60]
+BENCH_LOG_LEVEL=INFO keeps the services' logs, among them each request's duration in the server.
 Servers: DATABASE_URL / REDIS_URL when set (a fresh database is created on that server and
 dropped afterwards), else embedded ones in a temporary DATA_DIR. Traffic goes to loopback only.
 """
@@ -364,7 +365,7 @@ def main() -> None:
             RATE_LIMIT_WRITE=NO_LIMIT,
             RATE_LIMIT_UPLOAD=NO_LIMIT,
             RATE_LIMIT_ANON=NO_LIMIT,
-            LOG_LEVEL="WARNING",
+            LOG_LEVEL=os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
         )
         start_service(stack, env)
         result = asyncio.run(_run(f"http://127.0.0.1:{port}", key, args))

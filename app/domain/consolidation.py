@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import NamedTuple
 
 import polars as pl
 
@@ -38,6 +39,25 @@ class RuleHits:
     rule: Rule
     groups: pl.DataFrame
     lines: pl.Series
+
+
+class _Group(NamedTuple):
+    """One consolidated group of a rule's hits (a row of RuleHits.groups)."""
+
+    code: str
+    movement_count: int
+    debit_total: Decimal | None
+    credit_total: Decimal | None
+    first_date: dt.date | None
+    last_date: dt.date | None
+    first_line: int
+    sample_lines: list[int]
+
+
+_GROUP_FIELDS = _Group._fields
+_FIRST_LINE = _GROUP_FIELDS.index("first_line")
+# A group whose first line has no fetched values (neither a name nor a reason is needed).
+_NO_VALUES: tuple[None, None] = (None, None)
 
 
 def aggregate_hits(movements: pl.DataFrame, caught: pl.Series, rule: Rule) -> RuleHits:
@@ -78,14 +98,21 @@ def build_incidences(
         [h.groups["first_line"].cast(pl.Int32) for h in hits] or [pl.Series([], dtype=pl.Int32)]
     )
     wanted = extras.join(first_lines.to_frame("line"), on="line", how="semi")
-    first_values = {row["line"]: row for row in wanted.iter_rows(named=True)}
+    # (account_name, invalid_reason) by line, column by column: per-row dicts cost more.
+    first_values = dict(
+        zip(
+            wanted["line"].to_list(),
+            zip(wanted["account_name"].to_list(), wanted["invalid_reason"].to_list(), strict=True),
+            strict=True,
+        )
+    )
     incidences: list[Incidence] = []
     spans: dict[str, tuple[int, int]] = {}
     base = 0
     for rule_hits in hits:
         make = _IncidenceMaker(rule_hits.rule, reference)
-        for row in rule_hits.groups.iter_rows(named=True):
-            incidence = make(row, first_values.get(row["first_line"], {}))
+        for group in rule_hits.groups.select(_GROUP_FIELDS).iter_rows():
+            incidence = make(_Group(*group), first_values.get(group[_FIRST_LINE], _NO_VALUES))
             incidences.append(incidence)
             spans[incidence.key] = (base, incidence.movement_count)
             base += incidence.movement_count
@@ -105,19 +132,22 @@ class _IncidenceMaker:
         self.kind = rule.element_kind
         self.dated = rule.element_kind is not ElementKind.COLUMN  # ROW_INVALID has no dates
 
-    def __call__(self, row: dict[str, Any], first: Mapping[str, Any]) -> Incidence:
-        code: str = row["code"]
-        name = _element_name(self.kind, code, first.get("account_name"), self.reference)
-        debit = row["debit_total"] or Decimal(0)
-        credit = row["credit_total"] or Decimal(0)
+    def __call__(self, group: _Group, first: tuple[str | None, str | None]) -> Incidence:
+        """The incidence of one group; `first` is its first movement's account name and
+        reason for being rejected."""
+        first_name, first_reason = first
+        code = group.code
+        name = _element_name(self.kind, code, first_name, self.reference)
+        debit = group.debit_total or Decimal(0)
+        credit = group.credit_total or Decimal(0)
         facts = MessageFacts(
             code=code,
             name=name,
             debit_total=debit,
             credit_total=credit,
             period=self.reference.period,
-            first_line=row["first_line"],
-            first_reason=first.get("invalid_reason"),
+            first_line=group.first_line,
+            first_reason=first_reason,
         )
         return Incidence(
             key=incidence_key(self.type, code),
@@ -125,12 +155,12 @@ class _IncidenceMaker:
             severity=self.severity,
             element=Element(self.kind.value, code, name),
             message=self.rule.message(facts),
-            movement_count=row["movement_count"],
+            movement_count=group.movement_count,
             debit_total=debit,
             credit_total=credit,
-            first_date=row["first_date"] if self.dated else None,
-            last_date=row["last_date"] if self.dated else None,
-            sample_lines=tuple(row["sample_lines"]),
+            first_date=group.first_date if self.dated else None,
+            last_date=group.last_date if self.dated else None,
+            sample_lines=tuple(group.sample_lines),
         )
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from app.domain.amounts import format_amount
+from app.domain.amounts import format_amount, parse_amount_text
 from app.domain.incidence import Incidence, IncidenceLike, as_incidence
 
 
@@ -22,9 +22,16 @@ class Totals:
     credit_total: Decimal
 
     @classmethod
-    def of(cls, incidence: Incidence) -> Totals:
-        """The compared figures of an incidence."""
-        return cls(incidence.movement_count, incidence.debit_total, incidence.credit_total)
+    def of(cls, incidence: IncidenceLike) -> Totals:
+        """The compared figures of an incidence, or of its JSON shape (read directly: a whole
+        Incidence rebuilt per incidence of a stored snapshot cost more than the diff itself)."""
+        if isinstance(incidence, Incidence):
+            return cls(incidence.movement_count, incidence.debit_total, incidence.credit_total)
+        return cls(
+            int(incidence["movement_count"]),
+            parse_amount_text(incidence["debit_total"]),
+            parse_amount_text(incidence["credit_total"]),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON shape, amounts as canonical decimal strings."""
@@ -69,8 +76,8 @@ class Diff:
 
 def diff_incidences(before: Sequence[IncidenceLike], after: Sequence[IncidenceLike]) -> Diff:
     """Compare two incidence sets by key (amounts compare as numbers, not as text)."""
-    old = {i.key: Totals.of(i) for i in map(as_incidence, before)}
-    new = {i.key: Totals.of(i) for i in map(as_incidence, after)}
+    old = {_key(i): Totals.of(i) for i in before}
+    new = {_key(i): Totals.of(i) for i in after}
     both = sorted(old.keys() & new.keys())
     changed = tuple(Change(k, old[k], new[k]) for k in both if old[k] != new[k])
     return Diff(
@@ -128,9 +135,17 @@ def assign_first_seen(
 ) -> list[Incidence]:
     """Set first_seen_iteration: carried over from the previous succeeded iteration when the key
     was there (an unbroken run), else this iteration (new, or back after being resolved)."""
-    carried = {}
-    for old in map(as_incidence, previous or ()):
-        carried[old.key] = old.first_seen_iteration
+    carried = {_key(old): _first_seen(old) for old in previous or ()}
     return [
         i.with_first_seen(carried.get(i.key) or iteration) for i in map(as_incidence, incidences)
     ]
+
+
+def _key(incidence: IncidenceLike) -> str:
+    return incidence.key if isinstance(incidence, Incidence) else incidence["key"]
+
+
+def _first_seen(incidence: IncidenceLike) -> int | None:
+    if isinstance(incidence, Incidence):
+        return incidence.first_seen_iteration
+    return incidence.get("first_seen_iteration")

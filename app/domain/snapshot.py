@@ -45,25 +45,22 @@ def content_hash(
     return _digest(closing_id, iteration, _plain(statistics), [_plain(i) for i in incidences])
 
 
-def build_snapshot(
+def unhashed_snapshot(
     closing_id: Any,
     iteration: int,
     statistics: Statistics | Mapping[str, Any],
     incidences: Sequence[IncidenceLike],
     computed_at: dt.datetime,
 ) -> dict[str, Any]:
-    """The snapshot document {closing_id, iteration, content_hash, computed_at, statistics,
-    incidences}, JSON-ready."""
-    # Each incidence is turned into its JSON shape once, for both the hash and the document.
-    plain_statistics = _plain(statistics)
-    plain_incidences = [_plain(i) for i in incidences]
+    """The snapshot document {closing_id, iteration, computed_at, statistics, incidences},
+    JSON-ready, without its content_hash: review.reviewed adds the reviews and hashes the
+    result (each hash of a big ledger's document is a serialisation of it: done once)."""
     return {
         "closing_id": closing_id,
         "iteration": iteration,
-        "content_hash": _digest(closing_id, iteration, plain_statistics, plain_incidences),
         "computed_at": computed_at.isoformat(),
-        "statistics": plain_statistics,
-        "incidences": plain_incidences,
+        "statistics": _plain(statistics),
+        "incidences": [_plain(i) for i in incidences],
     }
 
 

@@ -16,7 +16,7 @@ from app.domain.diff import assign_first_seen, diff_incidences
 from app.domain.evaluation import Evaluation, evaluate
 from app.domain.reference import Account, ReferenceData
 from app.domain.review import reviewed
-from app.domain.snapshot import build_snapshot, canonical_json
+from app.domain.snapshot import canonical_json, unhashed_snapshot
 from app.services.iterations.claims import Claim
 from app.services.iterations.movements import PARSE_PROGRESS_SHARE, LoadedMovements
 from app.services.iterations.publish import previous_result
@@ -76,18 +76,32 @@ async def evaluate_iteration(
         max_incidences,
     )
     claimed.progress = max(claimed.progress, PARSE_PROGRESS_SHARE + 0.1)
+    # Off the event loop too: a big ledger's thousands of incidences take seconds to shape.
+    return await asyncio.to_thread(
+        iteration_result,
+        evaluation,
+        previous,
+        str(claimed.closing_id),
+        claimed.number,
+        datetime.now(UTC),
+    )
+
+
+def iteration_result(
+    evaluation: Evaluation,
+    previous: dict[str, Any] | None,
+    closing_id: str,
+    number: int,
+    computed_at: datetime,
+) -> IterationResult:
+    """What iteration `number` stores of its evaluation: the snapshot document (first_seen
+    carried from the `previous` document), its summary and lines, and the diff against it."""
     before = previous["incidences"] if previous else []
-    incidences = assign_first_seen(evaluation.incidences, before or None, claimed.number)
-    # Every incidence starts open: the closing's reviews are added when it is served.
+    incidences = assign_first_seen(evaluation.incidences, before or None, number)
+    # Every incidence starts open: the closing's reviews are added when it is served. reviewed()
+    # hashes the document with them.
     snapshot = reviewed(
-        build_snapshot(
-            str(claimed.closing_id),
-            claimed.number,
-            evaluation.statistics,
-            incidences,
-            computed_at=datetime.now(UTC),
-        ),
-        {},
+        unhashed_snapshot(closing_id, number, evaluation.statistics, incidences, computed_at), {}
     )
     statistics = snapshot["statistics"]
     summary = {

@@ -14,12 +14,13 @@ import pytest
 from app.domain.amounts import format_amount
 from app.domain.diff import assign_first_seen, diff_documents, diff_incidences
 from app.domain.incidence import Element, Incidence
+from app.domain.review import reviewed
 from app.domain.snapshot import (
     SnapshotQuery,
-    build_snapshot,
     canonical_json,
     content_hash,
     indexed_view,
+    unhashed_snapshot,
     view_index,
 )
 from app.domain.statistics import Statistics, Tally
@@ -49,7 +50,7 @@ def inc(
 
 def _document(incidences: list[Incidence]) -> bytes:
     at = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
-    return canonical_json(build_snapshot("c", 1, {}, incidences, computed_at=at))
+    return canonical_json(reviewed(unhashed_snapshot("c", 1, {}, incidences, computed_at=at), {}))
 
 
 class TestDiff:
@@ -158,18 +159,24 @@ class TestSnapshot:
 
     def test_snapshot_document(self) -> None:
         at = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)
-        doc = build_snapshot("c-1", 4, _statistics(), [inc("A:1")], at)
-        assert list(doc) == [
+        unhashed = unhashed_snapshot("c-1", 4, _statistics(), [inc("A:1")], at)
+        assert "content_hash" not in unhashed
+        # An iteration's own document is hashed once, by reviewed(), every incidence open.
+        doc = reviewed(unhashed, {})
+        assert set(doc) == {
             "closing_id",
             "iteration",
             "content_hash",
             "computed_at",
             "statistics",
             "incidences",
-        ]
+        }
         assert doc["computed_at"] == "2026-11-01T12:00:00+00:00"
-        later = build_snapshot("c-1", 4, _statistics(), [inc("A:1")], at + dt.timedelta(hours=1))
-        assert later["content_hash"] == doc["content_hash"]  # computed_at is not hashed
+        assert doc["content_hash"] == content_hash("c-1", 4, doc["statistics"], doc["incidences"])
+        later = unhashed_snapshot("c-1", 4, _statistics(), [inc("A:1")], at + dt.timedelta(hours=1))
+        assert (
+            reviewed(later, {})["content_hash"] == doc["content_hash"]
+        )  # computed_at is not hashed
         json.loads(canonical_json(doc))
 
 
