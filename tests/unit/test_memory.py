@@ -84,10 +84,26 @@ import app.cli.main
 """
 
 
-def test_polars_allocator_settings_are_in_place_before_the_command_line_loads_polars() -> None:
+@pytest.mark.parametrize(
+    "inherited",
+    [
+        None,
+        # What importing Polars writes into the environment of the process that imports it, and
+        # so of every process that one starts (a test run, a benchmark, a supervisor).
+        "dirty_decay_ms:500,muzzy_decay_ms:1000",
+        "thp:always",  # an operator's own setting is kept, ours come after it
+    ],
+)
+def test_polars_allocator_settings_are_in_place_before_the_command_line_loads_polars(
+    inherited: str | None,
+) -> None:
     env = {key: value for key, value in os.environ.items() if key != "_RJEM_MALLOC_CONF"}
+    if inherited is not None:
+        env["_RJEM_MALLOC_CONF"] = inherited
     ran = subprocess.run(
         [sys.executable, "-c", _AT_POLARS_IMPORT], env=env, capture_output=True, text=True
     )
     assert ran.returncode == 0, ran.stderr
-    assert "conf: narenas:1,dirty_decay_ms:100,muzzy_decay_ms:0" in ran.stdout, ran.stdout
+    ours = "narenas:1,dirty_decay_ms:100,muzzy_decay_ms:0"  # jemalloc: the last one wins
+    expected = ours if inherited is None else f"{inherited},{ours}"
+    assert f"conf: {expected}\n" in ran.stdout, ran.stdout
