@@ -29,6 +29,13 @@ _POSTGRES_DOWN = (
 _UNREACHABLE = (PoolTimeoutError, RedisConnectionError, RedisTimeoutError, *_POSTGRES_DOWN)
 
 
+def _closed_under_it(exc: BaseException) -> bool:
+    """asyncpg's own error for a connection the server closed (a restart) before this use of it,
+    raised as is where the driver is used without SQLAlchemy in between (the COPYs of upload
+    blocks and of incidence lines). Its other InterfaceErrors are misuses: bugs."""
+    return isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc)
+
+
 def rolled_back(exc: BaseException) -> bool:
     """True when Postgres rolled the transaction back for a conflict with others (a deadlock
     victim, a serialization failure): the same transaction run again can succeed."""
@@ -43,7 +50,7 @@ def unavailable(exc: BaseException) -> bool:
         # connection_invalidated: SQLAlchemy found the connection dead (closed under it).
         cause = exc.orig.__cause__ if exc.orig is not None else None
         return exc.connection_invalidated or isinstance(cause, _POSTGRES_DOWN) or rolled_back(exc)
-    if isinstance(exc, _UNREACHABLE):
+    if isinstance(exc, _UNREACHABLE) or _closed_under_it(exc):
         return True
     # asyncpg's connect raises the socket's own error: refused, reset, timed out, or (Unix socket
     # of a stopped server) ENOENT, which carries no file name, unlike a file that is missing.

@@ -49,6 +49,7 @@ def install_unavailable_handlers(app: FastAPI) -> None:
         RedisConnectionError,
         RedisTimeoutError,
         asyncpg.PostgresError,
+        asyncpg.InterfaceError,  # a connection closed under the driver used directly (a COPY)
         OSError,  # ConnectionError, TimeoutError and FileNotFoundError are OSErrors
     ):
         app.add_exception_handler(error, _unavailable)

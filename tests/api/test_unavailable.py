@@ -59,6 +59,9 @@ def _wrapped(cause: BaseException, *, invalidated: bool = False) -> DBAPIError:
         (ValueError("bug"), False),
         (Conflict("the closing is closed"), False),  # a DomainError: the request's fault
         (_wrapped(asyncpg.InterfaceError("another operation is in progress")), False),  # a bug
+        # The driver used directly (a COPY) on a connection the server closed (a restart).
+        (asyncpg.InterfaceError("connection is closed"), True),
+        (asyncpg.InterfaceError("another operation is in progress"), False),
     ],
 )
 def test_what_counts_as_a_service_being_unavailable(error: Exception, expected: bool) -> None:

@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import asyncpg
 import pytest
 import sqlalchemy as sa
 from asgi_lifespan import LifespanManager
@@ -16,6 +17,7 @@ from httpx import ASGITransport, AsyncClient
 from app.adapters.postgres.tables import ledgers
 from app.api.state import app_state
 from app.main import create_app
+from app.services.uploads import store
 from app.settings import Settings
 from tests.conftest import KeyMaker, bearer
 from tests.helpers import API, assert_problem, create_closing, get_json, upload
@@ -351,3 +353,21 @@ async def test_accepted_uploads_coalesce(
     assert (third.json()["number"], third.json()["trigger"]) == (2, "ledger_replaced")
     assert third.json()["coalesced_triggers"] == []
     await run_worker()
+
+
+async def test_a_connection_closed_under_the_block_copy_is_a_503(
+    app: FastAPI, client: AsyncClient, analyst: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The blocks go in by the driver's own COPY, which raises asyncpg's error as is when Postgres
+    # closed the pooled connection (a restart): an outage to retry, not a 500 (CI saw one in
+    # tests/chaos/test_postgres_restart.py).
+    async def closed_under_it(*args: object) -> None:
+        raise asyncpg.InterfaceError("connection is closed")
+
+    monkeypatch.setattr(store, "append_file_chunks", closed_under_it)
+    closing = (await create_closing(client, analyst)).id
+    rows = "fecha,comprobante,cuenta,debe,haber\n2026-10-01,1,1101,10,0\n"
+    response = await upload(client, analyst, closing, rows.encode())
+    body = assert_problem(response, 503)
+    assert body["type"] == "/problems/service-unavailable"
+    assert response.headers["Retry-After"] == "5"
