@@ -54,8 +54,6 @@ class _Group(NamedTuple):
     sample_lines: list[int]
 
 
-_GROUP_FIELDS = _Group._fields
-_FIRST_LINE = _GROUP_FIELDS.index("first_line")
 # A group whose first line has no fetched values (neither a name nor a reason is needed).
 _NO_VALUES: tuple[None, None] = (None, None)
 
@@ -111,8 +109,9 @@ def build_incidences(
     base = 0
     for rule_hits in hits:
         make = _IncidenceMaker(rule_hits.rule, reference)
-        for group in rule_hits.groups.select(_GROUP_FIELDS).iter_rows():
-            incidence = make(_Group(*group), first_values.get(group[_FIRST_LINE], _NO_VALUES))
+        for row in rule_hits.groups.select(_Group._fields).iter_rows():
+            group = _Group._make(row)
+            incidence = make(group, first_values.get(group.first_line, _NO_VALUES))
             incidences.append(incidence)
             spans[incidence.key] = (base, incidence.movement_count)
             base += incidence.movement_count
