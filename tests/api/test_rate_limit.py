@@ -21,7 +21,8 @@ from httpx import ASGITransport, AsyncClient, Response
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
-from app.adapters.redis.rate_limit import check_all, window_check
+from app.adapters.redis import REDIS_FAILURES, rate_limit
+from app.adapters.redis.rate_limit import CheckBatcher, WindowCheck, check_all, window_check
 from app.api.middleware.rate_limit import Breaker
 from app.api.state import app_state
 from app.main import create_app
@@ -261,7 +262,12 @@ async def test_a_batch_counts_in_order_and_survives_a_flushed_script_cache(
     policy = RatePolicy(2, 60)
     same = [window_check(f"{redis_prefix}:batch", "read", policy, "key:a") for _ in range(3)]
     other = window_check(f"{redis_prefix}:batch", "read", policy, "key:b")
-    decisions = await check_all(redis, [*same, other])  # NOSCRIPT → EVAL
+    connection = await redis.connection_pool.get_connection()
+    try:
+        decisions = await check_all(connection, [*same, other])  # NOSCRIPT → EVAL
+        (again,) = await check_all(connection, [other])  # the script is cached now: EVALSHA
+    finally:
+        await redis.connection_pool.release(connection)
     assert [(d.admitted, d.remaining) for d in decisions] == [
         (True, 1),
         (True, 0),
@@ -269,8 +275,67 @@ async def test_a_batch_counts_in_order_and_survives_a_flushed_script_cache(
         (True, 1),
     ]
     assert 59 <= decisions[2].reset_seconds <= 60
-    (again,) = await check_all(redis, [other])  # the script is cached now: EVALSHA
     assert (again.admitted, again.remaining) == (True, 0)
+
+
+async def test_checks_queued_while_a_script_call_is_in_flight_go_together_in_the_next(
+    app: FastAPI, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batcher = CheckBatcher(app_state(app).resources.redis)
+    sizes: list[int] = []
+    in_flight, gate = asyncio.Event(), asyncio.Event()
+
+    async def held_first(connection: Any, checks: list[Any]) -> list[Any]:
+        sizes.append(len(checks))
+        if len(sizes) == 1:
+            in_flight.set()
+            await gate.wait()  # the first call stays in flight while more checks come
+        return await check_all(connection, checks)
+
+    monkeypatch.setattr(rate_limit, "check_all", held_first)
+    policy = RatePolicy(70, 60)
+
+    def check() -> WindowCheck:
+        return window_check(f"{redis_prefix}:flight", "read", policy, "key:f")
+
+    first = [asyncio.ensure_future(batcher.check(check())) for _ in range(50)]
+    await in_flight.wait()
+    later = [asyncio.ensure_future(batcher.check(check())) for _ in range(50)]
+    await asyncio.sleep(0.05)
+    assert sizes == [50]  # one call at a time: the later checks wait for it
+    gate.set()
+    decisions = await asyncio.gather(*first, *later)
+    assert sizes == [50, 50]
+    assert [d.admitted for d in decisions] == [True] * 70 + [False] * 30  # exact, in order
+
+
+async def test_the_limiters_connection_closed_by_redis_is_opened_again(
+    app: FastAPI, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    redis = app_state(app).resources.redis
+    batcher = CheckBatcher(redis)
+    policy = RatePolicy(10, 60)
+
+    def check() -> WindowCheck:
+        return window_check(f"{redis_prefix}:reopen", "read", policy, "key:r")
+
+    async def closed_by_redis() -> None:
+        connection = batcher._connection
+        assert connection is not None
+        await connection.send_command("CLIENT", "ID")
+        await redis.execute_command("CLIENT", "KILL", "ID", await connection.read_response())
+
+    assert (await batcher.check(check())).remaining == 9
+    await closed_by_redis()
+    # Used again at once, it is not checked first: that call fails (the middleware lets its
+    # requests through), and the next one reconnects.
+    with pytest.raises(REDIS_FAILURES):
+        await batcher.check(check())
+    assert (await batcher.check(check())).remaining == 8
+    # After a quiet spell it is checked (as the pool checks what it lends), and reopened.
+    await closed_by_redis()
+    monkeypatch.setattr(rate_limit, "IDLE_CHECK_SECONDS", 0.0)
+    assert (await batcher.check(check())).remaining == 7
 
 
 async def test_redis_outage_fails_open_counts_it_and_logs_once(
