@@ -38,8 +38,12 @@ _TRIM = _LIBC.malloc_trim if _LIBC is not None else None
 # mallopt's parameter numbers (malloc.h).
 _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
-# Buffers at least this large get pages of their own, returned to the system when freed.
-MMAP_THRESHOLD = 1024 * 1024
+# Buffers at least this large get pages of their own, returned to the system when freed. The
+# smaller ones a ledger's pieces go through (1-8 MiB: file chunks, records, tokenizer masks,
+# Parquet bytes) come from the arenas and are reused from one piece to the next: with 1 MiB
+# here, each was mapped and zeroed anew, 4-5 % of a worker's CPU for the same peaks
+# (bench/ingest.py, bench/hostile.py). 32 MiB is where glibc's own moving threshold stops.
+MMAP_THRESHOLD = 32 * 1024 * 1024
 
 
 def tune_malloc(arenas: int = 2) -> bool:
@@ -48,9 +52,11 @@ def tune_malloc(arenas: int = 2) -> bool:
     the size under which buffers come from (and stay in) an arena, so numpy's tokenizer and
     Parquet buffers of one ledger stayed mapped for the next: a worker that had processed a few
     large ledgers idled at 270-420 MiB of the 512 MiB a hostile file may use. A fixed mmap
-    threshold and two arenas keep those pages returned (the 300,000-account hostile file
-    peaked at 431 MiB instead of 596). To be called before the process starts its threads.
-    True when glibc took both settings (False elsewhere: other allocators behave otherwise)."""
+    threshold (which also keeps the trim threshold at its default, so freed memory at the top
+    of an arena goes back) and two arenas keep those pages returned (the 300,000-account
+    hostile file peaked at 431 MiB instead of 596). To be called before the process starts its
+    threads. True when glibc took both settings (False elsewhere: other allocators behave
+    otherwise)."""
     if _LIBC is None:
         return False
     limited = _LIBC.mallopt(_M_ARENA_MAX, arenas) == 1
