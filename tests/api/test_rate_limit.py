@@ -254,18 +254,28 @@ async def test_probes_and_metrics_are_never_limited(settings: Settings, redis_pr
 # --- Redis: script cache and outage ------------------------------------------------------------
 
 
-async def test_a_batch_counts_in_order_and_survives_a_flushed_script_cache(
-    app: FastAPI, redis_prefix: str
+async def test_a_batch_counts_in_order_and_survives_a_forgotten_script(
+    app: FastAPI, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     redis = app_state(app).resources.redis
-    await redis.script_flush()
+    real_sha, real_call, sent = rate_limit.SCRIPT_SHA, rate_limit._call, []
+
+    async def recorded(connection: Any, *command: Any) -> Any:
+        sent.append(command[0])
+        return await real_call(connection, *command)
+
+    monkeypatch.setattr(rate_limit, "_call", recorded)
+    # As if Redis had forgotten the script (a restart, SCRIPT FLUSH), without flushing the
+    # script cache of a Redis others may share: its SHA is one Redis never saw.
+    monkeypatch.setattr(rate_limit, "SCRIPT_SHA", secrets.token_hex(20))
     policy = RatePolicy(2, 60)
     same = [window_check(f"{redis_prefix}:batch", "read", policy, "key:a") for _ in range(3)]
     other = window_check(f"{redis_prefix}:batch", "read", policy, "key:b")
     connection = await redis.connection_pool.get_connection()
     try:
         decisions = await check_all(connection, [*same, other])  # NOSCRIPT → EVAL
-        (again,) = await check_all(connection, [other])  # the script is cached now: EVALSHA
+        monkeypatch.setattr(rate_limit, "SCRIPT_SHA", real_sha)
+        (again,) = await check_all(connection, [other])  # EVAL cached it: EVALSHA
     finally:
         await redis.connection_pool.release(connection)
     assert [(d.admitted, d.remaining) for d in decisions] == [
@@ -276,6 +286,7 @@ async def test_a_batch_counts_in_order_and_survives_a_flushed_script_cache(
     ]
     assert 59 <= decisions[2].reset_seconds <= 60
     assert (again.admitted, again.remaining) == (True, 0)
+    assert sent == ["EVALSHA", "EVAL", "EVALSHA"]
 
 
 async def test_checks_queued_while_a_script_call_is_in_flight_go_together_in_the_next(

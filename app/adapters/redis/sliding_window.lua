@@ -2,7 +2,7 @@
 -- WINDOW microseconds. One sorted set per subject holds the admitted requests, scored by
 -- Redis's own clock (TIME), so every replica measures against the same clock.
 --
--- One call checks a batch of requests (those that arrived during one event-loop tick), one
+-- One call checks a batch of requests (those that arrived while the previous call ran), one
 -- per KEY, in order: two requests of one subject in a batch count as two, as if sent apart.
 -- KEYS[i]          the i-th request's subject's sorted set
 -- ARGV[3i-2]       its LIMIT (requests)
