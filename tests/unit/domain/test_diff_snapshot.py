@@ -163,14 +163,14 @@ class TestSnapshot:
         assert "content_hash" not in unhashed
         # An iteration's own document is hashed once, by reviewed(), every incidence open.
         doc = reviewed(unhashed, {})
-        assert set(doc) == {
+        assert list(doc) == [
             "closing_id",
             "iteration",
-            "content_hash",
             "computed_at",
             "statistics",
             "incidences",
-        }
+            "content_hash",  # added last, by reviewed()
+        ]
         assert doc["computed_at"] == "2026-11-01T12:00:00+00:00"
         assert doc["content_hash"] == content_hash("c-1", 4, doc["statistics"], doc["incidences"])
         later = unhashed_snapshot("c-1", 4, _statistics(), [inc("A:1")], at + dt.timedelta(hours=1))
