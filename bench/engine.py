@@ -53,13 +53,15 @@ def _accounts(rng: random.Random) -> list[tuple[str, str]]:
     return [(code, f"Cuenta {code} {rng.choice(WORDS)}") for code in codes]
 
 
-def generate(path: Path, rows: int, seed: int = 7) -> None:
-    """Write a realistic ledger of about `rows` movements."""
+def generate(path: Path, rows: int, seed: int = 7, crlf: bool = False) -> None:
+    """Write a realistic ledger of about `rows` movements, its lines ended by `\\n` (or
+    `\\r\\n`, as Windows programs write them)."""
     rng = random.Random(seed)
     accounts = _accounts(rng)
     written = 0
     voucher = 0
-    with path.open("w", encoding="utf-8", newline="") as out:
+    # Text mode writes each "\n" as the newline asked for ("" writes it as it is).
+    with path.open("w", encoding="utf-8", newline="\r\n" if crlf else "") as out:
         out.write(HEADER)
         block: list[str] = []
         while written < rows:

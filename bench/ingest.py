@@ -11,7 +11,7 @@ while they arrive, and through a second one, sharing the worker, whose uploads a
 their iteration once accepted (PARSE_WHILE_UPLOADING=false): the ratio of the two is what
 parsing while uploading saves.
 
-Usage: .venv/bin/python bench/ingest.py [--rows 1000000] [--runs 3]
+Usage: .venv/bin/python bench/ingest.py [--rows 1000000] [--runs 3] [--crlf]
 Servers: DATABASE_URL / REDIS_URL when set (a fresh database is created on that server and
 dropped afterwards), else embedded ones in a temporary DATA_DIR.
 """
@@ -143,6 +143,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--poll", type=float, default=0.01)
+    parser.add_argument("--crlf", action="store_true", help="lines end in \\r\\n (Windows)")
     args = parser.parse_args()
 
     with ExitStack() as stack:
@@ -152,7 +153,7 @@ def main() -> None:
 
         ledger = tmp / "ledger.csv"
         print(f"generating {args.rows:,} movements …", flush=True)
-        generate(ledger, args.rows)
+        generate(ledger, args.rows, crlf=args.crlf)
         size_mib = ledger.stat().st_size / 2**20
         key = "li_bench_" + secrets.token_urlsafe(24)
         settings = {
@@ -180,7 +181,8 @@ def main() -> None:
         http = apis["while uploading"]
         client_id = http.post("/api/v1/clients", json={"name": f"bench {RUN}"}).json()["id"]
 
-        print(f"file: {args.rows:,} movements, {size_mib:.1f} MiB")
+        line_ends = "\\r\\n" if args.crlf else "\\n"
+        print(f"file: {args.rows:,} movements, {size_mib:.1f} MiB, lines ended by {line_ends}")
         ingests: dict[str, list[float]] = {mode: [] for mode in apis}
         copies, peaks, movements = [], [], 0
         for run in range(args.runs):

@@ -23,6 +23,7 @@ from app.domain.ledger.records import (
     RecordTooLong,
     UnclosedQuote,
     first_record_end,
+    line_ends,
 )
 from app.domain.ledger.sniff import UTF8_BOM, ZIP_MAGIC, detect_delimiter, detect_kind
 from app.domain.ledger.workbook import Workbook
@@ -103,13 +104,13 @@ class ReceivedBytes:
             width = delimiters.size + 1
             if width > MAX_COLUMNS:
                 raise PayloadTooLarge(f"The header has {width} columns, more than {MAX_COLUMNS}")
-        self._lines_before += _line_ends(records.data)
+        self._lines_before += line_ends(records.data)
 
     def _line_at(self, offset: int) -> int:
         """The line (1-based, as a text editor counts) of a stream offset in the held bytes."""
         assert self._splitter is not None
         before = self._splitter.held()[: offset - self._splitter.offset]
-        return self._lines_before + _line_ends(before) + 1
+        return self._lines_before + line_ends(before) + 1
 
 
 def check_upload(path: Path, filename: str | None, seen: ReceivedBytes, limit: int) -> None:
@@ -126,13 +127,6 @@ def check_upload(path: Path, filename: str | None, seen: ReceivedBytes, limit: i
             f"Expected a CSV (text) or XLSX ledger: byte {seen.first_nul} is NUL, binary content"
         )
     seen.finish()
-
-
-def _line_ends(data: bytes | bytearray) -> int:
-    """Line ends as a text editor counts them (\\n, \\r\\n or a lone \\r, in quotes too)."""
-    if data.find(b"\r") < 0:
-        return data.count(b"\n")
-    return data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n")
 
 
 def _looks_utf16(head: bytes) -> bool:

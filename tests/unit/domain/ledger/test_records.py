@@ -17,9 +17,10 @@ from hypothesis import strategies as st
 
 from app.domain.errors import MalformedLedger
 from app.domain.ledger import csv as ledger_csv
+from app.domain.ledger import records as ledger_records
 from app.domain.ledger.csv import EXTRA_FIELDS, RowCounts, iter_csv_frames
 from app.domain.ledger.format import FIELDS, AmountMode, ColumnRef, LedgerLayout
-from app.domain.ledger.records import RecordSplitter, RecordTooLong, UnclosedQuote
+from app.domain.ledger.records import RecordSplitter, RecordTooLong, UnclosedQuote, line_ends
 
 # A header of every field: all columns are mapped, so every value can be compared.
 WIDTH = 5
@@ -139,15 +140,26 @@ def test_reader_matches_the_csv_module(
 @given(
     records=st.lists(st.tuples(record, ending), min_size=1, max_size=15),
     cuts=st.lists(st.integers(min_value=1, max_value=9), min_size=1, max_size=50),
+    window=st.sampled_from([1, 2, 5, 1024 * 1024]),
 )
 def test_splitter_cuts_only_between_records(
-    records: list[tuple[list[str], str]], cuts: list[int]
+    records: list[tuple[list[str], str]], cuts: list[int], window: int
 ) -> None:
     """Bytes pushed a few at a time come out as whole records: the csv module reads each piece
-    as it reads the whole."""
+    as it reads the whole (buffers scanned in windows of a few bytes too)."""
     data = _text(records, ",", last_ending=True).encode()
     if _ends_inside_quotes(data.decode(), ","):
         return
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ledger_records, "_WINDOW", window)
+        pieces = _split(data, cuts)
+    whole = list(csv.reader(io.StringIO(data.decode(), newline="")))
+    cut = [r for p in pieces for r in csv.reader(io.StringIO(p.decode(), newline=""))]
+    assert cut == whole
+
+
+def _split(data: bytes, cuts: list[int]) -> list[bytes]:
+    """The records' pieces of `data` pushed `cuts` bytes at a time."""
     splitter = RecordSplitter(",")
     pieces, offset, n = [], 0, 0
     while offset < len(data):
@@ -158,9 +170,23 @@ def test_splitter_cuts_only_between_records(
         offset += step
     if (last := splitter.finish()) is not None:
         pieces.append(last.data)
-    whole = list(csv.reader(io.StringIO(data.decode(), newline="")))
-    cut = [r for p in pieces for r in csv.reader(io.StringIO(p.decode(), newline=""))]
-    assert cut == whole
+    return pieces
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.text(alphabet='a\r\n"', max_size=40),
+    window=st.integers(min_value=1, max_value=8),
+)
+def test_line_ends_count_as_a_text_editor(text: str, window: int) -> None:
+    """`\\n`, `\\r\\n` and a lone `\\r` each end one line, also when a `\\r\\n` straddles two
+    of the windows the buffer is counted in."""
+    data = text.encode()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ledger_records, "_WINDOW", window)
+        counted = line_ends(data), line_ends(bytearray(data))
+    expected = data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n")
+    assert counted == (expected, expected)
 
 
 @pytest.mark.parametrize(
