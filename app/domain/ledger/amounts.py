@@ -21,7 +21,7 @@ DECIMAL_SEPARATORS: tuple[str, ...] = (".", ",")
 # included) and currency signs and codes.
 _NOISE = r"(?i)\s|US\$|\$|€|CLP|USD|EUR"
 # After the noise: an optional "(", a sign, the number, a trailing "-" and ")".
-_SHAPE = r"^(\()?([+-])?([\d.,]*)(-)?(\))?$"
+_SHAPE = r"^(?<opened>\()?(?<sign>[+-])?(?<number>[\d.,]*)(?<trailing>-)?(?<closed>\))?$"
 # Evidence of the decimal separator in the number part (digits and separators only): the last
 # of two different separators is the decimal one; a separator that appears twice, or once
 # without the 1-3 digits + 3 digits of a thousands group around it, says which is which.
@@ -37,6 +37,18 @@ _GROUP = r"^[1-9]\d{0,2}[.,]\d{3}$"  # 1.234 or 1,234: either reading fits
 def plain_pattern(separator: str) -> str:
     """The common spelling (optional `-`, digits, separator, digits), cast without cleaning."""
     return rf"^-?\d{{1,{MAX_INTEGER_DIGITS}}}(\{separator}\d{{1,{AMOUNT_SCALE}}})?$"
+
+
+def _grouped_pattern(separator: str) -> str:
+    """The spelling with thousands in groups of three (`1.234.567,89` when the separator is
+    `,`), cast once the thousands separators are removed. At most 18 integer digits."""
+    thousands = _thousands(separator)
+    groups = (MAX_INTEGER_DIGITS - 3) // 3
+    return rf"^-?\d{{1,3}}(\{thousands}\d{{3}}){{1,{groups}}}(\{separator}\d{{1,{AMOUNT_SCALE}}})?$"
+
+
+def _thousands(separator: str) -> str:
+    return "," if separator == "." else "."
 
 
 def parse_amounts(text: pl.Series, separator: str) -> pl.Series:
@@ -55,21 +67,41 @@ def parse_amounts(text: pl.Series, separator: str) -> pl.Series:
     ).to_series()
     rest = frame.with_row_index("_row").filter(pl.col("text").is_not_null() & ~pl.col("plain"))
     if rest.height:
-        slow = rest.select(_general_amount(pl.col("text"), separator)).to_series()
-        parsed = parsed.scatter(rest["_row"], slow)
+        # Next: thousands in groups, the spelling of most exports from Spanish-speaking
+        # countries (every value of such a file), cast as fast as the plain ones.
+        grouped = rest["text"].str.contains(_grouped_pattern(separator))
+        fast, slow = rest.filter(grouped), rest.filter(~grouped)
+        if fast.height:
+            ungrouped = fast["text"].str.replace_all(_thousands(separator), "", literal=True)
+            if separator != ".":
+                ungrouped = ungrouped.str.replace(separator, ".", literal=True)
+            parsed = parsed.scatter(fast["_row"], ungrouped.cast(AMOUNT_DTYPE, strict=False))
+        if slow.height:
+            parsed = parsed.scatter(slow["_row"], _general_amounts(slow["text"], separator))
     return parsed
 
 
-def _general_amount(raw: pl.Expr, separator: str) -> pl.Expr:
-    """Amount with noise, a sign (leading or trailing `-`, parentheses) and thousands
+def _general_amounts(texts: pl.Series, separator: str) -> pl.Series:
+    """Amounts with noise, a sign (leading or trailing `-`, parentheses) and thousands
     separators (only before the decimal one); a lone `-` is 0; null when not a number."""
-    thousands = "," if separator == "." else "."
-    parts = raw.str.replace_all(_NOISE, "").str.extract_groups(_SHAPE)
-    opened, sign, number, trailing, closed = (parts.struct.field(str(n)) for n in range(1, 6))
-    split = number.str.extract_groups(rf"^([\d{thousands}]*)(?:\{separator}(\d*))?$")
-    integer = split.struct.field("1").str.replace_all(thousands, "", literal=True)
-    fraction = split.struct.field("2").fill_null("")
-    whole = integer.str.strip_chars_start("0")
+    thousands = _thousands(separator)
+    split = rf"^(?<integer>[\d{thousands}]*)(?:\{separator}(?<fraction>\d*))?$"
+    # Each part is a column of its own, computed once: an expression naming a field of an
+    # extracted struct extracts it again each time (30x slower on a million amounts).
+    parts = (
+        texts.to_frame("text")
+        .select(pl.col("text").str.replace_all(_NOISE, "").str.extract_groups(_SHAPE).alias("p"))
+        .unnest("p")
+        .with_columns(pl.col("number").str.extract_groups(split).alias("split"))
+        .unnest("split")
+        .with_columns(
+            pl.col("integer").str.replace_all(thousands, "", literal=True),
+            pl.col("fraction").fill_null(""),
+        )
+        .with_columns(whole=pl.col("integer").str.strip_chars_start("0"))
+    )
+    columns = ("opened", "sign", "number", "trailing", "closed", "integer", "fraction", "whole")
+    opened, sign, number, trailing, closed, integer, fraction, whole = map(pl.col, columns)
     signs = (
         opened.is_not_null().cast(pl.Int8)
         + sign.is_not_null().cast(pl.Int8)
@@ -95,12 +127,12 @@ def _general_amount(raw: pl.Expr, separator: str) -> pl.Expr:
     )
     # A lone "-" (spreadsheet accounting format, also as "$ -") is zero.
     dash = shaped & (number == "") & opened.is_null() & ((sign == "-") ^ trailing.is_not_null())
-    return (
+    return parts.select(
         pl.when(dash)
         .then(pl.lit(0, AMOUNT_DTYPE))
         .when(well_formed)
         .then(canonical.cast(AMOUNT_DTYPE, strict=False))
-    )
+    ).to_series()
 
 
 @dataclass
