@@ -7,7 +7,7 @@ quoting (fields.py). Polars keeps blank lines as all-null rows, so the n-th row 
 its n-th record: `line` is exact, quoted newlines included.
 
 Frames hold `line` (Int32), one text column per resolved field, and `_fields` (Int32, the
-row's field count when it has text beyond the header's width, else null). Blank rows are
+row's field count when it has more fields than the header, else null). Blank rows are
 dropped here and counted.
 """
 
@@ -47,10 +47,12 @@ EXTRA_FIELDS = "_fields"
 
 @dataclass
 class RowCounts:
-    """Data rows seen (the header excluded, blank rows included) and blank rows dropped."""
+    """Data rows seen (the header excluded, blank rows included) and blank rows dropped; and
+    the encoding the rows turned out to be in, when it is not the one the head showed."""
 
     read: int = 0
     blank: int = 0
+    encoding: str | None = None
 
 
 def iter_csv_frames(
@@ -73,6 +75,7 @@ def iter_csv_frames(
             records = splitter.push(data) if data else splitter.finish()
             if records is not None:
                 raw, blank = piece.read(records)
+                counts.encoding = piece.fallback_encoding
                 yield from _data_rows(raw, blank, records_before, batch_rows, counts)
                 records_before += raw.height
                 # Later chunks cover about CHUNK_ROWS records, whatever the row width.
@@ -92,7 +95,7 @@ def first_record_fields(records: Records, delimiter: str, encoding: str) -> list
     size limit (128 KiB)."""
     end = first_record_end(records.data, records.runs)
     first = records.data[:end]
-    standard = _as_utf8(
+    standard, _ = _as_utf8(
         fields.standard_quoting(first, records.runs.head(end), ord(delimiter)) or first, encoding
     )
     try:
@@ -138,6 +141,8 @@ class _PieceReader:
         account = layout.column("account_code")
         assert account is not None
         self.account = f"c{account.index}"
+        # "cp1252" once a piece of a file whose head read as UTF-8 (ASCII, often) is not.
+        self.fallback_encoding: str | None = None
 
     def read(self, records: Records) -> tuple[pl.DataFrame, np.ndarray]:
         """The piece's rows (mapped fields and EXTRA_FIELDS) and which of them are blank."""
@@ -145,8 +150,12 @@ class _PieceReader:
         if (nul := data.find(b"\x00")) >= 0:  # refused at upload too: text has none
             raise MalformedLedger(f"Byte {records.offset + nul} of the file is NUL: not text")
         standard = fields.standard_quoting(data, runs, ord(self.delimiter)) or data
-        text = _as_utf8(standard, self.encoding)
-        if self.width <= WHOLE_ROW_COLUMNS:
+        text, encoding = _as_utf8(standard, self.encoding)
+        if encoding != self.encoding:
+            self.fallback_encoding = encoding
+        # Polars reads a delimiter that ends the file (its last line without a line end) as
+        # nothing, not as one more field: such a piece has its fields counted.
+        if self.width <= WHOLE_ROW_COLUMNS and not text.endswith(self.delimiter.encode()):
             try:
                 frame = self._polars(text, whole=True)
             except pl.exceptions.ComputeError:
@@ -170,16 +179,9 @@ class _PieceReader:
         delimiters = fields.delimiters_before(data, runs, ord(self.delimiter))
         first = np.searchsorted(delimiters, starts)
         count = np.searchsorted(delimiters, ends) - first + 1
-        extra = np.zeros(frame.height, dtype=np.int64)
-        long_rows = np.flatnonzero(count > self.width)
-        if long_rows.size:
-            # Fields past the header's width matter only when one holds text (a trailing
-            # delimiter on every data row, but not on the header, cuts nothing).
-            beyond = delimiters[first[long_rows] + self.width - 1] + 1
-            text_beyond = fields.has_text(
-                data, beyond, ends[long_rows], self.delimiter, self.encoding
-            )
-            extra[long_rows[text_beyond]] = count[long_rows[text_beyond]]
+        # More fields than the header is ROW_INVALID even when the extra ones are empty (a
+        # trailing delimiter): SPEC §3 refuses any such row rather than cut it.
+        extra = np.where(count > self.width, count, 0)
         blank = self._blank_rows(frame, frame.columns)
         suspects = np.flatnonzero(blank)
         if suspects.size:  # blank in the mapped columns: the others may hold text
@@ -230,14 +232,15 @@ class _PieceReader:
         return blank
 
 
-def _as_utf8(body: bytes, encoding: str) -> bytes:
+def _as_utf8(body: bytes, encoding: str) -> tuple[bytes, str]:
+    """The text in UTF-8, and the encoding it was read in."""
     if encoding == "cp1252":
-        return body.decode("cp1252", errors="replace").encode("utf-8")
+        return body.decode("cp1252", errors="replace").encode("utf-8"), encoding
     if body.isascii():  # most ledgers, checked ten times faster than by decoding
-        return body
+        return body, encoding
     try:
         body.decode("utf-8")
     except UnicodeDecodeError:
         # Files whose sampled head was ASCII may still be Windows-1252 further down.
-        return body.decode("cp1252", errors="replace").encode("utf-8")
-    return body
+        return body.decode("cp1252", errors="replace").encode("utf-8"), "cp1252"
+    return body, encoding

@@ -58,6 +58,7 @@ class ReadReport:
     blank_rows_skipped: int = 0
     decimal_separator: str | None = None
     decimal_separator_detected: bool = False
+    encoding: str | None = None  # when the rows showed another than the head (see RowCounts)
     _evidence: SeparatorEvidence = field(default_factory=SeparatorEvidence)
 
 
@@ -85,9 +86,9 @@ def iter_movement_batches(
     # Reading runs one batch ahead in a thread while this one types the previous batch.
     for raw in prefetched(frames, stop=stop):
         separator = _separator(raw, layout, report)
-        report.rows_read, report.blank_rows_skipped = counts.read, counts.blank
+        _count(report, counts)
         yield parse_movements(raw, layout, separator)
-    report.rows_read, report.blank_rows_skipped = counts.read, counts.blank
+    _count(report, counts)
     if report.decimal_separator is None:
         report.decimal_separator = "."  # no evidence either way
 
@@ -114,13 +115,18 @@ def _separator(raw: pl.DataFrame, layout: LedgerLayout, report: ReadReport) -> s
     return decided
 
 
+def _count(report: ReadReport, counts: RowCounts) -> None:
+    report.rows_read, report.blank_rows_skipped = counts.read, counts.blank
+    report.encoding = counts.encoding
+
+
 def parse_record(layout: LedgerLayout, report: ReadReport | None) -> dict[str, Any]:
     """The iteration's `parse` (SPEC §3): what the upload showed, and once the worker has read
     the file, its rows and the decimal separator it used (null until then)."""
     given = layout.decimal_separator is not None and not layout.decimal_separator_detected
     return {
         "kind": layout.kind,
-        "encoding": layout.encoding,
+        "encoding": (report.encoding if report is not None else None) or layout.encoding,
         "delimiter": layout.delimiter,
         "decimal_separator": (
             report.decimal_separator if report is not None else layout.decimal_separator

@@ -11,7 +11,7 @@ import pytest
 from app.domain.ledger.format import LedgerOptions
 from app.domain.ledger.inspect import inspect_ledger
 from app.domain.ledger.parse import AMOUNT_DTYPE, MOVEMENT_SCHEMA
-from app.domain.ledger.reader import iter_movement_batches
+from app.domain.ledger.reader import ReadReport, iter_movement_batches, parse_record
 from tests.unit.domain.helpers import parse_text, read, write
 
 D = Decimal
@@ -66,11 +66,12 @@ class TestLines:
     def test_short_and_long_rows(self, tmp_path: Path) -> None:
         text = HEAD + "1,2026-10-01,1,5\n2,2026-10-01,1,,5,extra\n3,2026-10-01,1,,5,\n"
         frame = parse_text(tmp_path, text)
-        # Missing trailing fields are empty; a field past the header's width is refused when
-        # it holds text (an empty one cuts nothing).
+        # Missing trailing fields are empty; a field past the header's width is refused, even
+        # an empty one (a trailing delimiter): SPEC §3 never cuts a row.
         assert frame["credit"].to_list() == [D(0), D(5), D(5)]
-        assert frame["invalid_field"].to_list() == [None, "fields", None]
+        assert frame["invalid_field"].to_list() == [None, "fields", "fields"]
         assert frame["invalid_reason"][1] == "the row has 6 fields, the header 5"
+        assert frame["invalid_reason"][2] == "the row has 6 fields, the header 5"
 
 
 class TestDates:
@@ -225,6 +226,11 @@ class TestText:
         text += "1;01/10/2026;1;5;;señal\n"
         frame = parse_text(tmp_path, text, encoding="cp1252")
         assert frame["description"][-1] == "señal"
+        path = write(tmp_path, text, encoding="cp1252")
+        layout, report = inspect_ledger(path), ReadReport()
+        assert all(batch.height for batch in iter_movement_batches(path, layout, report=report))
+        # The iteration's `parse` says how the file was read: not as the head showed.
+        assert (layout.encoding, parse_record(layout, report)["encoding"]) == ("utf-8", "cp1252")
 
     def test_utf8_bom(self, tmp_path: Path) -> None:
         frame = parse_text(tmp_path, "\ufeff" + HEAD + "1,2026-10-01,1,5,\n")

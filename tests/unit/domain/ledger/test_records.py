@@ -69,7 +69,7 @@ def _expected(text: str, delimiter: str, mapped: int = WIDTH) -> tuple[list[tupl
             blank += 1
             continue
         cells = [(values[i] if i < len(values) else "") or None for i in range(mapped)]
-        extra = len(values) if any(v.strip() for v in values[WIDTH:]) else None
+        extra = len(values) if len(values) > WIDTH else None  # empty extra fields too
         rows.append((line, *cells, extra))
     return rows, len(records) - 1, blank
 
