@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 import re
 from collections.abc import Mapping
@@ -51,14 +52,15 @@ class ReferenceData:
             raise ValueError(f"period must be YYYY-MM, got {self.period!r}")
         year, month = int(match[1]), int(match[2])
         start = dt.date(year, month, 1)
-        next_month = dt.date(year + month // 12, month % 12 + 1, 1)
+        # The month's last day, without stepping into the next month (past 9999-12).
+        end = dt.date(year, month, calendar.monthrange(year, month)[1])
         # Keys are normalised once here so that rules can compare raw movement values.
         accounts = {account_key(k): v for k, v in self.accounts.items()}
         doc_types = {document_type_key(k): v for k, v in self.document_types.items()}
         object.__setattr__(self, "accounts", MappingProxyType(accounts))
         object.__setattr__(self, "document_types", MappingProxyType(doc_types))
         object.__setattr__(self, "period_start", start)
-        object.__setattr__(self, "period_end", next_month - dt.timedelta(days=1))
+        object.__setattr__(self, "period_end", end)
 
     def unclassified_codes(self) -> list[str]:
         """Chart codes with an empty classification."""

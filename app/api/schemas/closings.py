@@ -12,7 +12,8 @@ from pydantic import BaseModel, Field, StrictBool, field_validator
 from app.api.schemas import StrictModel
 
 # ASCII digits only: `\d` would also take other scripts' digits.
-_PERIOD = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
+# Years 0001 to 9999 (a date has no year 0), months 01 to 12.
+_PERIOD = re.compile(r"([1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])-(0[1-9]|1[0-2])")
 PERIOD_PATTERN = f"^{_PERIOD.pattern}$"
 
 
@@ -27,7 +28,9 @@ class ClosingIn(StrictModel):
     @classmethod
     def _valid_period(cls, value: str) -> str:
         if not _PERIOD.fullmatch(value):
-            raise ValueError(f"period must be YYYY-MM with a month 01..12, got {value!r}")
+            raise ValueError(
+                f"period must be YYYY-MM with a year 0001..9999 and a month 01..12, got {value!r}"
+            )
         return value
 
 

@@ -72,7 +72,9 @@ async def test_duplicate_period_is_a_conflict(client: AsyncClient, make_key: Key
     assert (await _open(client, key, other, "2026-03")).status_code == 201
 
 
-@pytest.mark.parametrize("period", ["2026-13", "2026-00", "2026-1", "26-10", "2026/10", "", "x"])
+@pytest.mark.parametrize(
+    "period", ["2026-13", "2026-00", "2026-1", "26-10", "2026/10", "", "x", "0000-01"]
+)
 async def test_bad_period(client: AsyncClient, make_key: KeyMaker, period: str) -> None:
     key = await make_key("analyst")
     client_id = await _new_client(client, key)

@@ -6,6 +6,9 @@ import datetime as dt
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
+from app.domain.reference import ReferenceData
 from tests.unit.domain.helpers import by_key, row, run
 
 D = Decimal
@@ -161,6 +164,18 @@ class TestPeriod:
         assert incidences["MOVEMENT_OUT_OF_PERIOD:2026-11"].movement_count == 1
         assert incidences["MOVEMENT_OUT_OF_PERIOD:2025-10"].movement_count == 1
         assert "MOVEMENT_OUT_OF_PERIOD:2026-10" not in incidences
+
+    @pytest.mark.parametrize(
+        ("period", "first", "last"),
+        [
+            ("2024-02", dt.date(2024, 2, 1), dt.date(2024, 2, 29)),
+            ("9999-12", dt.date(9999, 12, 1), dt.date(9999, 12, 31)),  # no next month to step to
+            ("0001-01", dt.date(1, 1, 1), dt.date(1, 1, 31)),
+        ],
+    )
+    def test_period_bounds(self, period: str, first: dt.date, last: dt.date) -> None:
+        reference = ReferenceData(accounts={}, document_types={}, period=period)
+        assert (reference.period_start, reference.period_end) == (first, last)
 
 
 class TestAmounts:
