@@ -61,10 +61,14 @@ async def load_reference(engine: AsyncEngine, closing_id: Any) -> ReferenceData:
 
 
 async def evaluate_iteration(
-    engine: AsyncEngine, claimed: Claim, loaded: LoadedMovements, max_incidences: int
+    engine: AsyncEngine,
+    claimed: Claim,
+    loaded: LoadedMovements,
+    reference: ReferenceData,
+    max_incidences: int,
 ) -> IterationResult:
-    """Run the rules and build the snapshot document with first_seen and the diff."""
-    reference = await load_reference(engine, claimed.closing_id)
+    """Run the rules against `reference` and build the snapshot document with first_seen and
+    the diff."""
     async with engine.connect() as conn:
         previous = await previous_result(conn, claimed.closing_id)
     evaluation: Evaluation = await asyncio.to_thread(

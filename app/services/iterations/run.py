@@ -20,7 +20,7 @@ from app.resources import Resources
 from app.services.iterations import claims
 from app.services.iterations import publish as snapshots
 from app.services.iterations.claims import MAX_ATTEMPTS, Abandoned, Busy, Claim, LeaseLost
-from app.services.iterations.evaluate import evaluate_iteration
+from app.services.iterations.evaluate import evaluate_iteration, load_reference
 from app.services.iterations.movements import load_movements
 from app.services.iterations.request import enqueue_by_id
 from app.services.snapshot_cache import writes as cache_writes
@@ -87,12 +87,15 @@ async def _hand_over(resources: Resources, closing_id: uuid.UUID) -> None:
 
 async def _process(resources: Resources, claimed: Claim) -> str:
     started = time.perf_counter()
+    # The reference data as it is when the run starts (SPEC §2): a change made while the ledger
+    # is parsed queues the next iteration, whose diff then shows what that change did.
+    reference = await load_reference(resources.engine, claimed.closing_id)
     with tempfile.TemporaryDirectory(prefix="ledger-iteration-") as tmp:
         loaded = await load_movements(resources.engine, claimed, Path(tmp))
         loaded_at = time.perf_counter()
         with gc_paused():  # thousands of incidences and their JSON shapes are built here
             result = await evaluate_iteration(
-                resources.engine, claimed, loaded, resources.settings.max_incidences
+                resources.engine, claimed, loaded, reference, resources.settings.max_incidences
             )
     evaluated_at = time.perf_counter()
     published = await snapshots.publish(
