@@ -71,7 +71,7 @@ async def list_audit_events(
 
 
 @router.get(
-    "/clients/{client_id}/accounts/{code}/history",
+    "/clients/{client_id}/accounts/{code:path}/history",
     response_model=AuditPage,
     response_model_exclude_unset=True,
     summary="Every change of one account of the chart, newest first",

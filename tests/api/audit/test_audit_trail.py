@@ -200,6 +200,24 @@ async def test_an_accounts_history_pages_newest_first(
     assert (await get_json(client, viewer, path, limit=10))["items"] == events
 
 
+async def test_the_history_of_an_account_whose_code_holds_a_slash(
+    client: AsyncClient, make_key: KeyMaker
+) -> None:
+    """Codes are free text: `10/20`, sent as `10%2F20` (or as it is), names one account."""
+    analyst = await make_key("analyst")
+    closing = await create_closing(client, analyst)
+    url = f"{API}/clients/{closing.client_id}/accounts"
+    rows = [{"code": "10/20", "name": "Caja"}, {"code": "20", "name": "Banco"}]
+    assert (await client.put(url, json=rows, headers=bearer(analyst))).status_code == 200
+    for code in ("10%2F20", "10/20"):
+        page = await get_json(
+            client, analyst, f"/clients/{closing.client_id}/accounts/{code}/history"
+        )
+        assert [(e["action"], e["resource"]["id"]) for e in page["items"]] == [
+            ("account.created", "10/20")
+        ]
+
+
 async def test_a_bulk_put_writes_its_audit_rows_in_one_statement(
     app: FastAPI, client: AsyncClient, make_key: KeyMaker
 ) -> None:
