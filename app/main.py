@@ -15,6 +15,7 @@ from app.adapters.cpu_pool import CpuPool
 from app.api.callers import KnownKeys, PrincipalCache
 from app.api.middleware.body_limit import BodyLimitMiddleware
 from app.api.middleware.compression import CompressionMiddleware
+from app.api.middleware.head import HeadAsGetMiddleware
 from app.api.middleware.metrics import MetricsMiddleware
 from app.api.middleware.rate_limit import RateLimitMiddleware
 from app.api.middleware.request_id import RequestIdMiddleware
@@ -123,6 +124,7 @@ def create_app(settings: Settings) -> FastAPI:
     api.include_router(audit.router)
     app.include_router(api)
     app.include_router(console.router)  # the web console at /ui (SPEC §11)
+    app.add_middleware(HeadAsGetMiddleware)  # wraps all the above: HEAD is a GET to them
     # Added last = outermost: every response (429s included) is counted and carries its id.
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
