@@ -216,9 +216,13 @@ class _Form:
                 raise HTTPException(400, f"Too many form fields (at most {MAX_FIELDS})")
             self._part.data = bytearray()
             return
-        if self._part.name != "file":
+        if self._part.name in FORM_FIELDS[1:]:
             raise InvalidInput(
                 "decimal_separator and column_map must be plain form fields, not files"
+            )
+        if self._part.name != "file":
+            raise InvalidInput(
+                f"Unknown file part {self._part.name!r}: the ledger goes in a part named `file`"
             )
         if self.spool is not None:
             raise HTTPException(400, "The multipart body has more than one `file` part")
@@ -234,7 +238,7 @@ class _Form:
             self._file_data.append(data[start:end])
             return
         if len(value) + end - start > MAX_FIELD_BYTES:
-            raise HTTPException(400, f"The form field {self._part.name!r} is over 1 MiB")
+            raise PayloadTooLarge(f"The form field {self._part.name!r} is over 1 MiB")
         value += data[start:end]
 
     def _end(self) -> None:

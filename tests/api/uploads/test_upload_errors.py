@@ -188,9 +188,27 @@ _FILE_HEAD = f'--{_B}\r\nContent-Disposition: form-data; name="file"; filename="
             f'--{_B}\r\nContent-Disposition: form-data; name="column_map"\r\n\r\n'.encode()
             + b"x" * (1024 * 1024 + 1)
             + f"\r\n--{_B}--\r\n".encode(),
-            400,
+            413,
             "over 1 MiB",
             id="huge-field",
+        ),
+        pytest.param(
+            f'--{_B}\r\nContent-Disposition: form-data; name="ledger"; filename="l.csv"\r\n'
+            "\r\n".encode()
+            + GOOD
+            + f"\r\n--{_B}--\r\n".encode(),
+            422,
+            "Unknown file part 'ledger': the ledger goes in a part named `file`",
+            id="file-under-another-name",
+        ),
+        pytest.param(
+            f'--{_B}\r\nContent-Disposition: form-data; name="column_map"; filename="m"\r\n'
+            "\r\n".encode()
+            + b"{}"
+            + f"\r\n--{_B}--\r\n".encode(),
+            422,
+            "must be plain form fields",
+            id="option-as-file",
         ),
         pytest.param(  # a part may not pile up headers (the parser allows 8 of 4 KiB)
             f'--{_B}\r\nContent-Disposition: form-data; name="file"; filename="l.csv"\r\n'.encode()
