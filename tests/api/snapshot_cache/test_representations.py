@@ -123,10 +123,23 @@ async def test_other_json_answers_are_compressed_for_clients_that_accept_it(
 ) -> None:
     key = await make_key("analyst")
     closing = await published(client, key, run_worker, ledger(400))
-    path = f"{API}/closings/{closing.id}/iterations/1"  # a diff listing 400 new keys
-    packed = await _raw(client, path, key, **GZIP)
-    plain = await _raw(client, path, key, **IDENTITY)
-    assert packed.headers["content-encoding"] == "gzip"
-    assert "content-encoding" not in plain.headers
-    assert gzip.decompress(packed.content) == plain.content
-    assert len(packed.content) < len(plain.content) // 3
+    for path, smaller in [
+        (f"{API}/closings/{closing.id}/iterations/1", 3),  # a diff listing 400 new keys
+        (f"{API}/closings/{closing.id}", 1),  # a few hundred bytes
+        ("/alive", 0),  # 18 bytes: compressed all the same, as SPEC §6 says of JSON answers
+    ]:
+        packed = await _raw(client, path, key, **GZIP)
+        plain = await _raw(client, path, key, **IDENTITY)
+        assert packed.headers["content-encoding"] == "gzip", path
+        assert "content-encoding" not in plain.headers
+        assert packed.headers["vary"] == plain.headers["vary"] == "Accept-Encoding"
+        assert gzip.decompress(packed.content) == plain.content
+        assert not smaller or len(packed.content) < len(plain.content) // smaller
+    # An answer without content stays without it.
+    etag = (await _raw(client, f"{API}/closings/{closing.id}/incidences", key, **GZIP)).headers
+    not_modified = await client.get(
+        f"{API}/closings/{closing.id}/incidences",
+        headers={**bearer(key), **GZIP, "If-None-Match": etag["etag"]},
+    )
+    assert (not_modified.status_code, not_modified.content) == (304, b"")
+    assert "content-encoding" not in not_modified.headers
