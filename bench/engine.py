@@ -12,6 +12,7 @@ Usage: .venv/bin/python bench/engine.py --rows 1000000 [--batch-rows 250000] [--
 from __future__ import annotations
 
 import argparse
+import csv
 import random
 import resource
 import sys
@@ -53,15 +54,13 @@ def _accounts(rng: random.Random) -> list[tuple[str, str]]:
     return [(code, f"Cuenta {code} {rng.choice(WORDS)}") for code in codes]
 
 
-def generate(path: Path, rows: int, seed: int = 7, crlf: bool = False) -> None:
-    """Write a realistic ledger of about `rows` movements, its lines ended by `\\n` (or
-    `\\r\\n`, as Windows programs write them)."""
+def generate(path: Path, rows: int, seed: int = 7) -> None:
+    """Write a realistic ledger of about `rows` movements."""
     rng = random.Random(seed)
     accounts = _accounts(rng)
     written = 0
     voucher = 0
-    # Text mode writes each "\n" as the newline asked for ("" writes it as it is).
-    with path.open("w", encoding="utf-8", newline="\r\n" if crlf else "") as out:
+    with path.open("w", encoding="utf-8", newline="") as out:
         out.write(HEADER)
         block: list[str] = []
         while written < rows:
@@ -109,6 +108,36 @@ def _line(date, voucher, code, name, doc, folio, gloss, debit, credit, rng) -> s
     cc = f"CC{rng.randrange(20):02d}"
     rut = f"{rng.randrange(10**6, 10**8)}-{rng.randrange(10)}"
     return f'{date},{voucher},{code},"{name}",{doc},{folio},{gloss},{d},{c},{cc},{rut}\n'
+
+
+# How other programs export the same ledger (see export_as).
+EXPORTS = ("plain", "crlf", "quoted", "spanish")
+
+
+def export_as(source: Path, export: str) -> tuple[Path, str]:
+    """The generated ledger as another program exports it, and its delimiter: `crlf` (Windows
+    line ends), `quoted` (every field quoted, CRLF), `spanish` (`;`, thousands dots, decimal
+    commas, CRLF); `plain` is the file as generated."""
+    if export == "plain":
+        return source, ","
+    target = source.with_name(f"{source.stem}-{export}.csv")
+    delimiter = ";" if export == "spanish" else ","
+    quoting = csv.QUOTE_ALL if export == "quoted" else csv.QUOTE_MINIMAL
+    with source.open(newline="", encoding="utf-8") as fh, target.open("w", newline="") as out:
+        writer = csv.writer(out, delimiter=delimiter, quoting=quoting, lineterminator="\r\n")
+        for number, row in enumerate(csv.reader(fh)):
+            if export == "spanish" and number:
+                row[7:9] = (_spanish_amount(value) for value in row[7:9])
+            writer.writerow(row)
+    return target, delimiter
+
+
+def _spanish_amount(value: str) -> str:
+    """1234567.89 as 1.234.567,89 (bad amounts left as they are)."""
+    whole, dot, cents = value.partition(".")
+    if not (whole.isdigit() and dot and cents.isdigit()):
+        return value
+    return f"{int(whole):,}".replace(",", ".") + "," + cents
 
 
 def reference(path: Path) -> ReferenceData:

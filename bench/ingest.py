@@ -11,7 +11,12 @@ while they arrive, and through a second one, sharing the worker, whose uploads a
 their iteration once accepted (PARSE_WHILE_UPLOADING=false): the ratio of the two is what
 parsing while uploading saves.
 
-Usage: .venv/bin/python bench/ingest.py [--rows 1000000] [--runs 3] [--crlf]
+--export re-exports the generated file as another program would write it (Windows line ends,
+every field quoted, or Spanish-speaking countries' `;` and `1.234.567,89`): the COPY reads the
+same file.
+
+Usage: .venv/bin/python bench/ingest.py [--rows 1000000] [--runs 3]
+       [--export plain|crlf|quoted|spanish]
 Servers: DATABASE_URL / REDIS_URL when set (a fresh database is created on that server and
 dropped afterwards), else embedded ones in a temporary DATA_DIR.
 """
@@ -37,13 +42,13 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.engine import HEADER, generate
+from bench.engine import EXPORTS, HEADER, export_as, generate
 from bench.stack import CLI, admin_dsn, bench_stack, free_port, start_service, stop, wait_ready
 
 RUN = secrets.token_hex(3)
 
 
-async def _copy_once(dsn: str, path: Path) -> float:
+async def _copy_once(dsn: str, path: Path, delimiter: str) -> float:
     """One raw COPY of the file into a fresh unindexed text table."""
     columns = [c.strip() for c in HEADER.strip().split(",")]
     conn = await asyncpg.connect(dsn)
@@ -53,7 +58,9 @@ async def _copy_once(dsn: str, path: Path) -> float:
             f"CREATE TABLE bench_raw_copy ({', '.join(f'{c} text' for c in columns)})"
         )
         started = time.perf_counter()
-        await conn.copy_to_table("bench_raw_copy", source=path, format="csv", header=True)
+        await conn.copy_to_table(
+            "bench_raw_copy", source=path, format="csv", header=True, delimiter=delimiter
+        )
         elapsed = time.perf_counter() - started
         await conn.execute("DROP TABLE bench_raw_copy")
     finally:
@@ -143,7 +150,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--poll", type=float, default=0.01)
-    parser.add_argument("--crlf", action="store_true", help="lines end in \\r\\n (Windows)")
+    parser.add_argument(
+        "--export", choices=EXPORTS, default="plain", help="as another program exports it"
+    )
     args = parser.parse_args()
 
     with ExitStack() as stack:
@@ -151,9 +160,9 @@ def main() -> None:
         tmp, bench_url = bench.tmp, bench.database_url
         dsn = admin_dsn(bench_url)
 
-        ledger = tmp / "ledger.csv"
         print(f"generating {args.rows:,} movements …", flush=True)
-        generate(ledger, args.rows, crlf=args.crlf)
+        generate(tmp / "ledger.csv", args.rows)
+        ledger, delimiter = export_as(tmp / "ledger.csv", args.export)
         size_mib = ledger.stat().st_size / 2**20
         key = "li_bench_" + secrets.token_urlsafe(24)
         settings = {
@@ -181,12 +190,11 @@ def main() -> None:
         http = apis["while uploading"]
         client_id = http.post("/api/v1/clients", json={"name": f"bench {RUN}"}).json()["id"]
 
-        line_ends = "\\r\\n" if args.crlf else "\\n"
-        print(f"file: {args.rows:,} movements, {size_mib:.1f} MiB, lines ended by {line_ends}")
+        print(f"file: {args.rows:,} movements, {size_mib:.1f} MiB, exported {args.export!r}")
         ingests: dict[str, list[float]] = {mode: [] for mode in apis}
         copies, peaks, movements = [], [], 0
         for run in range(args.runs):
-            copies.append(asyncio.run(_copy_once(dsn, ledger)))
+            copies.append(asyncio.run(_copy_once(dsn, ledger, delimiter)))
             # Alternated: neither mode always runs right after the COPY.
             order = list(apis) if run % 2 == 0 else list(reversed(apis))
             for at, mode in enumerate(order):

@@ -121,10 +121,13 @@ def scan(buf: Buffer, delimiter: int) -> QuoteRuns:
     if buf.find(b'"') < 0:
         return _NO_RUNS
     data = np.frombuffer(buf, dtype=np.uint8)
+    # Positions as 32-bit integers (half the memory traffic of numpy's default) when they fit:
+    # a file whose every field is quoted has some 20 quotes a row.
+    position = np.dtype(np.int32 if data.size < 2**31 else np.int64)
     # A window at a time: a comparison of the whole buffer would hold a byte per byte of it.
     quotes = np.concatenate(
         [
-            np.flatnonzero(data[at : at + _WINDOW] == QUOTE) + at
+            np.flatnonzero(data[at : at + _WINDOW] == QUOTE).astype(position) + at
             for at in range(0, data.size, _WINDOW)
         ]
     )
@@ -134,11 +137,10 @@ def scan(buf: Buffer, delimiter: int) -> QuoteRuns:
     odd = ((ends - starts) & 1).astype(bool)
     before = data[np.maximum(starts - 1, 0)]
     at_start = (starts == 0) | (before == delimiter) | (before == LF) | (before == CR)
-    toggles = np.cumsum(at_start & odd)
-    index = np.arange(starts.size)
-    last_reset = np.maximum.accumulate(np.where(~at_start & odd, index, -1))
-    since_reset = toggles - np.where(last_reset >= 0, toggles[np.maximum(last_reset, 0)], 0)
-    inside_after = (since_reset & 1).astype(bool)
+    toggles = np.cumsum(at_start & odd, dtype=position)
+    # The toggles counted at the last reset: counts only grow, so the largest at a reset so far.
+    at_reset = np.maximum.accumulate(np.where(~at_start & odd, toggles, 0))
+    inside_after = np.bitwise_and(toggles - at_reset, 1).astype(bool)
     inside_before = np.concatenate(([False], inside_after[:-1]))
     closes = ends[inside_before & ~inside_after]
     if inside_after[-1]:
