@@ -55,6 +55,8 @@ class CompressionMiddleware:
             begun, start = start, None
             body = message.get("body", b"")
             headers = MutableHeaders(raw=begun["headers"])
+            if "vary" not in headers:
+                headers["vary"] = "Accept-Encoding"
             if (
                 message["type"] != "http.response.body"
                 or message.get("more_body", False)
@@ -67,8 +69,6 @@ class CompressionMiddleware:
             packed = await _compress(body)
             headers["content-encoding"] = "gzip"
             headers["content-length"] = str(len(packed))
-            if "vary" not in headers:
-                headers["vary"] = "Accept-Encoding"
             await send(begun)
             await send({**message, "body": packed})
 

@@ -143,3 +143,4 @@ async def test_other_json_answers_are_compressed_for_clients_that_accept_it(
     )
     assert (not_modified.status_code, not_modified.content) == (304, b"")
     assert "content-encoding" not in not_modified.headers
+    assert not_modified.headers["vary"] == "Accept-Encoding"
