@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from app.domain.errors import InvalidInput
+from app.domain.ledger.records import scan
 from app.domain.ledger.sniff import detect_delimiter
 
 MAX_ITEMS = 20_000
@@ -114,6 +115,8 @@ class _Records:
         self._lines = lines
         self.record = 1  # the header is line 1
         self._chars = 0
+        self._current: list[str] = []  # the lines of the record being read
+        self.last: list[str] = []  # the lines of the record the reader returned last
 
     def __iter__(self) -> _Records:
         return self
@@ -122,6 +125,7 @@ class _Records:
         """The reader has returned the current record: count the next one's characters."""
         self.record += 1
         self._chars = 0
+        self.last, self._current = self._current, []
 
     def __next__(self) -> str:
         line = next(self._lines)
@@ -130,7 +134,18 @@ class _Records:
             raise InvalidInput(
                 f"line {self.record} of the CSV body is longer than {MAX_RECORD_CHARS} characters"
             )
+        self._current.append(line)
         return line
+
+
+def _refuse_unclosed_quote(record: list[str], delimiter: str, where: str) -> None:
+    """The csv module reads a quoted field never closed as the rest of the body: refused, as in a
+    ledger. Only the last record can hold one; it is at most MAX_RECORD_CHARS long."""
+    if scan("".join(record).encode(), ord(delimiter)).open_at_end:
+        raise InvalidInput(
+            f"{where} of the CSV body opens a quoted field that is never closed (its opening "
+            'double quote has no closing one). A quote inside a quoted field is doubled: "5"" PVC"'
+        )
 
 
 def _resolve_columns(
@@ -169,10 +184,12 @@ def parse_csv(
     first = next(lines, "")
     if not first.strip() and not any(line.strip() for line in lines):
         raise InvalidInput("The CSV body is empty: a header line is required")
-    reader = csv.reader(itertools.chain([first], lines), delimiter=detect_delimiter(first))
+    delimiter = detect_delimiter(first)
+    reader = csv.reader(itertools.chain([first], lines), delimiter=delimiter)
     entries: list[Entry] = []
     try:
         columns = _resolve_columns(next(reader), aliases, column_map or {})
+        where = "line 1"
         lines.next_record()
         for record in reader:
             where = f"line {lines.record}"
@@ -183,6 +200,7 @@ def parse_csv(
                 raise InvalidInput(_too_many(f"more than {MAX_ITEMS}"))
             values = {f: record[i].strip() if i < len(record) else "" for f, i in columns.items()}
             entries.append(Entry(where, values))
+        _refuse_unclosed_quote(lines.last, delimiter, where)
     except csv.Error as exc:
         raise InvalidInput(f"The CSV body cannot be read: {exc}") from None
     return entries

@@ -62,6 +62,27 @@ def test_blank_rows_are_skipped_but_keep_line_numbers() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        (b'code,name\n7,"abc\n', "line 2"),
+        (b'code,name\n7,ok\n8,"two\nlines\n', "line 3"),
+        (b'code,name,"note\n7,x\n', "line 1"),  # the header's own
+    ],
+)
+def test_a_quoted_field_never_closed_is_refused(body: bytes, where: str) -> None:
+    """As in a ledger: the csv module would read it as the rest of the body."""
+    with pytest.raises(InvalidInput) as caught:
+        parse_csv(body, ACCOUNT_ALIASES)
+    assert caught.value.detail.startswith(f"{where} of the CSV body opens a quoted field")
+
+
+def test_quotes_closed_or_ordinary_are_read() -> None:
+    body = b'code,name\n1,"Tubo ""5"" PVC"\n2,Tubo 5" PVC\n3,"two\nlines"\n'
+    entries = parse_csv(body, ACCOUNT_ALIASES)
+    assert [e.values["name"] for e in entries] == ['Tubo "5" PVC', 'Tubo 5" PVC', "two\nlines"]
+
+
 def test_missing_column_names_the_field_and_header() -> None:
     with pytest.raises(InvalidInput) as caught:
         parse_csv(b"account,type\n1000,Asset\n", ACCOUNT_ALIASES)
