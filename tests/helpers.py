@@ -96,6 +96,15 @@ async def get_json(client: AsyncClient, key: str, path: str, **params: Any) -> A
     return response.json()
 
 
+# Per-request headers that legitimately differ between two answers to the same request.
+VOLATILE_HEADERS = frozenset({"x-request-id", "x-ratelimit-remaining", "x-ratelimit-reset"})
+
+
+def stable_headers(response: Response) -> dict[str, str]:
+    """An answer's headers but the VOLATILE_HEADERS."""
+    return {k: v for k, v in response.headers.items() if k not in VOLATILE_HEADERS}
+
+
 def assert_problem(response: Response, status: int) -> dict[str, Any]:
     """An RFC 9457 problem+json answer of `status`; returns its body."""
     assert response.status_code == status, response.text

@@ -5,15 +5,12 @@ from __future__ import annotations
 from httpx import AsyncClient, Response
 
 from tests.conftest import KeyMaker, bearer
-from tests.helpers import API
+from tests.helpers import API, stable_headers
 from tests.integration.snapshot_cache.support import Worker, ledger, published
-
-# Per-request headers that legitimately differ between two answers.
-VOLATILE = {"x-request-id", "x-ratelimit-remaining", "x-ratelimit-reset", "date"}
 
 
 def _head_of(response: Response) -> tuple[int, dict[str, str]]:
-    return response.status_code, {k: v for k, v in response.headers.items() if k not in VOLATILE}
+    return response.status_code, stable_headers(response)
 
 
 async def test_head_is_the_get_without_its_content(

@@ -54,9 +54,7 @@ class CompressionMiddleware:
                 return
             begun, start = start, None
             body = message.get("body", b"")
-            headers = MutableHeaders(raw=begun["headers"])
-            if "vary" not in headers:
-                headers["vary"] = "Accept-Encoding"
+            headers = _with_vary(begun)
             if (
                 message["type"] != "http.response.body"
                 or message.get("more_body", False)
@@ -81,12 +79,19 @@ def _varying(send: Send) -> Send:
 
     async def varying(message: Message) -> None:
         if message["type"] == "http.response.start":
-            headers = MutableHeaders(raw=message["headers"])
-            if "vary" not in headers:
-                headers["vary"] = "Accept-Encoding"
+            _with_vary(message)
         await send(message)
 
     return varying
+
+
+def _with_vary(start: Message) -> MutableHeaders:
+    """The headers of an answer's start message, given `Vary: Accept-Encoding` unless they
+    have a Vary (the snapshot answers carry theirs)."""
+    headers = MutableHeaders(raw=start["headers"])
+    if "vary" not in headers:
+        headers["vary"] = "Accept-Encoding"
+    return headers
 
 
 async def _compress(body: bytes) -> bytes:

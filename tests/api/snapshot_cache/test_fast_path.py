@@ -13,16 +13,12 @@ from app.api.snapshot_view import parse_fast
 from app.api.state import app_state
 from app.domain.snapshot import SnapshotQuery
 from tests.conftest import KeyMaker, bearer
-from tests.helpers import API
+from tests.helpers import API, stable_headers
 from tests.integration.snapshot_cache.support import Worker, ledger, published
-
-# Per-request headers that legitimately differ between two answers.
-VOLATILE = {"x-request-id", "x-ratelimit-remaining", "x-ratelimit-reset"}
 
 
 def _shape(response: Response) -> tuple[int, bytes, dict[str, str]]:
-    headers = {k: v for k, v in response.headers.items() if k not in VOLATILE}
-    return response.status_code, response.content, headers
+    return response.status_code, response.content, stable_headers(response)
 
 
 @pytest.fixture
